@@ -1,0 +1,134 @@
+"""The aiohttp application: routes, the per-call log event, and the shared client session."""
+
+from __future__ import annotations
+
+import re
+import ssl
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from .config import Config
+from .errors import proxy_error
+from .observability import drop_none, get_logger
+from .proxy import CALL_RECORD, CallRecord, Forwarder
+from .signer import Signer
+
+CONFIG = web.AppKey("config", Config)
+FORWARDER = web.AppKey("forwarder", Forwarder)
+
+# A client's X-Request-ID is kept only when it is short and plain, so it is safe to log.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+# Bounded request line and headers: aiohttp answers 400 past these, before any handler runs.
+HANDLER_ARGS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(config: Config, signer: Signer) -> web.Application:
+    """Build the proxy application for `config`, signing with `signer`."""
+    app = web.Application(middlewares=[_call_middleware], handler_args=HANDLER_ARGS)
+    forwarder = Forwarder(config, signer)
+    app[CONFIG] = config
+    app[FORWARDER] = forwarder
+    app.on_response_prepare.append(_add_request_id)
+    app.cleanup_ctx.append(_client_session)
+    app.router.add_get("/healthz", _healthz, allow_head=True)
+    app.router.add_route("*", "/{tail:.*}", forwarder.handle)
+    return app
+
+
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    """One keep-alive ClientSession for the app's whole life."""
+    config = app[CONFIG]
+    # The system CA store; OpenSSL honours SSL_CERT_FILE and SSL_CERT_DIR here.
+    ssl_context = ssl.create_default_context()
+    connector = aiohttp.TCPConnector(ssl=ssl_context, limit=256, ttl_dns_cache=300)
+    session = aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=config.upstream.connect_timeout,
+            sock_read=config.upstream.timeout,
+        ),
+        # Bodies pass through as Kalshi sent them (gzip stays gzip).
+        auto_decompress=False,
+        # Cookies set by the upstream belong to the client that received them, not to
+        # every client of the proxy.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        # Send only the headers the client sent (plus User-Agent when it sent none).
+        skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
+        requote_redirect_url=False,
+    )
+    app[FORWARDER].session = session
+    yield
+    await session.close()
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+def _request_id(request: web.Request) -> str:
+    supplied = request.headers.get("X-Request-ID")
+    if supplied and _SAFE_REQUEST_ID.fullmatch(supplied):
+        return supplied
+    return uuid.uuid4().hex
+
+
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    record = request.get(CALL_RECORD)
+    if record is not None:
+        response.headers["X-Request-ID"] = record.request_id
+
+
+@web.middleware
+async def _call_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn aiohttp's own errors into the proxy's shape and log one event per call."""
+    record = CallRecord(request_id=_request_id(request))
+    request[CALL_RECORD] = record
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        code = "proxy_not_found" if exc.status == 404 else "proxy_http_error"
+        return proxy_error(exc.status, code, exc.reason, headers=_allow_header(exc))
+    finally:
+        _log_call(request, record, status)
+
+
+def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else None
+
+
+def _log_call(request: web.Request, record: CallRecord, status: int) -> None:
+    path, _, query = request.raw_path.partition("?")
+    fields = drop_none(
+        {
+            "request_id": record.request_id,
+            "client": request.remote,
+            "method": request.method,
+            "path": path,
+            "query": bool(query),
+            "status": status,
+            "bytes_in": record.bytes_in,
+            "bytes_out": record.bytes_out,
+            "total_ms": round((time.perf_counter() - record.started) * 1000, 3),
+            "upstream_ms": record.upstream_ms,
+            "error": record.error,
+        }
+    )
+    log = get_logger()
+    if status >= 500 or record.error:
+        log.warning("request", **fields)
+    else:
+        log.info("request", **fields)

@@ -1,0 +1,124 @@
+"""Command line: run, check, sandbox; exit 0 on a normal stop, 2 on a configuration error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .app import create_app
+from .config import Config, ConfigError, Overrides, load_config
+from .observability import SecretRedactor, configure_logging, get_logger
+from .server import start, wait_for_stop_signal
+from .signer import Signer, load_signer
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `signing-proxy` command."""
+    args = _parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        print(f"signing-proxy: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="signing-proxy",
+        description="Local reverse proxy that signs Kalshi Trade API v2 requests.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="sign and forward requests")
+    _add_config_flag(run)
+    run.add_argument("--host", help="address to listen on (listen.host)")
+    run.add_argument("--port", type=int, help="port to listen on (listen.port)")
+    run.add_argument("--env", choices=("demo", "production"), help="Kalshi environment")
+    run.add_argument("--upstream", help="upstream REST URL (upstream.rest_url)")
+    run.set_defaults(func=_run)
+
+    check = commands.add_parser("check", help="validate the configuration and key, then exit")
+    _add_config_flag(check)
+    check.set_defaults(func=_check)
+
+    sandbox = commands.add_parser(
+        "sandbox", help="offline: a throwaway key, a local Kalshi-like upstream, the proxy"
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="address of the proxy")
+    sandbox.add_argument("--port", type=int, default=8080, help="port of the proxy")
+    sandbox.set_defaults(func=_sandbox)
+    return parser
+
+
+def _add_config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML configuration (default: $SIGNING_PROXY_CONFIG)"
+    )
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, Signer]:
+    overrides = Overrides(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        environment=getattr(args, "env", None),
+        upstream=getattr(args, "upstream", None),
+    )
+    config = load_config(args.config, os.environ, overrides)
+    return config, load_signer(config.credentials)
+
+
+def _check(args: argparse.Namespace) -> int:
+    config, signer = _load(args)
+    info = signer.info
+    print(f"key:         {info.key_type} {info.key_size} bits")
+    print(f"fingerprint: {info.fingerprint}")
+    print(f"key id:      {signer.key_id}")
+    print(f"environment: {config.environment}")
+    print(f"rest url:    {config.upstream.rest_url}")
+    print(f"ws url:      {config.upstream.ws_url}")
+    print(f"listen:      {config.listen.host}:{config.listen.port}")
+    print("configuration OK")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    config, signer = _load(args)
+    redactor = SecretRedactor(config.secret_values())
+    configure_logging(config.logging, redactor)
+    asyncio.run(_serve(config, signer))
+    return EXIT_OK
+
+
+async def _serve(config: Config, signer: Signer) -> None:
+    served = await start(create_app(config, signer), config.listen.host, config.listen.port)
+    log = get_logger()
+    log.info(
+        "started",
+        listen=served.url,
+        upstream=config.upstream.rest_url,
+        environment=config.environment,
+        key_id=signer.key_id,
+        fingerprint=signer.info.fingerprint,
+    )
+    name = await wait_for_stop_signal()
+    log.info("stopping", signal=name)
+    await served.runner.cleanup()
+    log.info("stopped")
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from .sandbox_runner import run_sandbox  # the sandbox is not needed by `run`
+
+    return run_sandbox(args.host, args.port)

@@ -1,0 +1,463 @@
+"""Configuration: frozen dataclasses loaded from YAML, environment and flags, validated once."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+
+import yaml
+
+Environment = Literal["demo", "production"]
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+# Kalshi's recommended hosts (API_FACTS.md); the WebSocket host differs from the REST host.
+DEFAULT_REST_URLS: dict[str, str] = {
+    "demo": "https://external-api.demo.kalshi.co",
+    "production": "https://external-api.kalshi.com",
+}
+DEFAULT_WS_URLS: dict[str, str] = {
+    "demo": "wss://external-api-ws.demo.kalshi.co/trade-api/ws/v2",
+    "production": "wss://external-api-ws.kalshi.com/trade-api/ws/v2",
+}
+REST_PREFIX = "/trade-api/v2"
+WS_PATH = "/trade-api/ws/v2"
+MIN_TOKEN_LENGTH = 16
+
+
+class ConfigError(Exception):
+    """A configuration mistake; the message is one line that names the setting and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """Where signed requests go and how long to wait for them."""
+
+    rest_url: str
+    ws_url: str
+    connect_timeout: float = 5.0
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialsConfig:
+    """The Kalshi key id and where the private key comes from (never the key in a log)."""
+
+    api_key_id: str | None = None
+    private_key_file: str | None = None
+    # The PEM itself, from KALSHI_PRIVATE_KEY only: a key must never sit in a YAML file.
+    private_key_pem: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+    allow_insecure_key_file: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    """The address the proxy serves on."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    """One inbound bearer token; only its name is ever logged."""
+
+    name: str
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessConfig:
+    """Who may use the proxy and what they may send."""
+
+    tokens: tuple[TokenConfig, ...] = ()
+    read_only: bool = False
+    max_body_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """How events are rendered."""
+
+    format: LogFormat = "auto"
+    level: LogLevel = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole, validated configuration of one proxy."""
+
+    environment: Environment
+    upstream: UpstreamConfig
+    credentials: CredentialsConfig = CredentialsConfig()
+    listen: ListenConfig = ListenConfig()
+    access: AccessConfig = AccessConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret string this configuration holds, for log redaction."""
+        secrets = [t.token for t in self.access.tokens]
+        if self.credentials.passphrase:
+            secrets.append(self.credentials.passphrase)
+        return tuple(secrets)
+
+
+# The YAML schema: section -> key -> default. Unknown keys are errors.
+_SCHEMA: dict[str, dict[str, Any] | Any] = {
+    "environment": "demo",
+    "upstream": {"rest_url": None, "ws_url": None, "connect_timeout": 5, "timeout": 30},
+    "credentials": {
+        "api_key_id": None,
+        "private_key_file": None,
+        "allow_insecure_key_file": False,
+    },
+    "listen": {"host": "127.0.0.1", "port": 8080},
+    "access": {"tokens": [], "read_only": False, "max_body_bytes": 1024 * 1024},
+    "logging": {"format": "auto", "level": "info"},
+}
+
+# Environment variable -> dotted setting. An empty variable counts as unset.
+ENV_VARS: dict[str, str] = {
+    "KALSHI_ENV": "environment",
+    "KALSHI_API_KEY_ID": "credentials.api_key_id",
+    "KALSHI_PRIVATE_KEY_FILE": "credentials.private_key_file",
+    "SIGNING_PROXY_UPSTREAM": "upstream.rest_url",
+    "SIGNING_PROXY_HOST": "listen.host",
+    "SIGNING_PROXY_PORT": "listen.port",
+    "SIGNING_PROXY_LOG_FORMAT": "logging.format",
+    "SIGNING_PROXY_LOG_LEVEL": "logging.level",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Command-line flags; None means the flag was not given."""
+
+    host: str | None = None
+    port: int | None = None
+    environment: str | None = None
+    upstream: str | None = None
+
+
+def load_config(
+    path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Overrides = Overrides(),
+) -> Config:
+    """Build the configuration: flags override env, env overrides the file, the file defaults."""
+    env = os.environ if env is None else env
+    path = path or _env(env, "SIGNING_PROXY_CONFIG")
+    raw = _read_yaml(path) if path else {}
+    _check_keys(raw)
+    values = _flatten_defaults()
+    for dotted, value in _flatten(raw).items():
+        values[dotted] = value
+    for var, dotted in ENV_VARS.items():
+        if (value := _env(env, var)) is not None:
+            values[dotted] = value
+    for dotted, value in (
+        ("listen.host", overrides.host),
+        ("listen.port", overrides.port),
+        ("environment", overrides.environment),
+        ("upstream.rest_url", overrides.upstream),
+    ):
+        if value is not None:
+            values[dotted] = value
+    return _build(values, env)
+
+
+def _env(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value if value else None
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path!r} cannot be read: {_reason(exc)}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config file {path!r} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path!r} must be a mapping of settings at the top level")
+    return data
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def _check_keys(raw: Mapping[str, Any]) -> None:
+    for key, value in raw.items():
+        if key not in _SCHEMA:
+            raise ConfigError(f"unknown setting {key!r}{_did_you_mean(str(key), _SCHEMA)}")
+        section = _SCHEMA[key]
+        if isinstance(section, dict):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: must be a mapping of settings")
+            for sub in value:
+                if sub not in section:
+                    hint = _did_you_mean(str(sub), section)
+                    raise ConfigError(f"unknown setting '{key}.{sub}'{hint}")
+
+
+def _did_you_mean(word: str, choices: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _flatten_defaults() -> dict[str, Any]:
+    return _flatten(_SCHEMA)
+
+
+def _flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(_SCHEMA.get(key), dict):
+            for sub, subvalue in (value or {}).items():
+                flat[f"{key}.{sub}"] = subvalue
+        else:
+            flat[key] = value
+    return flat
+
+
+def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
+    environment = _choice(values, "environment", ("demo", "production"))
+    rest_url = _rest_url(values["upstream.rest_url"], environment)
+    ws_url = _ws_url(values["upstream.ws_url"], values["upstream.rest_url"], rest_url, environment)
+    upstream = UpstreamConfig(
+        rest_url=rest_url,
+        ws_url=ws_url,
+        connect_timeout=_positive_number(values, "upstream.connect_timeout"),
+        timeout=_positive_number(values, "upstream.timeout"),
+    )
+    pem = _env(env, "KALSHI_PRIVATE_KEY")
+    credentials = CredentialsConfig(
+        api_key_id=_optional_str(values, "credentials.api_key_id"),
+        private_key_file=_optional_str(values, "credentials.private_key_file"),
+        private_key_pem=pem,
+        passphrase=_env(env, "KALSHI_PRIVATE_KEY_PASSPHRASE"),
+        allow_insecure_key_file=_bool(values, "credentials.allow_insecure_key_file"),
+    )
+    if credentials.private_key_file and pem:
+        raise ConfigError(
+            "credentials: both KALSHI_PRIVATE_KEY and a private key file are set; keep one"
+        )
+    listen = ListenConfig(host=_host(values), port=_port(values))
+    access = AccessConfig(
+        tokens=_tokens(values["access.tokens"], env),
+        read_only=_bool(values, "access.read_only"),
+        max_body_bytes=_int(values, "access.max_body_bytes", minimum=0),
+    )
+    log = LoggingConfig(
+        format=cast(LogFormat, _choice(values, "logging.format", ("auto", "json", "console"))),
+        level=cast(
+            LogLevel, _choice(values, "logging.level", ("debug", "info", "warning", "error"))
+        ),
+    )
+    return Config(
+        environment=cast(Environment, environment),
+        upstream=upstream,
+        credentials=credentials,
+        listen=listen,
+        access=access,
+        logging=log,
+    )
+
+
+def _choice(values: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> str:
+    value = values[name]
+    text = str(value).strip().lower() if value is not None else ""
+    if text not in choices:
+        raise ConfigError(f"{name}: must be one of {', '.join(choices)}; got {value!r}")
+    return text
+
+
+def _rest_url(value: Any, environment: str) -> str:
+    if value is None or value == "":
+        return DEFAULT_REST_URLS[environment]
+    url = _url(value, "upstream.rest_url", ("http", "https"))
+    parts = urlsplit(url)
+    # Users paste Kalshi's documented base (".../trade-api/v2"); only the origin is kept
+    # because the client's own path, /trade-api/v2/..., is forwarded byte for byte.
+    path = parts.path.rstrip("/")
+    if path not in ("", REST_PREFIX):
+        raise ConfigError(
+            f"upstream.rest_url: must be an origin such as https://host[:port] "
+            f"(optionally ending in {REST_PREFIX}); got a path {parts.path!r}"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _ws_url(value: Any, rest_value: Any, rest_url: str, environment: str) -> str:
+    if value not in (None, ""):
+        url = _url(value, "upstream.ws_url", ("ws", "wss"))
+        parts = urlsplit(url)
+        if parts.path.rstrip("/") in ("", WS_PATH):
+            return f"{parts.scheme}://{parts.netloc}{WS_PATH}"
+        raise ConfigError(f"upstream.ws_url: must be ws[s]://host[:port]{WS_PATH}; got {url!r}")
+    if rest_value in (None, ""):
+        return DEFAULT_WS_URLS[environment]
+    # Only rest_url overridden (a local upstream, say): the WebSocket lives on the same host.
+    scheme = "wss" if rest_url.startswith("https:") else "ws"
+    return f"{scheme}://{rest_url.split('://', 1)[1]}{WS_PATH}"
+
+
+def _url(value: Any, name: str, schemes: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: must be a URL string; got {value!r}")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in schemes or not parts.hostname:
+        allowed = " or ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{name}: must be an absolute {allowed} URL; got {value!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"{name}: must not carry a query, fragment or credentials")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(f"{name}: has an invalid port; got {value!r}") from None
+    return value.strip()
+
+
+def _positive_number(values: Mapping[str, Any], name: str) -> float:
+    value = values[name]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: must be a number of seconds; got {value!r}") from None
+    if isinstance(value, bool) or not number > 0 or number == float("inf"):
+        raise ConfigError(f"{name}: must be a positive number of seconds; got {value!r}")
+    return number
+
+
+def _int(values: Mapping[str, Any], name: str, minimum: int) -> int:
+    value = values[name]
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: must be an integer; got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name}: must be an integer; got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}; got {number}")
+    return number
+
+
+def _bool(values: Mapping[str, Any], name: str) -> bool:
+    value = values[name]
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ConfigError(f"{name}: must be true or false; got {value!r}")
+
+
+def _optional_str(values: Mapping[str, Any], name: str) -> str | None:
+    value = values[name]
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | int):
+        raise ConfigError(f"{name}: must be a string; got {type(value).__name__}")
+    return str(value).strip()
+
+
+def _host(values: Mapping[str, Any]) -> str:
+    value = _optional_str(values, "listen.host")
+    if not value:
+        raise ConfigError("listen.host: must not be empty")
+    return value.strip("[]")
+
+
+def _port(values: Mapping[str, Any]) -> int:
+    port = _int(values, "listen.port", minimum=0)
+    if port > 65535:
+        raise ConfigError(f"listen.port: must be between 0 and 65535; got {port}")
+    return port
+
+
+def _tokens(value: Any, env: Mapping[str, str]) -> tuple[TokenConfig, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError("access.tokens: must be a list of {name, token | token_env}")
+    tokens: list[TokenConfig] = []
+    for index, item in enumerate(value):
+        where = f"access.tokens[{index}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: must be a mapping with name and token or token_env")
+        unknown = set(item) - {"name", "token", "token_env"}
+        if unknown:
+            key = sorted(unknown)[0]
+            hint = _did_you_mean(key, {"name": 0, "token": 0, "token_env": 0})
+            raise ConfigError(f"unknown setting '{where}.{key}'{hint}")
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}.name: must be a non-empty string")
+        tokens.append(TokenConfig(name=name.strip(), token=_token_value(item, where, env)))
+    names = [t.name for t in tokens]
+    if len(set(names)) != len(names):
+        raise ConfigError("access.tokens: token names must be unique")
+    return tuple(tokens)
+
+
+def _token_value(item: Mapping[str, Any], where: str, env: Mapping[str, str]) -> str:
+    if ("token" in item) == ("token_env" in item):
+        raise ConfigError(f"{where}: give exactly one of token or token_env")
+    if "token_env" in item:
+        var = str(item["token_env"])
+        token = _env(env, var)
+        if token is None:
+            raise ConfigError(f"{where}.token_env: environment variable {var} is not set")
+    else:
+        token = str(item["token"]) if item["token"] is not None else ""
+    # The message never echoes the token itself, only its length.
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"{where}: token must be at least {MIN_TOKEN_LENGTH} characters; got {len(token)}"
+        )
+    return token
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding to `host` keeps the port reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def replace(config: Config, **changes: Any) -> Config:
+    """A copy of `config` with top-level sections replaced (config is immutable)."""
+    return dataclasses.replace(config, **changes)
+
+
+def with_upstream(config: Config, rest_url: str) -> Config:
+    """A copy of `config` pointed at `rest_url`, the WebSocket URL derived from it."""
+    url = _rest_url(rest_url, config.environment)
+    ws_url = _ws_url(None, rest_url, url, config.environment)
+    upstream = dataclasses.replace(config.upstream, rest_url=url, ws_url=ws_url)
+    return dataclasses.replace(config, upstream=upstream)

@@ -1,0 +1,126 @@
+"""Logging: structlog events to stdout, JSON or console, with secrets redacted from every event."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from .config import LoggingConfig
+
+REDACTED = "[REDACTED]"
+
+# Field names that must never carry a value into a log, whatever code put them there.
+_SECRET_FIELD_NAMES = frozenset(
+    {
+        "authorization",
+        "x-proxy-token",
+        "token",
+        "signature",
+        "kalshi-access-signature",
+        "private_key",
+        "passphrase",
+        "body",
+    }
+)
+
+
+class SecretRedactor:
+    """A structlog processor that blanks known secret values wherever they appear.
+
+    The proxy never logs secrets on purpose; this is the second line of defence against
+    a future event that forwards a header or an exception message by accident.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: tuple[str, ...] = ()
+        self.update(secrets)
+
+    def update(self, secrets: Iterable[str]) -> None:
+        """Replace the set of secret values (on start and on key or config reload)."""
+        # Very short values would blank innocent text; the config refuses short tokens anyway.
+        self._secrets = tuple(sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True))
+
+    def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        for key, value in event.items():
+            if key.lower() in _SECRET_FIELD_NAMES:
+                event[key] = REDACTED
+            elif isinstance(value, str) and self._secrets:
+                event[key] = self._scrub(value)
+        return event
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+
+def _exception_summary(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    # One line per event: an exception becomes "Type: message", never a traceback.
+    exc_info = event.pop("exc_info", None)
+    if exc_info:
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+        if isinstance(exc, BaseException):
+            event["exception"] = f"{type(exc).__name__}: {exc}"
+    return event
+
+
+def configure_logging(
+    config: LoggingConfig, redactor: SecretRedactor, stream: TextIO | None = None
+) -> None:
+    """Send structlog events, and the stdlib logs of aiohttp, to `stream` as one line each."""
+    stream = stream or sys.stdout
+    use_json = not stream.isatty() if config.format == "auto" else config.format == "json"
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    shared: list[Processor] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _exception_summary,
+        redactor,
+    ]
+    level = logging.getLevelNamesMapping()[config.level.upper()]
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's access log is replaced by the proxy's own event per call.
+    logging.getLogger("aiohttp.access").disabled = True
+
+
+def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
+    """A structlog logger bound to `context`."""
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("signing_proxy")
+    return logger.bind(**context) if context else logger
+
+
+def drop_none(fields: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Remove fields whose value is None, so events stay compact."""
+    for key in [k for k, v in fields.items() if v is None]:
+        del fields[key]
+    return fields

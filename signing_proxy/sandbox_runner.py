@@ -1,0 +1,92 @@
+"""`signing-proxy sandbox`: a throwaway key, the offline upstream, and the proxy in front."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .app import create_app
+from .config import (
+    Config,
+    CredentialsConfig,
+    ListenConfig,
+    Overrides,
+    load_config,
+    replace,
+    with_upstream,
+)
+from .observability import SecretRedactor, configure_logging, get_logger
+from .sandbox import create_sandbox_app
+from .server import start, wait_for_stop_signal
+from .signer import load_signer
+
+
+def write_throwaway_key(directory: Path) -> Path:
+    """Generate an RSA-2048 key into `directory` with mode 0600; return its path."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path = directory / "sandbox-key.pem"
+    # Created 0600 from the start: there is no moment when others could read it.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return path
+
+
+def run_sandbox(host: str, port: int) -> int:
+    """Serve the sandbox until SIGINT or SIGTERM; the key file is removed at exit."""
+    with tempfile.TemporaryDirectory(prefix="signing-proxy-sandbox-") as tmp:
+        key_path = write_throwaway_key(Path(tmp))
+        key_id = str(uuid.uuid4())
+        # Only logging settings come from the usual sources; everything else is fixed.
+        base = load_config(None, {k: v for k, v in os.environ.items() if "LOG" in k}, Overrides())
+        config = replace(
+            base,
+            credentials=CredentialsConfig(api_key_id=key_id, private_key_file=str(key_path)),
+            listen=ListenConfig(host=host, port=port),
+        )
+        asyncio.run(_serve_sandbox(config))
+    return 0
+
+
+async def _serve_sandbox(config: Config) -> None:
+    signer = load_signer(config.credentials)
+    configure_logging(config.logging, SecretRedactor(config.secret_values()))
+    upstream_app = create_sandbox_app({signer.key_id: signer.public_key()})
+    upstream = await start(upstream_app, "127.0.0.1", 0)
+    try:
+        config = with_upstream(config, upstream.url)
+        proxy = await start(create_app(config, signer), config.listen.host, config.listen.port)
+    except BaseException:
+        await upstream.runner.cleanup()
+        raise
+    log = get_logger()
+    log.info(
+        "sandbox_started",
+        proxy=proxy.url,
+        upstream=upstream.url,
+        key_id=signer.key_id,
+        fingerprint=signer.info.fingerprint,
+    )
+    print(
+        f"\nsigning-proxy sandbox: proxy on {proxy.url}, offline Kalshi-like upstream on "
+        f"{upstream.url}\n(every request is signed with a throwaway key and verified upstream)"
+        f"\n\ntry:\n  curl -s {proxy.url}/trade-api/v2/portfolio/balance\n"
+        f"  curl -s '{proxy.url}/trade-api/v2/markets?limit=2'\n\nCtrl-C to stop.\n",
+        flush=True,
+    )
+    try:
+        await wait_for_stop_signal()
+    finally:
+        await proxy.runner.cleanup()
+        await upstream.runner.cleanup()

@@ -1,0 +1,192 @@
+"""Configuration: precedence, validation, and one clear line for every mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signing_proxy.config import (
+    DEFAULT_REST_URLS,
+    DEFAULT_WS_URLS,
+    ConfigError,
+    Overrides,
+    load_config,
+)
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def error_of(
+    path: str | None = None, env: dict[str, str] | None = None, overrides: Overrides = Overrides()
+) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env or {}, overrides)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_without_file_or_env() -> None:
+    config = load_config(None, {})
+    assert config.environment == "demo"
+    assert config.upstream.rest_url == DEFAULT_REST_URLS["demo"]
+    assert config.upstream.ws_url == DEFAULT_WS_URLS["demo"]
+    assert (config.listen.host, config.listen.port) == ("127.0.0.1", 8080)
+    assert config.access.max_body_bytes == 1048576
+    assert (config.upstream.connect_timeout, config.upstream.timeout) == (5.0, 30.0)
+
+
+def test_production_hosts() -> None:
+    config = load_config(None, {"KALSHI_ENV": "production"})
+    assert config.upstream.rest_url == "https://external-api.kalshi.com"
+    assert config.upstream.ws_url == "wss://external-api-ws.kalshi.com/trade-api/ws/v2"
+
+
+def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "environment: production\nlisten: {port: 9001, host: 127.0.0.2}\n")
+    from_file = load_config(path, {})
+    assert (from_file.environment, from_file.listen.port) == ("production", 9001)
+    env = {"KALSHI_ENV": "demo", "SIGNING_PROXY_PORT": "9002"}
+    from_env = load_config(path, env)
+    assert (from_env.environment, from_env.listen.port, from_env.listen.host) == (
+        "demo",
+        9002,
+        "127.0.0.2",
+    )
+    flagged = load_config(path, env, Overrides(port=9003, environment="production"))
+    assert (flagged.environment, flagged.listen.port) == ("production", 9003)
+
+
+def test_config_path_from_env(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen: {port: 9100}\n")
+    assert load_config(None, {"SIGNING_PROXY_CONFIG": path}).listen.port == 9100
+
+
+def test_empty_env_var_counts_as_unset(tmp_path: Path) -> None:
+    path = write(tmp_path, "environment: production\n")
+    assert load_config(path, {"KALSHI_ENV": ""}).environment == "production"
+
+
+def test_env_only_for_containers(tmp_path: Path) -> None:
+    env = {
+        "KALSHI_API_KEY_ID": "abc",
+        "KALSHI_PRIVATE_KEY_FILE": "/run/secrets/kalshi_key",
+        "SIGNING_PROXY_HOST": "0.0.0.0",
+        "SIGNING_PROXY_UPSTREAM": "http://sandbox:8081",
+    }
+    config = load_config(None, env)
+    assert config.credentials.api_key_id == "abc"
+    assert config.credentials.private_key_file == "/run/secrets/kalshi_key"
+    assert config.listen.host == "0.0.0.0"
+    assert config.upstream.rest_url == "http://sandbox:8081"
+    assert config.upstream.ws_url == "ws://sandbox:8081/trade-api/ws/v2"
+
+
+def test_rest_url_with_kalshi_base_path_keeps_origin() -> None:
+    config = load_config(None, {}, Overrides(upstream="https://demo-api.kalshi.co/trade-api/v2/"))
+    assert config.upstream.rest_url == "https://demo-api.kalshi.co"
+    assert config.upstream.ws_url == "wss://demo-api.kalshi.co/trade-api/ws/v2"
+
+
+def test_explicit_ws_url_wins(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "upstream:\n  rest_url: http://127.0.0.1:1\n  ws_url: ws://127.0.0.1:2\n"
+    )
+    assert load_config(path, {}).upstream.ws_url == "ws://127.0.0.1:2/trade-api/ws/v2"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("enviroment: demo\n", "unknown setting 'enviroment' (did you mean 'environment'?)"),
+        ("upstream: {timout: 3}\n", "unknown setting 'upstream.timout' (did you mean 'timeout'?)"),
+        ("bogus: 1\n", "unknown setting 'bogus'"),
+        ("environment: staging\n", "environment: must be one of demo, production; got 'staging'"),
+        ("upstream: {timeout: -1}\n", "upstream.timeout: must be a positive number"),
+        ("upstream: {timeout: soon}\n", "upstream.timeout: must be a number of seconds"),
+        (
+            "upstream: {rest_url: ftp://x}\n",
+            "upstream.rest_url: must be an absolute http:// or https:// URL",
+        ),
+        ("upstream: {rest_url: 'https://x/other'}\n", "upstream.rest_url: must be an origin"),
+        (
+            "upstream: {ws_url: 'https://x'}\n",
+            "upstream.ws_url: must be an absolute ws:// or wss:// URL",
+        ),
+        ("listen: {port: 70000}\n", "listen.port: must be between 0 and 65535"),
+        ("listen: {port: eighty}\n", "listen.port: must be an integer"),
+        ("listen: 5\n", "listen: must be a mapping of settings"),
+        ("access: {read_only: maybe}\n", "access.read_only: must be true or false"),
+        ("access: {max_body_bytes: -5}\n", "access.max_body_bytes: must be at least 0"),
+        ("logging: {format: xml}\n", "logging.format: must be one of auto, json, console"),
+        ("- a\n- b\n", "must be a mapping of settings at the top level"),
+        ("a: [\n", "is not valid YAML at line"),
+    ],
+)
+def test_file_errors_name_the_setting(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in error_of(write(tmp_path, text))
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    assert "does not exist" in error_of(str(tmp_path / "nope.yaml"))
+
+
+def test_tokens_inline_and_from_env(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "access:\n  tokens:\n    - {name: dash, token: abcdefghijklmnop}\n"
+        "    - {name: bot, token_env: BOT_TOKEN}\n",
+    )
+    config = load_config(path, {"BOT_TOKEN": "0123456789abcdef0123"})
+    assert [(t.name, t.token) for t in config.access.tokens] == [
+        ("dash", "abcdefghijklmnop"),
+        ("bot", "0123456789abcdef0123"),
+    ]
+    assert "0123456789abcdef0123" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        (
+            "- {name: a, token: short}",
+            "access.tokens[0]: token must be at least 16 characters; got 5",
+        ),
+        ("- {name: a, token_env: NOPE}", "environment variable NOPE is not set"),
+        ("- {name: a}", "give exactly one of token or token_env"),
+        ("- {token: abcdefghijklmnopq}", "access.tokens[0].name: must be a non-empty string"),
+        ("- {name: a, tokn: abcdefghijklmnopq}", "unknown setting 'access.tokens[0].tokn'"),
+        (
+            "- {name: a, token: abcdefghijklmnopq}\n    - {name: a, token: bbcdefghijklmnopq}",
+            "token names must be unique",
+        ),
+    ],
+)
+def test_token_errors(tmp_path: Path, tokens: str, expected: str) -> None:
+    message = error_of(write(tmp_path, f"access:\n  tokens:\n    {tokens}\n"))
+    assert expected in message
+    assert "short" not in message or "got 5" in message
+
+
+def test_short_token_is_not_echoed(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "access:\n  tokens:\n    - {name: a, token: s3cr3t}\n"))
+    assert "s3cr3t" not in message
+
+
+def test_example_config_is_valid_and_complete() -> None:
+    from signing_proxy.config import _SCHEMA  # the schema is the source of truth
+
+    example = Path(__file__).parent.parent / "config.example.yaml"
+    config = load_config(str(example), {})
+    assert config.environment == "demo"
+    text = example.read_text()
+    for section, keys in _SCHEMA.items():
+        assert f"{section}:" in text
+        if isinstance(keys, dict):
+            for key in keys:
+                assert f"{key}:" in text, f"config.example.yaml does not document {section}.{key}"
