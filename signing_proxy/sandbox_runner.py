@@ -77,6 +77,7 @@ async def _serve_sandbox(config: Config) -> None:
         upstream=upstream.url,
         key_id=signer.key_id,
         fingerprint=signer.info.fingerprint,
+        key_file=config.credentials.private_key_file,
     )
     print(
         f"\nsigning-proxy sandbox: proxy on {proxy.url}, offline Kalshi-like upstream on "

@@ -22,10 +22,10 @@ def write(tmp_path: Path, text: str) -> str:
 
 
 def error_of(
-    path: str | None = None, env: dict[str, str] | None = None, overrides: Overrides = Overrides()
+    path: str | None = None, env: dict[str, str] | None = None, overrides: Overrides | None = None
 ) -> str:
     with pytest.raises(ConfigError) as caught:
-        load_config(path, env or {}, overrides)
+        load_config(path, env or {}, overrides or Overrides())
     message = str(caught.value)
     assert "\n" not in message
     return message

@@ -173,7 +173,10 @@ async def test_body_over_limit_is_413_and_never_forwarded(
 
 
 async def test_upstream_errors_pass_through_unchanged(make_upstream, make_proxy) -> None:
-    kalshi_409 = b'{"error":{"code":"order_already_exists","message":"order already exists","service":"exchange"}}'
+    kalshi_409 = (
+        b'{"error":{"code":"order_already_exists","message":"order already exists",'
+        b'"service":"exchange"}}'
+    )
 
     async def conflict(request: web.Request) -> web.Response:
         resp = web.Response(status=409, body=kalshi_409, content_type="application/json")

@@ -1,0 +1,317 @@
+"""End to end: the real CLI in a subprocess, driven with curl, stopped with signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from signing_proxy.sandbox import SANDBOX_STATE, create_sandbox_app
+
+from .conftest import KEY_ID, KeyMaterial, write_key
+
+pytestmark = pytest.mark.e2e
+
+CLI = str(Path(sys.executable).parent / "signing-proxy")
+PASSPHRASE = "a passphrase nobody should ever see"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KALSHI_", "SIGNING_PROXY_"))}
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], env=env or base_env(), capture_output=True, text=True, timeout=30
+    )
+
+
+@dataclass
+class Proc:
+    """A running CLI subprocess whose stdout is collected line by line."""
+
+    process: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+
+    async def wait_for(self, pattern: str, timeout: float = 15) -> re.Match[str]:
+        async with asyncio.timeout(timeout):
+            for line in self.lines:
+                if m := re.search(pattern, line):
+                    return m
+            assert self.process.stdout is not None
+            while raw := await self.process.stdout.readline():
+                line = raw.decode()
+                self.lines.append(line)
+                if m := re.search(pattern, line):
+                    return m
+        raise AssertionError(f"{pattern!r} not seen; output: {self.lines}")
+
+    async def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str, str]:
+        self.process.send_signal(sig)
+        out, err = await asyncio.wait_for(self.process.communicate(), 20)
+        self.lines.extend(out.decode().splitlines(keepends=True))
+        assert self.process.returncode is not None
+        return self.process.returncode, "".join(self.lines), err.decode()
+
+
+async def start_cli(*args: str, env: dict[str, str]) -> Proc:
+    process = await asyncio.create_subprocess_exec(
+        CLI, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    return Proc(process)
+
+
+async def curl(*args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        "curl",
+        "-sS",
+        "--max-time",
+        "20",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    body, _, code = out.decode().rpartition("\n")
+    return int(code), body
+
+
+SIGNATURES_RECEIVED = web.AppKey("signatures_received", list[str])
+
+
+@web.middleware
+async def _record_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request.app[SIGNATURES_RECEIVED].append(request.headers.get("KALSHI-ACCESS-SIGNATURE", ""))
+    return await handler(request)
+
+
+@pytest.fixture
+async def sandbox_upstream(key_material: KeyMaterial) -> AsyncIterator[TestServer]:
+    app = create_sandbox_app({KEY_ID: key_material.public_key})
+    # Keep every signature value received, so the log scan can look for each one.
+    app[SIGNATURES_RECEIVED] = []
+    app.middlewares.insert(0, _record_signature)
+    server = TestServer(app)
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def proxy_env(tmp_path: Path, key_material: KeyMaterial) -> dict[str, str]:
+    path = write_key(tmp_path, key_material.encrypted(PASSPHRASE))
+    return base_env(
+        KALSHI_API_KEY_ID=KEY_ID,
+        KALSHI_PRIVATE_KEY_FILE=str(path),
+        KALSHI_PRIVATE_KEY_PASSPHRASE=PASSPHRASE,
+    )
+
+
+async def test_run_signs_for_curl_and_stops_cleanly_on_sigterm(
+    sandbox_upstream: TestServer, proxy_env: dict[str, str], key_material: KeyMaterial
+) -> None:
+    upstream = str(sandbox_upstream.make_url("")).rstrip("/")
+    proc = await start_cli("run", "--port", "0", "--upstream", upstream, env=proxy_env)
+    base = (await proc.wait_for(r'"listen": "(http://[^"]+)"')).group(1)
+
+    status, body = await curl(f"{base}/trade-api/v2/portfolio/balance")
+    assert status == 200 and "balance" in json.loads(body)
+    status, body = await curl(f"{base}/trade-api/v2/markets?limit=2")
+    assert status == 200 and len(json.loads(body)["markets"]) == 2
+    post_status, body = await curl(
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        '{"ticker":"NOPE","side":"bid","count":"1.00","price":"0.0100","client_order_id":"c1",'
+        '"time_in_force":"good_till_canceled","self_trade_prevention_type":"taker_at_cross"}',
+        f"{base}/trade-api/v2/portfolio/events/orders",
+    )
+    assert post_status == 404  # unknown ticker: the sandbox's answer passes through
+    status, body = await curl(f"{base}/not-kalshi")
+    assert status == 404 and json.loads(body)["error"]["code"] == "proxy_not_found"
+
+    seen = list(sandbox_upstream.app[SANDBOX_STATE].seen)
+    assert len(seen) == 3 and all(s.authenticated for s in seen)
+
+    code, out, err = await proc.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert "Traceback" not in out + err
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    calls = [e for e in events if e["event"] == "request"]
+    assert [c["status"] for c in calls] == [200, 200, 404, 404]
+    assert {
+        "request_id",
+        "client",
+        "method",
+        "path",
+        "query",
+        "status",
+        "bytes_in",
+        "bytes_out",
+        "total_ms",
+    } <= set(calls[0])
+
+
+async def test_no_secret_appears_in_a_whole_run(
+    sandbox_upstream: TestServer, proxy_env: dict[str, str], key_material: KeyMaterial
+) -> None:
+    upstream = str(sandbox_upstream.make_url("")).rstrip("/")
+    proc = await start_cli(
+        "run",
+        "--port",
+        "0",
+        "--upstream",
+        upstream,
+        env={**proxy_env, "SIGNING_PROXY_LOG_LEVEL": "debug"},
+    )
+    base = (await proc.wait_for(r'"listen": "(http://[^"]+)"')).group(1)
+    secret_body = "body-" + "7" * 24
+    for path in ("/trade-api/v2/portfolio/balance", "/trade-api/v2/portfolio/orders"):
+        await curl(
+            "-H",
+            "Authorization: Bearer inbound-token-must-not-leak",
+            "-H",
+            "KALSHI-ACCESS-SIGNATURE: client-sent-signature-value",
+            "-d",
+            secret_body,
+            f"{base}{path}",
+        )
+    code, out, err = await proc.stop(signal.SIGINT)
+    assert code == 0
+    signatures = sandbox_upstream.app[SIGNATURES_RECEIVED]
+    assert len(signatures) == 2
+    everything = out + err
+    pem_lines = [line for line in key_material.pkcs8.decode().splitlines() if "-----" not in line]
+    for secret in [
+        *pem_lines,
+        *signatures,
+        PASSPHRASE,
+        secret_body,
+        "inbound-token-must-not-leak",
+        "client-sent-signature-value",
+    ]:
+        assert secret not in everything
+
+
+async def test_sandbox_command_serves_balance_and_removes_its_key() -> None:
+    proc = await start_cli("sandbox", "--port", "0", env=base_env())
+    key_file = (await proc.wait_for(r'"key_file": "([^"]+)"')).group(1)
+    base = (await proc.wait_for(r"curl -s (http://\S+)/trade-api/v2/portfolio/balance")).group(1)
+    assert Path(key_file).exists()
+    assert Path(key_file).stat().st_mode & 0o777 == 0o600
+    status, body = await curl(f"{base}/trade-api/v2/portfolio/balance")
+    assert status == 200
+    assert isinstance(json.loads(body)["balance"], int)
+    code, _, err = await proc.stop(signal.SIGINT)
+    assert code == 0, err
+    assert not Path(key_file).exists()
+
+
+def test_python_dash_m_is_the_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "signing_proxy", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("signing-proxy ")
+
+
+def test_check_prints_key_facts(proxy_env: dict[str, str]) -> None:
+    result = run_cli("check", env=proxy_env)
+    assert result.returncode == 0, result.stderr
+    assert "RSA 2048 bits" in result.stdout
+    assert re.search(r"fingerprint: SHA256:[A-Za-z0-9+/]{43}", result.stdout)
+    assert KEY_ID in result.stdout
+    assert "https://external-api.demo.kalshi.co" in result.stdout
+    assert "wss://external-api-ws.demo.kalshi.co/trade-api/ws/v2" in result.stdout
+    assert PASSPHRASE not in result.stdout
+
+
+def _config_error(args: list[str], env: dict[str, str]) -> str:
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert result.stdout == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_missing_key_file_is_exit_2(command: str, tmp_path: Path) -> None:
+    env = base_env(KALSHI_API_KEY_ID=KEY_ID, KALSHI_PRIVATE_KEY_FILE=str(tmp_path / "gone.pem"))
+    assert "does not exist" in _config_error([command], env)
+
+
+def test_wrong_passphrase_is_exit_2(proxy_env: dict[str, str]) -> None:
+    env = {**proxy_env, "KALSHI_PRIVATE_KEY_PASSPHRASE": "not it"}
+    line = _config_error(["run"], env)
+    assert "wrong passphrase" in line and "not it" not in line
+
+
+def test_non_rsa_key_is_exit_2(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    env = base_env(KALSHI_API_KEY_ID=KEY_ID, KALSHI_PRIVATE_KEY_FILE=str(write_key(tmp_path, pem)))
+    assert "Kalshi keys are RSA" in _config_error(["check"], env)
+
+
+def test_world_readable_key_is_exit_2(tmp_path: Path, key_material: KeyMaterial) -> None:
+    path = write_key(tmp_path, key_material.pkcs8, mode=0o644)
+    env = base_env(KALSHI_API_KEY_ID=KEY_ID, KALSHI_PRIVATE_KEY_FILE=str(path))
+    assert f"chmod 600 {path}" in _config_error(["run"], env)
+
+
+def test_unknown_config_key_is_exit_2(tmp_path: Path, proxy_env: dict[str, str]) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("listen:\n  prot: 9000\n")
+    line = _config_error(["run", "--config", str(config)], proxy_env)
+    assert "unknown setting 'listen.prot' (did you mean 'port'?)" in line
+
+
+def test_port_in_use_is_exit_2(proxy_env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = _config_error(["run", "--port", str(port)], proxy_env)
+    assert f"127.0.0.1:{port} is already in use" in line
+
+
+def test_key_from_env_var_alone(key_material: KeyMaterial) -> None:
+    pasted = key_material.pkcs1.decode().strip().replace("\n", "\\n")
+    result = run_cli("check", env=base_env(KALSHI_API_KEY_ID=KEY_ID, KALSHI_PRIVATE_KEY=pasted))
+    assert result.returncode == 0, result.stderr
+
+
+def test_curl_is_available() -> None:
+    assert shutil.which("curl"), "the end-to-end tests need curl (.ci/run installs it)"
