@@ -13,27 +13,39 @@ from aiohttp import web
 
 from .config import Config
 from .errors import proxy_error
+from .live import Live
 from .observability import drop_none, get_logger
+from .paths import Refusal
 from .proxy import CALL_RECORD, CallRecord, Forwarder
 from .signer import Signer
 
 CONFIG = web.AppKey("config", Config)
+LIVE = web.AppKey("live", Live)
 FORWARDER = web.AppKey("forwarder", Forwarder)
 
 # A client's X-Request-ID is kept only when it is short and plain, so it is safe to log.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 # Bounded request line and headers: aiohttp answers 400 past these, before any handler runs.
+# keepalive_timeout (set from access.client_timeout) also closes a connection that has not
+# sent a complete request head in time, so a slow client cannot hold the proxy.
 HANDLER_ARGS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
+# Paths that carry Kalshi traffic and so need a token and pass the policy; probes do not.
+_GUARDED_PREFIX = "/trade-api/"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(config: Config, signer: Signer) -> web.Application:
     """Build the proxy application for `config`, signing with `signer`."""
-    app = web.Application(middlewares=[_call_middleware], handler_args=HANDLER_ARGS)
-    forwarder = Forwarder(config, signer)
+    handler_args = {**HANDLER_ARGS, "keepalive_timeout": config.access.client_timeout}
+    app = web.Application(
+        middlewares=[_call_middleware, _access_middleware], handler_args=handler_args
+    )
+    live = Live.build(config, signer)
+    forwarder = Forwarder(live)
     app[CONFIG] = config
+    app[LIVE] = live
     app[FORWARDER] = forwarder
     app.on_response_prepare.append(_add_request_id)
     app.cleanup_ctx.append(_client_session)
@@ -105,6 +117,30 @@ async def _call_middleware(request: web.Request, handler: Handler) -> web.Stream
         _log_call(request, record, status)
 
 
+@web.middleware
+async def _access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Inbound token and policy, checked before anything is signed or forwarded."""
+    if not request.raw_path.startswith(_GUARDED_PREFIX):
+        return await handler(request)
+    access = request.app[LIVE].current.access
+    client = access.authenticate(request.headers)
+    if isinstance(client, Refusal):
+        return proxy_error(
+            client.status,
+            client.code,
+            client.message,
+            headers={"WWW-Authenticate": 'Bearer realm="signing-proxy"'},
+        )
+    if client is not None:
+        request[CALL_RECORD].client = client.name
+    path = request.raw_path.partition("?")[0]
+    refusal = access.authorize(client, request.method, path)
+    if refusal is not None:
+        request[CALL_RECORD].error = refusal.code
+        return proxy_error(refusal.status, refusal.code, refusal.message)
+    return await handler(request)
+
+
 def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
     allow = exc.headers.get("Allow")
     return {"Allow": allow} if allow else None
@@ -115,7 +151,8 @@ def _log_call(request: web.Request, record: CallRecord, status: int) -> None:
     fields = drop_none(
         {
             "request_id": record.request_id,
-            "client": request.remote,
+            "client": record.client or request.remote,
+            "peer": request.remote if record.client else None,
             "method": request.method,
             "path": path,
             "query": bool(query),

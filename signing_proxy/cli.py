@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .app import create_app
-from .config import Config, ConfigError, Overrides, load_config
+from .config import Config, ConfigError, Overrides, is_loopback_host, load_config
 from .observability import SecretRedactor, configure_logging, get_logger
 from .server import start, wait_for_stop_signal
 from .signer import Signer, load_signer
@@ -112,6 +112,13 @@ async def _serve(config: Config, signer: Signer) -> None:
         key_id=signer.key_id,
         fingerprint=signer.info.fingerprint,
     )
+    if config.access.allow_unauthenticated_remote and not is_loopback_host(config.listen.host):
+        log.warning(
+            "unauthenticated_remote_access",
+            listen=served.url,
+            message="anyone who can reach this address can trade with this key "
+            "(access.allow_unauthenticated_remote is true)",
+        )
     name = await wait_for_stop_signal()
     log.info("stopping", signal=name)
     await served.runner.cleanup()

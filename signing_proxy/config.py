@@ -67,11 +67,25 @@ class ListenConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleConfig:
+    """One policy rule: a method (or *) and a path glob, e.g. GET /trade-api/v2/markets*."""
+
+    method: str
+    pattern: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.pattern}"
+
+
+@dataclass(frozen=True, slots=True)
 class TokenConfig:
-    """One inbound bearer token; only its name is ever logged."""
+    """One inbound bearer token and its policy; only its name is ever logged."""
 
     name: str
     token: str = field(repr=False)
+    read_only: bool = False
+    allow: tuple[RuleConfig, ...] = ()
+    deny: tuple[RuleConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,8 @@ class AccessConfig:
     tokens: tuple[TokenConfig, ...] = ()
     read_only: bool = False
     max_body_bytes: int = 1024 * 1024
+    client_timeout: float = 30.0
+    allow_unauthenticated_remote: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +136,20 @@ _SCHEMA: dict[str, dict[str, Any] | Any] = {
         "allow_insecure_key_file": False,
     },
     "listen": {"host": "127.0.0.1", "port": 8080},
-    "access": {"tokens": [], "read_only": False, "max_body_bytes": 1024 * 1024},
+    "access": {
+        "tokens": [],
+        "read_only": False,
+        "max_body_bytes": 1024 * 1024,
+        "client_timeout": 30,
+        "allow_unauthenticated_remote": False,
+    },
     "logging": {"format": "auto", "level": "info"},
 }
 
 # Environment variable -> dotted setting. An empty variable counts as unset.
 ENV_VARS: dict[str, str] = {
+    "SIGNING_PROXY_ALLOW_UNAUTHENTICATED_REMOTE": "access.allow_unauthenticated_remote",
+    "SIGNING_PROXY_ALLOW_INSECURE_KEY_FILE": "credentials.allow_insecure_key_file",
     "KALSHI_ENV": "environment",
     "KALSHI_API_KEY_ID": "credentials.api_key_id",
     "KALSHI_PRIVATE_KEY_FILE": "credentials.private_key_file",
@@ -267,7 +291,10 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
         tokens=_tokens(values["access.tokens"], env),
         read_only=_bool(values, "access.read_only"),
         max_body_bytes=_int(values, "access.max_body_bytes", minimum=0),
+        client_timeout=_positive_number(values, "access.client_timeout"),
+        allow_unauthenticated_remote=_bool(values, "access.allow_unauthenticated_remote"),
     )
+    _check_bind(listen, access)
     log = LoggingConfig(
         format=cast(LogFormat, _choice(values, "logging.format", ("auto", "json", "console"))),
         level=cast(
@@ -362,8 +389,9 @@ def _int(values: Mapping[str, Any], name: str, minimum: int) -> int:
     return number
 
 
-def _bool(values: Mapping[str, Any], name: str) -> bool:
+def _bool(values: Mapping[str, Any], name: str, label: str | None = None) -> bool:
     value = values[name]
+    name = label or name
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -407,19 +435,62 @@ def _tokens(value: Any, env: Mapping[str, str]) -> tuple[TokenConfig, ...]:
         where = f"access.tokens[{index}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: must be a mapping with name and token or token_env")
-        unknown = set(item) - {"name", "token", "token_env"}
+        unknown = set(item) - _TOKEN_KEYS
         if unknown:
             key = sorted(unknown)[0]
-            hint = _did_you_mean(key, {"name": 0, "token": 0, "token_env": 0})
+            hint = _did_you_mean(key, dict.fromkeys(_TOKEN_KEYS))
             raise ConfigError(f"unknown setting '{where}.{key}'{hint}")
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{where}.name: must be a non-empty string")
-        tokens.append(TokenConfig(name=name.strip(), token=_token_value(item, where, env)))
+        tokens.append(
+            TokenConfig(
+                name=name.strip(),
+                token=_token_value(item, where, env),
+                read_only=_bool({"v": item.get("read_only", False)}, "v", f"{where}.read_only"),
+                allow=_rules(item.get("allow"), f"{where}.allow"),
+                deny=_rules(item.get("deny"), f"{where}.deny"),
+            )
+        )
     names = [t.name for t in tokens]
     if len(set(names)) != len(names):
         raise ConfigError("access.tokens: token names must be unique")
     return tuple(tokens)
+
+
+_TOKEN_KEYS = frozenset({"name", "token", "token_env", "read_only", "allow", "deny"})
+_METHODS = frozenset({"*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _rules(value: Any, where: str) -> tuple[RuleConfig, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: must be a list of 'METHOD /path-glob' rules")
+    rules = []
+    for index, item in enumerate(value):
+        parts = str(item).split()
+        if len(parts) != 2 or parts[0].upper() not in _METHODS or not parts[1].startswith("/"):
+            raise ConfigError(
+                f"{where}[{index}]: must look like 'GET /trade-api/v2/markets*' "
+                f"(a method or *, a space, a path glob); got {item!r}"
+            )
+        rules.append(RuleConfig(method=parts[0].upper(), pattern=parts[1]))
+    return tuple(rules)
+
+
+def _check_bind(listen: ListenConfig, access: AccessConfig) -> None:
+    # Anyone who reaches the port can trade with the owner's money: off loopback, require
+    # inbound tokens unless the user explicitly opts out (a private container network).
+    if is_loopback_host(listen.host) or access.tokens or access.allow_unauthenticated_remote:
+        return
+    raise ConfigError(
+        f"listen.host: {listen.host} is reachable from other machines and no access.tokens "
+        "are configured; add an inbound token, or set "
+        "access.allow_unauthenticated_remote: true on a private network"
+    )
 
 
 def _token_value(item: Mapping[str, Any], where: str, env: Mapping[str, str]) -> str:

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from . import __version__
 from .config import Config
 from .errors import proxy_error
 from .headers import downstream_response_headers, upstream_request_headers
+from .live import Live
 from .paths import RestTarget, check_rest_target
 from .signer import Signer
 
@@ -26,6 +28,7 @@ class CallRecord:
     """What the per-call log event reports; filled in as the call progresses."""
 
     request_id: str
+    client: str | None = None
     started: float = field(default_factory=time.perf_counter)
     bytes_in: int = 0
     bytes_out: int = 0
@@ -44,97 +47,81 @@ class BodyTooLarge(Exception):
 class Forwarder:
     """Signs each request under /trade-api/v2/ and streams it to the upstream and back."""
 
-    def __init__(self, config: Config, signer: Signer) -> None:
-        self._origin = config.upstream.rest_url
-        self._header_timeout = config.upstream.timeout
-        self._max_body = config.access.max_body_bytes
-        self.signer = signer
+    def __init__(self, live: Live) -> None:
+        self.live = live
         self.session: aiohttp.ClientSession | None = None
+
+    @property
+    def signer(self) -> Signer:
+        """The signer of the current generation (it changes on key reload)."""
+        return self.live.current.signer
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward one request, or refuse it in the proxy's JSON error shape."""
         target = check_rest_target(request.raw_path)
         if not isinstance(target, RestTarget):
             return proxy_error(target.status, target.code, target.message)
+        # One snapshot for the whole call, so a reload midway cannot mix generations.
+        snapshot = self.live.current
+        config = snapshot.config
         record = request[CALL_RECORD]
         try:
-            body = await self._request_body(request, record)
+            async with asyncio.timeout(config.access.client_timeout):
+                body = await _request_body(request, record, config.access.max_body_bytes)
         except BodyTooLarge:
             return proxy_error(
                 413,
                 "proxy_body_too_large",
-                f"request body exceeds access.max_body_bytes ({self._max_body} bytes)",
+                "request body exceeds access.max_body_bytes "
+                f"({config.access.max_body_bytes} bytes)",
             )
+        except TimeoutError:
+            return proxy_error(408, "proxy_client_timeout", "the request body arrived too slowly")
         headers = upstream_request_headers(request.headers)
         if "User-Agent" not in headers:
             headers["User-Agent"] = USER_AGENT
-        headers.update(self.signer.headers(request.method, target.path))
+        headers.update(snapshot.signer.headers(request.method, target.path))
         # encoded=True: the raw path and query go upstream exactly as received (no requoting).
-        url = URL(self._origin + request.raw_path, encoded=True)
-        return await self._exchange(request, record, url, headers, body)
-
-    async def _request_body(
-        self, request: web.Request, record: CallRecord
-    ) -> aiohttp.StreamReader | bytes | None:
-        if not request.body_exists:
-            return None
-        length = request.content_length
-        if length is not None:
-            if self._max_body and length > self._max_body:
-                raise BodyTooLarge
-            # A declared length within the limit streams straight through.
-            record.bytes_in = length
-            return request.content
-        if not self._max_body:
-            return request.content
-        # Chunked: buffer up to the limit so an oversized body never reaches Kalshi at all.
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > self._max_body:
-                raise BodyTooLarge
-            chunks.append(chunk)
-        record.bytes_in = size
-        return b"".join(chunks)
+        url = URL(config.upstream.rest_url + request.raw_path, encoded=True)
+        return await self._exchange(request, record, config, url, headers, body)
 
     async def _exchange(
         self,
         request: web.Request,
         record: CallRecord,
+        config: Config,
         url: URL,
-        headers: dict[str, str] | aiohttp.typedefs.LooseHeaders,
+        headers: CIMultiDict[str],
         body: aiohttp.StreamReader | bytes | None,
     ) -> web.StreamResponse:
         assert self.session is not None, "client session is created in the app's cleanup_ctx"
+        origin = config.upstream.rest_url
+        timeout = config.upstream.timeout
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._header_timeout):
+            async with asyncio.timeout(timeout):
                 upstream = await self.session.request(
                     request.method, url, headers=headers, data=body, allow_redirects=False
                 )
         except aiohttp.ConnectionTimeoutError:
-            return self._fail(record, 504, "proxy_upstream_connect_timeout", "connecting timed out")
+            return _fail(record, origin, 504, "proxy_upstream_connect_timeout", "connect timed out")
         except TimeoutError:
-            return self._fail(
+            return _fail(
                 record,
+                origin,
                 504,
                 "proxy_upstream_timeout",
-                f"the upstream did not answer within {self._header_timeout:g} s",
+                f"the upstream did not answer within {timeout:g} s",
             )
         except aiohttp.ClientConnectorError:
-            return self._fail(record, 502, "proxy_upstream_unreachable", "cannot connect")
+            return _fail(record, origin, 502, "proxy_upstream_unreachable", "cannot connect")
         except aiohttp.ClientError as exc:
-            return self._fail(record, 502, "proxy_upstream_error", _describe(exc))
+            return _fail(record, origin, 502, "proxy_upstream_error", _describe(exc))
         try:
             record.upstream_status = upstream.status
             return await self._relay(request, record, upstream, started)
         finally:
             upstream.release()
-
-    def _fail(self, record: CallRecord, status: int, code: str, message: str) -> web.Response:
-        record.error = code
-        return proxy_error(status, code, f"{message} ({self._origin})")
 
     async def _relay(
         self,
@@ -167,6 +154,37 @@ class Forwarder:
         record.upstream_ms = _ms_since(started)
         await response.write_eof()
         return response
+
+
+async def _request_body(
+    request: web.Request, record: CallRecord, max_body: int
+) -> aiohttp.StreamReader | bytes | None:
+    if not request.body_exists:
+        return None
+    length = request.content_length
+    if length is not None:
+        if max_body and length > max_body:
+            raise BodyTooLarge
+        # A declared length within the limit streams straight through.
+        record.bytes_in = length
+        return request.content
+    if not max_body:
+        return request.content
+    # Chunked: buffer up to the limit so an oversized body never reaches Kalshi at all.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > max_body:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    record.bytes_in = size
+    return b"".join(chunks)
+
+
+def _fail(record: CallRecord, origin: str, status: int, code: str, message: str) -> web.Response:
+    record.error = code
+    return proxy_error(status, code, f"{message} ({origin})")
 
 
 def _abort(request: web.Request) -> None:

@@ -78,6 +78,7 @@ def test_env_only_for_containers(tmp_path: Path) -> None:
         "KALSHI_PRIVATE_KEY_FILE": "/run/secrets/kalshi_key",
         "SIGNING_PROXY_HOST": "0.0.0.0",
         "SIGNING_PROXY_UPSTREAM": "http://sandbox:8081",
+        "SIGNING_PROXY_ALLOW_UNAUTHENTICATED_REMOTE": "true",
     }
     config = load_config(None, env)
     assert config.credentials.api_key_id == "abc"

@@ -1,0 +1,43 @@
+"""The state a reload replaces as one: configuration, signer and access policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .access import AccessPolicy
+from .config import Config
+from .signer import Signer
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One consistent generation of settings; requests read it once and use it throughout."""
+
+    config: Config
+    signer: Signer
+    access: AccessPolicy
+
+
+class Live:
+    """Holds the current Snapshot; replacing it is one reference swap, atomic on the loop."""
+
+    __slots__ = ("current", "generation")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.current = snapshot
+        self.generation = 1
+
+    @classmethod
+    def build(cls, config: Config, signer: Signer) -> Live:
+        """A holder for `config` and `signer` with the access policy derived from config."""
+        return cls(make_snapshot(config, signer))
+
+    def swap(self, snapshot: Snapshot) -> None:
+        """Make `snapshot` current for every request that starts from now on."""
+        self.current = snapshot
+        self.generation += 1
+
+
+def make_snapshot(config: Config, signer: Signer) -> Snapshot:
+    """A Snapshot of `config` and `signer`, with its access policy compiled once."""
+    return Snapshot(config=config, signer=signer, access=AccessPolicy(config.access))
