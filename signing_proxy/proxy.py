@@ -20,6 +20,8 @@ from .paths import RestTarget, check_rest_target
 from .signer import Signer
 
 USER_AGENT = f"signing-proxy/{__version__}"
+# Kalshi's API uses these; anything else (TRACE, CONNECT, made-up tokens) is never signed.
+FORWARDED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _CHUNK = 64 * 1024
 
 
@@ -61,6 +63,13 @@ class Forwarder:
         target = check_rest_target(request.raw_path)
         if not isinstance(target, RestTarget):
             return proxy_error(target.status, target.code, target.message)
+        if request.method not in FORWARDED_METHODS:
+            return proxy_error(
+                405,
+                "proxy_method_not_allowed",
+                f"method {request.method[:16]!r} is not forwarded",
+                headers={"Allow": ", ".join(sorted(FORWARDED_METHODS))},
+            )
         # One snapshot for the whole call, so a reload midway cannot mix generations.
         snapshot = self.live.current
         config = snapshot.config

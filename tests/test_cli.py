@@ -175,45 +175,74 @@ async def test_run_signs_for_curl_and_stops_cleanly_on_sigterm(
     } <= set(calls[0])
 
 
+INBOUND_TOKEN = "inbound-token-must-not-leak-0123"
+
+
 async def test_no_secret_appears_in_a_whole_run(
-    sandbox_upstream: TestServer, proxy_env: dict[str, str], key_material: KeyMaterial
+    sandbox_upstream: TestServer,
+    proxy_env: dict[str, str],
+    key_material: KeyMaterial,
+    tmp_path: Path,
 ) -> None:
     upstream = str(sandbox_upstream.make_url("")).rstrip("/")
+    config = tmp_path / "tokens.yaml"
+    config.write_text("access:\n  tokens:\n    - {name: bot, token_env: BOT_TOKEN}\n")
+    env = {**proxy_env, "SIGNING_PROXY_LOG_LEVEL": "debug", "BOT_TOKEN": INBOUND_TOKEN}
     proc = await start_cli(
-        "run",
-        "--port",
-        "0",
-        "--upstream",
-        upstream,
-        env={**proxy_env, "SIGNING_PROXY_LOG_LEVEL": "debug"},
+        "run", "--port", "0", "--upstream", upstream, "--config", str(config), env=env
     )
     base = (await proc.wait_for(r'"listen": "(http://[^"]+)"')).group(1)
     secret_body = "body-" + "7" * 24
     for path in ("/trade-api/v2/portfolio/balance", "/trade-api/v2/portfolio/orders"):
-        await curl(
+        status, _ = await curl(
             "-H",
-            "Authorization: Bearer inbound-token-must-not-leak",
+            f"Authorization: Bearer {INBOUND_TOKEN}",
             "-H",
             "KALSHI-ACCESS-SIGNATURE: client-sent-signature-value",
             "-d",
             secret_body,
             f"{base}{path}",
         )
+        assert status in (200, 400, 404)  # the sandbox answered (signed and verified)
+    status, _ = await curl(
+        "-H", "X-Proxy-Token: wrong-token-also-secret-000", f"{base}/trade-api/v2/x"
+    )
+    assert status == 401
     code, out, err = await proc.stop(signal.SIGINT)
     assert code == 0
     signatures = sandbox_upstream.app[SIGNATURES_RECEIVED]
     assert len(signatures) == 2
     everything = out + err
+    assert '"client": "bot"' in everything
     pem_lines = [line for line in key_material.pkcs8.decode().splitlines() if "-----" not in line]
-    for secret in [
+    secrets = [
         *pem_lines,
         *signatures,
         PASSPHRASE,
         secret_body,
-        "inbound-token-must-not-leak",
+        INBOUND_TOKEN,
+        "wrong-token-also-secret-000",
         "client-sent-signature-value",
-    ]:
+    ]
+    for secret in secrets:
         assert secret not in everything
+
+
+def test_remote_bind_without_token_is_exit_2(proxy_env: dict[str, str]) -> None:
+    line = _config_error(["run", "--host", "0.0.0.0", "--port", "0"], proxy_env)
+    assert "listen.host: 0.0.0.0 is reachable from other machines" in line
+
+
+async def test_remote_bind_opt_out_is_logged_loudly(proxy_env: dict[str, str]) -> None:
+    env = {**proxy_env, "SIGNING_PROXY_ALLOW_UNAUTHENTICATED_REMOTE": "true"}
+    proc = await start_cli("run", "--host", "0.0.0.0", "--port", "0", env=env)
+    match = await proc.wait_for(r'"event": "unauthenticated_remote_access"')
+    assert match
+    code, out, _ = await proc.stop()
+    assert code == 0
+    assert '"level": "warning"' in next(
+        line for line in out.splitlines() if "unauthenticated_remote_access" in line
+    )
 
 
 async def test_sandbox_command_serves_balance_and_removes_its_key() -> None:
