@@ -2,26 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
-from .config import Config
+from .config import WS_PATH, Config
 from .errors import proxy_error
 from .live import Live
+from .monitor import UpstreamMonitor
 from .observability import drop_none, get_logger
 from .paths import Refusal
 from .proxy import CALL_RECORD, CallRecord, Forwarder
 from .signer import Signer
+from .websocket import WS_RELAY, WebSocketRelay
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Process state that probes report: set to draining when shutdown begins."""
+
+    draining: bool = False
+
 
 CONFIG = web.AppKey("config", Config)
 LIVE = web.AppKey("live", Live)
 FORWARDER = web.AppKey("forwarder", Forwarder)
+MONITOR = web.AppKey("monitor", UpstreamMonitor)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 
 # A client's X-Request-ID is kept only when it is short and plain, so it is safe to log.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -36,20 +51,34 @@ _GUARDED_PREFIX = "/trade-api/"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(config: Config, signer: Signer) -> web.Application:
-    """Build the proxy application for `config`, signing with `signer`."""
+def create_app(config: Config, signer: Signer, *, background_probe: bool = True) -> web.Application:
+    """Build the proxy application for `config`, signing with `signer`.
+
+    `background_probe` probes the upstream at start and every upstream.probe_interval
+    seconds (clock offset, key acceptance); tests that count upstream calls turn it off.
+    """
     handler_args = {**HANDLER_ARGS, "keepalive_timeout": config.access.client_timeout}
     app = web.Application(
         middlewares=[_call_middleware, _access_middleware], handler_args=handler_args
     )
     live = Live.build(config, signer)
-    forwarder = Forwarder(live)
+    monitor = UpstreamMonitor(live)
+    forwarder = Forwarder(live, monitor)
     app[CONFIG] = config
     app[LIVE] = live
+    app[MONITOR] = monitor
     app[FORWARDER] = forwarder
+    app[LIFECYCLE] = Lifecycle()
     app.on_response_prepare.append(_add_request_id)
     app.cleanup_ctx.append(_client_session)
+    if background_probe and config.upstream.probe_interval > 0:
+        app.cleanup_ctx.append(_probe_loop)
     app.router.add_get("/healthz", _healthz, allow_head=True)
+    app.router.add_get("/readyz", _readyz, allow_head=True)
+    relay = WebSocketRelay(forwarder)
+    app[WS_RELAY] = relay
+    app.on_shutdown.append(relay.on_shutdown)
+    app.router.add_get(WS_PATH, relay.handle)
     app.router.add_route("*", "/{tail:.*}", forwarder.handle)
     return app
 
@@ -77,13 +106,36 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         requote_redirect_url=False,
     )
     app[FORWARDER].session = session
+    app[MONITOR].session = session
     yield
+    await app[MONITOR].close()
     await session.close()
+
+
+async def _probe_loop(app: web.Application) -> AsyncIterator[None]:
+    """Probe the upstream in the background for the app's whole life."""
+    interval = app[CONFIG].upstream.probe_interval
+    task = asyncio.create_task(app[MONITOR].run(interval))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
     return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    """Readiness: key loaded, upstream answered recently, not draining; 503 with the reason."""
+    if request.app[LIFECYCLE].draining:
+        return web.json_response({"status": "draining", "reason": "shutting down"}, status=503)
+    result = await request.app[MONITOR].readiness()
+    status = "ready" if result.ok else "not_ready"
+    return web.json_response(
+        {"status": status, "reason": result.reason}, status=200 if result.ok else 503
+    )
 
 
 def _request_id(request: web.Request) -> str:
@@ -161,6 +213,8 @@ def _log_call(request: web.Request, record: CallRecord, status: int) -> None:
             "bytes_out": record.bytes_out,
             "total_ms": round((time.perf_counter() - record.started) * 1000, 3),
             "upstream_ms": record.upstream_ms,
+            "retries": record.retries or None,
+            "rate_wait_ms": record.rate_wait_ms,
             "error": record.error,
         }
     )

@@ -9,10 +9,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
 import yaml
+
+if TYPE_CHECKING:
+    from .ratelimit import RateLimitConfig
 
 Environment = Literal["demo", "production"]
 LogFormat = Literal["auto", "json", "console"]
@@ -44,6 +47,9 @@ class UpstreamConfig:
     ws_url: str
     connect_timeout: float = 5.0
     timeout: float = 30.0
+    deadline: float = 60.0
+    retries: int = 2
+    probe_interval: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,8 @@ class Config:
     listen: ListenConfig = ListenConfig()
     access: AccessConfig = AccessConfig()
     logging: LoggingConfig = LoggingConfig()
+    rate_limit: RateLimitConfig | None = None
+    shutdown_timeout: float = 15.0
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret string this configuration holds, for log redaction."""
@@ -129,7 +137,16 @@ class Config:
 # The YAML schema: section -> key -> default. Unknown keys are errors.
 _SCHEMA: dict[str, dict[str, Any] | Any] = {
     "environment": "demo",
-    "upstream": {"rest_url": None, "ws_url": None, "connect_timeout": 5, "timeout": 30},
+    "shutdown_timeout": 15,
+    "upstream": {
+        "rest_url": None,
+        "ws_url": None,
+        "connect_timeout": 5,
+        "timeout": 30,
+        "deadline": 60,
+        "retries": 2,
+        "probe_interval": 300,
+    },
     "credentials": {
         "api_key_id": None,
         "private_key_file": None,
@@ -144,7 +161,10 @@ _SCHEMA: dict[str, dict[str, Any] | Any] = {
         "allow_unauthenticated_remote": False,
     },
     "logging": {"format": "auto", "level": "info"},
+    # Validated by ratelimit.parse_rate_limit, which owns its keys.
+    "rate_limit": None,
 }
+_OPAQUE_SECTIONS = frozenset({"rate_limit"})
 
 # Environment variable -> dotted setting. An empty variable counts as unset.
 ENV_VARS: dict[str, str] = {
@@ -232,6 +252,10 @@ def _check_keys(raw: Mapping[str, Any]) -> None:
     for key, value in raw.items():
         if key not in _SCHEMA:
             raise ConfigError(f"unknown setting {key!r}{_did_you_mean(str(key), _SCHEMA)}")
+        if key in _OPAQUE_SECTIONS:
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{key}: must be a mapping of settings")
+            continue
         section = _SCHEMA[key]
         if isinstance(section, dict):
             if value is None:
@@ -256,7 +280,7 @@ def _flatten_defaults() -> dict[str, Any]:
 def _flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in raw.items():
-        if isinstance(_SCHEMA.get(key), dict):
+        if isinstance(_SCHEMA.get(key), dict) and key not in _OPAQUE_SECTIONS:
             for sub, subvalue in (value or {}).items():
                 flat[f"{key}.{sub}"] = subvalue
         else:
@@ -273,7 +297,12 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
         ws_url=ws_url,
         connect_timeout=_positive_number(values, "upstream.connect_timeout"),
         timeout=_positive_number(values, "upstream.timeout"),
+        deadline=_positive_number(values, "upstream.deadline"),
+        retries=_int(values, "upstream.retries", minimum=0),
+        probe_interval=_non_negative_number(values, "upstream.probe_interval"),
     )
+    if upstream.retries > 10:
+        raise ConfigError(f"upstream.retries: at most 10; got {upstream.retries}")
     pem = _env(env, "KALSHI_PRIVATE_KEY")
     credentials = CredentialsConfig(
         api_key_id=_optional_str(values, "credentials.api_key_id"),
@@ -301,6 +330,9 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
             LogLevel, _choice(values, "logging.level", ("debug", "info", "warning", "error"))
         ),
     )
+    # Imported here: ratelimit raises this module's ConfigError, so it imports us first.
+    from .ratelimit import parse_rate_limit
+
     return Config(
         environment=cast(Environment, environment),
         upstream=upstream,
@@ -308,6 +340,8 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
         listen=listen,
         access=access,
         logging=log,
+        rate_limit=parse_rate_limit(values["rate_limit"]),
+        shutdown_timeout=_non_negative_number(values, "shutdown_timeout"),
     )
 
 
@@ -373,6 +407,17 @@ def _positive_number(values: Mapping[str, Any], name: str) -> float:
         raise ConfigError(f"{name}: must be a number of seconds; got {value!r}") from None
     if isinstance(value, bool) or not number > 0 or number == float("inf"):
         raise ConfigError(f"{name}: must be a positive number of seconds; got {value!r}")
+    return number
+
+
+def _non_negative_number(values: Mapping[str, Any], name: str) -> float:
+    value = values[name]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: must be a number of seconds; got {value!r}") from None
+    if isinstance(value, bool) or number < 0 or number == float("inf"):
+        raise ConfigError(f"{name}: must be zero or a positive number of seconds; got {value!r}")
     return number
 
 

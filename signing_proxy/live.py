@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .access import AccessPolicy
 from .config import Config
+from .ratelimit import RateLimiter
 from .signer import Signer
 
 
@@ -16,6 +17,7 @@ class Snapshot:
     config: Config
     signer: Signer
     access: AccessPolicy
+    limiter: RateLimiter | None
 
 
 class Live:
@@ -38,6 +40,15 @@ class Live:
         self.generation += 1
 
 
-def make_snapshot(config: Config, signer: Signer) -> Snapshot:
-    """A Snapshot of `config` and `signer`, with its access policy compiled once."""
-    return Snapshot(config=config, signer=signer, access=AccessPolicy(config.access))
+def make_snapshot(config: Config, signer: Signer, previous: Snapshot | None = None) -> Snapshot:
+    """A Snapshot of `config` and `signer`; keeps `previous`'s limiter if its settings hold."""
+    limiter: RateLimiter | None = None
+    if config.rate_limit is not None:
+        # Same settings: keep the buckets, so a reload does not hand out a fresh budget.
+        if previous and previous.limiter and previous.config.rate_limit == config.rate_limit:
+            limiter = previous.limiter
+        else:
+            limiter = RateLimiter(config.rate_limit)
+    return Snapshot(
+        config=config, signer=signer, access=AccessPolicy(config.access), limiter=limiter
+    )

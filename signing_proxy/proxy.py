@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -12,17 +13,25 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from . import __version__
-from .config import Config
 from .errors import proxy_error
 from .headers import downstream_response_headers, upstream_request_headers
-from .live import Live
+from .live import Live, Snapshot
+from .monitor import UpstreamMonitor
 from .paths import RestTarget, check_rest_target
-from .signer import Signer
+from .signer import HEADER_TIMESTAMP, Signer
 
 USER_AGENT = f"signing-proxy/{__version__}"
 # Kalshi's API uses these; anything else (TRACE, CONNECT, made-up tokens) is never signed.
 FORWARDED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Only requests that cannot change anything are retried: a duplicate order is worse
+# than an error.
+RETRYABLE_METHODS = frozenset({"GET", "HEAD"})
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 2.0
 _CHUNK = 64 * 1024
+# Kalshi's 401 bodies are tiny; this much is read for the diagnosis, then relayed.
+_DIAGNOSIS_BYTES = 4096
 
 
 @dataclass(slots=True)
@@ -36,6 +45,8 @@ class CallRecord:
     bytes_out: int = 0
     upstream_ms: float | None = None
     upstream_status: int | None = None
+    retries: int = 0
+    rate_wait_ms: float | None = None
     error: str | None = None
 
 
@@ -46,11 +57,20 @@ class BodyTooLarge(Exception):
     """The client's body exceeds access.max_body_bytes."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    status: int
+    code: str
+    message: str
+    retryable: bool
+
+
 class Forwarder:
     """Signs each request under /trade-api/v2/ and streams it to the upstream and back."""
 
-    def __init__(self, live: Live) -> None:
+    def __init__(self, live: Live, monitor: UpstreamMonitor) -> None:
         self.live = live
+        self.monitor = monitor
         self.session: aiohttp.ClientSession | None = None
 
     @property
@@ -63,89 +83,145 @@ class Forwarder:
         target = check_rest_target(request.raw_path)
         if not isinstance(target, RestTarget):
             return proxy_error(target.status, target.code, target.message)
-        if request.method not in FORWARDED_METHODS:
+        method = request.method
+        if method not in FORWARDED_METHODS:
             return proxy_error(
                 405,
                 "proxy_method_not_allowed",
-                f"method {request.method[:16]!r} is not forwarded",
+                f"method {method[:16]!r} is not forwarded",
                 headers={"Allow": ", ".join(sorted(FORWARDED_METHODS))},
             )
         # One snapshot for the whole call, so a reload midway cannot mix generations.
         snapshot = self.live.current
-        config = snapshot.config
+        access = snapshot.config.access
         record = request[CALL_RECORD]
         try:
-            async with asyncio.timeout(config.access.client_timeout):
-                body = await _request_body(request, record, config.access.max_body_bytes)
+            async with asyncio.timeout(access.client_timeout):
+                body = await _request_body(request, record, access.max_body_bytes)
         except BodyTooLarge:
             return proxy_error(
                 413,
                 "proxy_body_too_large",
-                "request body exceeds access.max_body_bytes "
-                f"({config.access.max_body_bytes} bytes)",
+                f"request body exceeds access.max_body_bytes ({access.max_body_bytes} bytes)",
             )
         except TimeoutError:
             return proxy_error(408, "proxy_client_timeout", "the request body arrived too slowly")
+        if snapshot.limiter is not None:
+            decision = await snapshot.limiter.acquire(method, target.path)
+            if decision.waited:
+                record.rate_wait_ms = round(decision.waited * 1000, 3)
+            if not decision.allowed:
+                record.error = "proxy_rate_limited"
+                return proxy_error(
+                    429,
+                    "proxy_rate_limited",
+                    f"over the {decision.bucket} budget of rate_limit (cost {decision.cost}); "
+                    f"retry in {decision.retry_after} s",
+                    headers={"Retry-After": str(decision.retry_after)},
+                )
         headers = upstream_request_headers(request.headers)
         if "User-Agent" not in headers:
             headers["User-Agent"] = USER_AGENT
-        headers.update(snapshot.signer.headers(request.method, target.path))
         # encoded=True: the raw path and query go upstream exactly as received (no requoting).
-        url = URL(config.upstream.rest_url + request.raw_path, encoded=True)
-        return await self._exchange(request, record, config, url, headers, body)
+        url = URL(snapshot.config.upstream.rest_url + request.raw_path, encoded=True)
+        return await self._exchange(request, record, snapshot, url, target.path, headers, body)
 
     async def _exchange(
         self,
         request: web.Request,
         record: CallRecord,
-        config: Config,
+        snapshot: Snapshot,
         url: URL,
+        path: str,
         headers: CIMultiDict[str],
         body: aiohttp.StreamReader | bytes | None,
     ) -> web.StreamResponse:
         assert self.session is not None, "client session is created in the app's cleanup_ctx"
-        origin = config.upstream.rest_url
-        timeout = config.upstream.timeout
+        upstream_config = snapshot.config.upstream
+        method = request.method
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + upstream_config.deadline
+        # A streamed body can be sent once only; bodies in memory can be sent again.
+        retryable = method in RETRYABLE_METHODS and not isinstance(body, aiohttp.StreamReader)
+        attempts = 1 + (upstream_config.retries if retryable else 0)
         started = time.perf_counter()
-        try:
-            async with asyncio.timeout(timeout):
-                upstream = await self.session.request(
-                    request.method, url, headers=headers, data=body, allow_redirects=False
+        for attempt in range(attempts):
+            last = attempt + 1 == attempts
+            # Each attempt is signed afresh: the timestamp must be current.
+            headers.update(snapshot.signer.headers(method, path))
+            timeout = min(upstream_config.timeout, deadline - loop.time())
+            sent = time.time()
+            try:
+                async with asyncio.timeout(timeout):
+                    upstream = await self.session.request(
+                        method, url, headers=headers, data=body, allow_redirects=False
+                    )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failure = _classify(exc, upstream_config.timeout)
+                if failure.retryable and not last and await _backoff(attempt, deadline):
+                    record.retries += 1
+                    continue
+                record.upstream_ms = _ms_since(started)
+                record.error = failure.code
+                return proxy_error(
+                    failure.status,
+                    failure.code,
+                    f"{failure.message} ({upstream_config.rest_url})",
                 )
-        except aiohttp.ConnectionTimeoutError:
-            return _fail(record, origin, 504, "proxy_upstream_connect_timeout", "connect timed out")
-        except TimeoutError:
-            return _fail(
-                record,
-                origin,
-                504,
-                "proxy_upstream_timeout",
-                f"the upstream did not answer within {timeout:g} s",
-            )
-        except aiohttp.ClientConnectorError:
-            return _fail(record, origin, 502, "proxy_upstream_unreachable", "cannot connect")
-        except aiohttp.ClientError as exc:
-            return _fail(record, origin, 502, "proxy_upstream_error", _describe(exc))
+            self.monitor.saw_answer()
+            if (
+                retryable
+                and upstream.status in RETRYABLE_STATUSES
+                and not last
+                and await _backoff(attempt, deadline)
+            ):
+                upstream.release()
+                record.retries += 1
+                continue
+            try:
+                record.upstream_status = upstream.status
+                prefix = b""
+                if upstream.status == 401:
+                    signed = f"{headers[HEADER_TIMESTAMP]}{method}{path}"
+                    prefix = await self._diagnose(upstream, signed, sent)
+                return await self._relay(request, record, snapshot, upstream, started, prefix)
+            finally:
+                upstream.release()
+        raise AssertionError("unreachable: the last attempt always returns")
+
+    async def _diagnose(
+        self, upstream: aiohttp.ClientResponse, signed: str, sent: float
+    ) -> bytes:
+        """Read the head of Kalshi's small 401 body for the diagnosis; the caller relays it."""
         try:
-            record.upstream_status = upstream.status
-            return await self._relay(request, record, upstream, started)
-        finally:
-            upstream.release()
+            head = await upstream.content.read(_DIAGNOSIS_BYTES)
+        except (aiohttp.ClientError, TimeoutError):
+            head = b""
+        self.monitor.diagnose_401(head, signed, upstream.headers.get("Date"), sent, time.time())
+        return head
 
     async def _relay(
         self,
         request: web.Request,
         record: CallRecord,
+        snapshot: Snapshot,
         upstream: aiohttp.ClientResponse,
         started: float,
+        prefix: bytes = b"",
     ) -> web.StreamResponse:
+        headers = downstream_response_headers(upstream.headers)
+        if upstream.status == 429 and "Retry-After" not in headers:
+            # Kalshi sends no Retry-After; give clients a number to back off by.
+            path = request.raw_path.partition("?")[0]
+            headers["Retry-After"] = str(_retry_after(snapshot, request.method, path))
         response = web.StreamResponse(
-            status=upstream.status,
-            reason=upstream.reason,
-            headers=downstream_response_headers(upstream.headers),
+            status=upstream.status, reason=upstream.reason, headers=headers
         )
         await response.prepare(request)
         try:
+            if prefix:
+                record.bytes_out += len(prefix)
+                await response.write(prefix)
             async for chunk in upstream.content.iter_chunked(_CHUNK):
                 record.bytes_out += len(chunk)
                 await response.write(chunk)
@@ -163,6 +239,40 @@ class Forwarder:
         record.upstream_ms = _ms_since(started)
         await response.write_eof()
         return response
+
+
+def _classify(exc: BaseException, timeout: float) -> _Failure:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return _Failure(504, "proxy_upstream_connect_timeout", "connecting timed out", True)
+    if isinstance(exc, TimeoutError):
+        # Not retried: the upstream may still be working on it, and the client has waited.
+        message = f"the upstream did not answer within {timeout:g} s"
+        return _Failure(504, "proxy_upstream_timeout", message, False)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _Failure(502, "proxy_upstream_unreachable", "cannot connect", True)
+    # Disconnected before any response byte (e.g. a stale keep-alive connection).
+    return _Failure(502, "proxy_upstream_error", _describe(exc), True)
+
+
+async def _backoff(attempt: int, deadline: float) -> bool:
+    """Sleep with full jitter before the next attempt; False when the deadline forbids it."""
+    delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))  # noqa: S311 - jitter
+    loop = asyncio.get_running_loop()
+    if loop.time() + delay >= deadline:
+        return False
+    await asyncio.sleep(delay)
+    return True
+
+
+def _retry_after(snapshot: Snapshot, method: str, path: str) -> int:
+    """Whole seconds until the local bucket could afford this call again (at least 1)."""
+    limiter = snapshot.limiter
+    if limiter is None:
+        return 1
+    bucket, cost = limiter.cost_of(method, path)
+    rate = limiter.config.read_per_second if bucket == "read" else limiter.config.write_per_second
+    missing = max(0.0, cost - limiter.levels()[bucket])
+    return max(1, int(-(-missing // rate)))
 
 
 async def _request_body(
@@ -189,11 +299,6 @@ async def _request_body(
         chunks.append(chunk)
     record.bytes_in = size
     return b"".join(chunks)
-
-
-def _fail(record: CallRecord, origin: str, status: int, code: str, message: str) -> web.Response:
-    record.error = code
-    return proxy_error(status, code, f"{message} ({origin})")
 
 
 def _abort(request: web.Request) -> None:

@@ -179,7 +179,7 @@ async def make_proxy(
         config = load_config(
             str(config_file) if config_file else None, environ, Overrides(upstream=upstream_url)
         )
-        app = create_app(config, load_signer(config.credentials))
+        app = create_app(config, load_signer(config.credentials), background_probe=False)
         client = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)

@@ -1,0 +1,469 @@
+"""Client-side token buckets that mirror Kalshi's, so clients wait here instead of seeing a 429."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from .config import ConfigError, _did_you_mean
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+READ = "read"
+WRITE = "write"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+COST_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+# Kalshi's tiers, tokens per second (read, write); API_FACTS.md, "Rate limits".
+TIERS: dict[str, tuple[float, float]] = {
+    "basic": (200.0, 100.0),
+    "advanced": (300.0, 300.0),
+    "premier": (1000.0, 1000.0),
+    "paragon": (2000.0, 2000.0),
+    "prime": (4000.0, 4000.0),
+}
+DEFAULT_TIER = "basic"
+DEFAULT_COST = 10
+DEFAULT_MAX_WAIT = 1.0
+# Seconds of budget each bucket holds: the write bucket holds 2 s, except on basic.
+READ_CAPACITY_SECONDS = 1.0
+WRITE_CAPACITY_SECONDS = 2.0
+BASIC_WRITE_CAPACITY_SECONDS = 1.0
+
+# Float refills never land exactly on a cost: this many tokens short still counts as enough,
+# and a wait this far past a whole second still rounds down to it for Retry-After.
+_EPSILON = 1e-9
+_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CostRule:
+    """One endpoint's token cost; `path` may hold `:param` segments and a final `*rest`."""
+
+    method: str
+    path: str
+    cost: int
+
+
+# Kalshi's exceptions to the default cost, as GET /account/endpoint_costs lists them
+# (shared/kalshi/wire/account__endpoint_costs.json, demo).
+DEFAULT_COSTS: tuple[CostRule, ...] = (
+    CostRule("POST", "/trade-api/v2/account/api_usage_level/upgrade", 30),
+    CostRule("GET", "/trade-api/v2/cfbenchmarks", 150),
+    CostRule("GET", "/trade-api/v2/cfbenchmarks/*endpoint", 150),
+    CostRule("POST", "/trade-api/v2/communications/quotes", 2),
+    CostRule("DELETE", "/trade-api/v2/communications/quotes/:quote_id", 2),
+    CostRule("GET", "/trade-api/v2/margin/balance", 5),
+    CostRule("PUT", "/trade-api/v2/multivariate_event_collections/:collection_ticker/lookup", 2),
+    CostRule("DELETE", "/trade-api/v2/portfolio/events/orders/:order_id", 2),
+    CostRule("DELETE", "/trade-api/v2/portfolio/events/orders/batched", 2),
+    CostRule("POST", "/trade-api/v2/portfolio/orders", 20),
+    CostRule("DELETE", "/trade-api/v2/portfolio/orders/:order_id", 4),
+    CostRule("GET", "/trade-api/v2/portfolio/orders/:order_id", 2),
+    CostRule("POST", "/trade-api/v2/portfolio/orders/:order_id/amend", 20),
+    CostRule("POST", "/trade-api/v2/portfolio/orders/:order_id/decrease", 20),
+    CostRule("DELETE", "/trade-api/v2/portfolio/orders/batched", 4),
+    CostRule("POST", "/trade-api/v2/portfolio/orders/batched", 20),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Bucket rates and sizes, the longest a request may queue, and user cost overrides."""
+
+    read_per_second: float
+    write_per_second: float
+    read_capacity: float
+    write_capacity: float
+    max_wait: float
+    costs: tuple[CostRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one acquire; `retry_after` (whole seconds) is set only when refused."""
+
+    allowed: bool
+    waited: float
+    retry_after: int | None
+    bucket: str
+    cost: int
+
+
+def bucket_of(method: str) -> str:
+    """Which bucket a method draws from: reads are GET, HEAD and OPTIONS, all else writes."""
+    return READ if method.upper() in READ_METHODS else WRITE
+
+
+# --- cost table -------------------------------------------------------------------------
+
+
+class _Node:
+    """One path segment of the cost table, matched like Kalshi's router: static, :param, *rest."""
+
+    __slots__ = ("catch_all", "cost", "param", "static")
+
+    def __init__(self) -> None:
+        self.static: dict[str, _Node] = {}
+        self.param: _Node | None = None
+        self.catch_all: int | None = None
+        self.cost: int | None = None
+
+    def insert(self, segments: list[str], cost: int) -> None:
+        node = self
+        for index, segment in enumerate(segments):
+            if segment.startswith("*"):
+                if index != len(segments) - 1:
+                    raise ValueError("a *catch-all segment must be the last one")
+                node.catch_all = cost
+                return
+            if segment.startswith(":"):
+                node.param = node.param or _Node()
+                node = node.param
+            else:
+                node = node.static.setdefault(segment, _Node())
+        node.cost = cost
+
+    def match(self, segments: list[str], index: int = 0) -> int | None:
+        if index == len(segments):
+            return self.cost
+        segment = segments[index]
+        # Most specific first, as routers do: a literal beats a parameter beats a catch-all,
+        # and a dead end backs off to the next candidate (orders/batched vs orders/:order_id).
+        child = self.static.get(segment)
+        if child is not None and (found := child.match(segments, index + 1)) is not None:
+            return found
+        if (
+            self.param is not None
+            and segment
+            and (found := self.param.match(segments, index + 1)) is not None
+        ):
+            return found
+        return self.catch_all
+
+
+def _segments(path: str) -> list[str]:
+    path = path.partition("?")[0]
+    # A trailing slash reaches the same handler (or a redirect to it); charge it the same.
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
+    parts = path.split("/")[1:]
+    # Upstream routes on the decoded path; decode per segment so %2F stays inside one.
+    return [unquote(p) if "%" in p else p for p in parts]
+
+
+class CostTable:
+    """Kalshi's default costs with user rules on top, compiled once into per-method trees."""
+
+    def __init__(self, overrides: tuple[CostRule, ...] = (), default: int = DEFAULT_COST) -> None:
+        self.default = default
+        merged: dict[tuple[str, str], int] = {}
+        for rule in (*DEFAULT_COSTS, *overrides):
+            merged[(rule.method.upper(), rule.path)] = rule.cost  # a later (user) rule wins
+        self.rules = tuple(CostRule(m, p, c) for (m, p), c in merged.items())
+        self._trees: dict[str, _Node] = {}
+        for rule in self.rules:
+            self._trees.setdefault(rule.method, _Node()).insert(_segments(rule.path), rule.cost)
+        # Order ids make the set of paths unbounded, so the memo is a bounded LRU.
+        self._cache: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def cost(self, method: str, path: str) -> int:
+        """The token cost of one request; `path` is the raw request path."""
+        key = (method, path)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        method = method.upper()
+        # HEAD is answered by the GET handler, so it costs what GET costs.
+        tree = self._trees.get("GET" if method == "HEAD" else method)
+        found = tree.match(_segments(path)) if tree is not None else None
+        cost = self.default if found is None else found
+        self._cache[key] = cost
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return cost
+
+
+# --- limiter ----------------------------------------------------------------------------
+
+
+class _Waiter:
+    __slots__ = ("cost", "turn")
+
+    def __init__(self, cost: int, turn: asyncio.Future[None] | None) -> None:
+        self.cost = cost
+        # Resolved when this waiter reaches the head of the queue; None if it starts there.
+        self.turn = turn
+
+
+class _Bucket:
+    """Tokens refilled continuously up to capacity, plus the FIFO queue of waiting requests."""
+
+    __slots__ = ("capacity", "name", "queue", "queued_cost", "rate", "tokens", "updated")
+
+    def __init__(self, name: str, rate: float, capacity: float, now: float) -> None:
+        self.name = name
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.updated = now
+        self.queue: deque[_Waiter] = deque()
+        self.queued_cost = 0
+
+    def refill(self, now: float) -> None:
+        if now > self.updated:
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+
+class RateLimiter:
+    """Read and write token buckets with FIFO waiting, bounded by max_wait."""
+
+    def __init__(
+        self,
+        config: RateLimitConfig,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if min(config.read_per_second, config.write_per_second) <= 0:
+            raise ValueError("rates must be positive")
+        self.config = config
+        self.costs = CostTable(config.costs)
+        self._clock = clock
+        self._sleep = sleep
+        now = clock()
+        self._buckets = {
+            READ: _Bucket(READ, config.read_per_second, config.read_capacity, now),
+            WRITE: _Bucket(WRITE, config.write_per_second, config.write_capacity, now),
+        }
+        self.waits = 0
+        self.rejections = 0
+
+    def cost_of(self, method: str, path: str) -> tuple[str, int]:
+        """The bucket a request draws from and the tokens it costs."""
+        return bucket_of(method), self.costs.cost(method, path)
+
+    def levels(self) -> dict[str, float]:
+        """Tokens in each bucket now (waiting requests have not taken theirs yet)."""
+        now = self._clock()
+        for bucket in self._buckets.values():
+            bucket.refill(now)
+        return {name: bucket.tokens for name, bucket in self._buckets.items()}
+
+    def capacities(self) -> dict[str, float]:
+        """The size of each bucket; a request dearer than its bucket is always refused."""
+        return {name: bucket.capacity for name, bucket in self._buckets.items()}
+
+    def queued(self) -> dict[str, int]:
+        """How many requests wait in each bucket's queue."""
+        return {name: len(bucket.queue) for name, bucket in self._buckets.items()}
+
+    async def acquire(self, method: str, path: str) -> Decision:
+        """Take a request's tokens, waiting in line up to max_wait; refuse at once if longer."""
+        name, cost = self.cost_of(method, path)
+        bucket = self._buckets[name]
+        start = self._clock()
+        bucket.refill(start)
+        if cost > bucket.capacity:
+            # It would wait forever; the hint is how long its cost takes to accrue.
+            return self._refuse(name, cost, cost / bucket.rate)
+        # Everyone already queued is served first, so they count against this request too.
+        short = bucket.queued_cost + cost - bucket.tokens
+        if not bucket.queue and short <= _EPSILON:
+            bucket.tokens -= cost
+            return Decision(True, 0.0, None, name, cost)
+        wait = short / bucket.rate
+        if wait > self.config.max_wait:
+            # Refuse now rather than sleep max_wait and fail anyway.
+            return self._refuse(name, cost, wait)
+        turn = asyncio.get_running_loop().create_future() if bucket.queue else None
+        waiter = _Waiter(cost, turn)
+        bucket.queue.append(waiter)
+        bucket.queued_cost += cost
+        self.waits += 1
+        try:
+            await self._wait_turn(bucket, waiter)
+        finally:
+            # Granted or cancelled, the waiter leaves the queue; tokens are only taken on grant,
+            # so a cancelled waiter leaks none, and the next in line gets its turn.
+            self._leave(bucket, waiter)
+        return Decision(True, self._clock() - start, None, name, cost)
+
+    def _refuse(self, name: str, cost: int, wait: float) -> Decision:
+        self.rejections += 1
+        retry_after = max(1, math.ceil(wait - _EPSILON))
+        return Decision(False, 0.0, retry_after, name, cost)
+
+    async def _wait_turn(self, bucket: _Bucket, waiter: _Waiter) -> None:
+        if waiter.turn is not None:
+            await waiter.turn
+        # At the head: only one sleeper per bucket, so the refill it waits for is its own.
+        while True:
+            bucket.refill(self._clock())
+            short = waiter.cost - bucket.tokens
+            if short <= _EPSILON:
+                bucket.tokens -= waiter.cost
+                return
+            await self._sleep(short / bucket.rate)
+
+    @staticmethod
+    def _leave(bucket: _Bucket, waiter: _Waiter) -> None:
+        bucket.queued_cost -= waiter.cost
+        if bucket.queue[0] is waiter:
+            bucket.queue.popleft()
+            if bucket.queue:
+                turn = bucket.queue[0].turn
+                if turn is not None and not turn.done():
+                    turn.set_result(None)
+        else:
+            bucket.queue.remove(waiter)
+
+
+# --- configuration ----------------------------------------------------------------------
+
+_KEYS: dict[str, Any] = {
+    "tier": None,
+    "read_per_second": None,
+    "write_per_second": None,
+    "read_capacity": None,
+    "write_capacity": None,
+    "max_wait": None,
+    "costs": None,
+}
+_RULE_KEYS: dict[str, Any] = {"method": None, "path": None, "cost": None}
+_PREFIX = "/trade-api/v2/"
+
+
+def parse_rate_limit(raw: Mapping[str, Any] | None) -> RateLimitConfig | None:
+    """Validate the `rate_limit` YAML section; None (absent) means rate limiting is off."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ConfigError("rate_limit: must be a mapping of settings")
+    for key in raw:
+        if key not in _KEYS:
+            raise ConfigError(f"unknown setting 'rate_limit.{key}'{_did_you_mean(str(key), _KEYS)}")
+    tier = _tier(raw.get("tier"))
+    tier_read, tier_write = TIERS[tier]
+    read_rate = _number(raw, "read_per_second", tier_read, positive=True)
+    write_rate = _number(raw, "write_per_second", tier_write, positive=True)
+    write_seconds = BASIC_WRITE_CAPACITY_SECONDS if tier == "basic" else WRITE_CAPACITY_SECONDS
+    read_capacity = _number(raw, "read_capacity", read_rate * READ_CAPACITY_SECONDS, positive=True)
+    write_capacity = _number(raw, "write_capacity", write_rate * write_seconds, positive=True)
+    max_wait = _number(raw, "max_wait", DEFAULT_MAX_WAIT, positive=False)
+    costs = _rules(raw.get("costs"))
+    capacities = {READ: read_capacity, WRITE: write_capacity}
+    for name, capacity in capacities.items():
+        if capacity < DEFAULT_COST:
+            # Almost every request would be refused forever: surely a mistake.
+            raise ConfigError(
+                f"rate_limit.{name}_capacity: must be at least {DEFAULT_COST}, "
+                f"the default cost of a request; got {capacity:g}"
+            )
+    for index, rule in enumerate(costs):
+        bucket = bucket_of(rule.method)
+        if rule.cost > capacities[bucket]:
+            raise ConfigError(
+                f"rate_limit.costs[{index}].cost: must be at most the {bucket} bucket's "
+                f"capacity, {capacities[bucket]:g}; got {rule.cost}"
+            )
+    # Kalshi's own dearer endpoints (cfbenchmarks, 150) may exceed a small custom bucket;
+    # that is allowed, and the limiter refuses those requests at once.
+    return RateLimitConfig(
+        read_per_second=read_rate,
+        write_per_second=write_rate,
+        read_capacity=read_capacity,
+        write_capacity=write_capacity,
+        max_wait=max_wait,
+        costs=costs,
+    )
+
+
+def _tier(value: Any) -> str:
+    if value is None:
+        return DEFAULT_TIER
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text not in TIERS:
+        raise ConfigError(f"rate_limit.tier: must be one of {', '.join(TIERS)}; got {value!r}")
+    return text
+
+
+def _number(raw: Mapping[str, Any], key: str, default: float, *, positive: bool) -> float:
+    value = raw.get(key)
+    if value is None:
+        return default
+    name = f"rate_limit.{key}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: must be a number; got {value!r}") from None
+    bad = not number > 0 if positive else not number >= 0
+    if isinstance(value, bool) or bad or math.isinf(number):
+        kind = "positive" if positive else "non-negative"
+        raise ConfigError(f"{name}: must be a {kind} number; got {value!r}")
+    return number
+
+
+def _rules(value: Any) -> tuple[CostRule, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError("rate_limit.costs: must be a list of {method, path, cost}")
+    rules: list[CostRule] = []
+    seen: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(value):
+        where = f"rate_limit.costs[{index}]"
+        rule = _rule(item, where)
+        key = (rule.method, rule.path)
+        if key in seen:
+            raise ConfigError(
+                f"{where}: repeats {rule.method} {rule.path} from rate_limit.costs[{seen[key]}]"
+            )
+        seen[key] = index
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _rule(item: Any, where: str) -> CostRule:
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"{where}: must be a mapping with method, path and cost")
+    for key in item:
+        if key not in _RULE_KEYS:
+            hint = _did_you_mean(str(key), _RULE_KEYS)
+            raise ConfigError(f"unknown setting '{where}.{key}'{hint}")
+    for key in _RULE_KEYS:
+        if key not in item:
+            raise ConfigError(f"{where}: missing {key}")
+    method = item["method"]
+    text = method.strip().upper() if isinstance(method, str) else ""
+    if text not in COST_METHODS:
+        allowed = ", ".join(COST_METHODS)
+        raise ConfigError(f"{where}.method: must be one of {allowed}; got {method!r}")
+    path = _rule_path(item["path"], f"{where}.path")
+    cost = item["cost"]
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+        raise ConfigError(f"{where}.cost: must be a positive integer; got {cost!r}")
+    return CostRule(text, path, cost)
+
+
+def _rule_path(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip().startswith(_PREFIX):
+        # Kalshi lists full paths (GET /account/endpoint_costs); a bare /portfolio/... would
+        # silently never match, since the proxy sees the full path.
+        raise ConfigError(f"{name}: must be a full path starting with {_PREFIX}; got {value!r}")
+    path = value.strip()
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        if segment[:1] in (":", "*") and len(segment) == 1:
+            raise ConfigError(f"{name}: parameter {segment!r} needs a name; got {path!r}")
+        if segment.startswith("*") and index != len(segments) - 1:
+            raise ConfigError(f"{name}: a *catch-all must be the last segment; got {path!r}")
+    return path
