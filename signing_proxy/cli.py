@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
+from aiohttp import web
+
 from . import __version__
-from .app import create_app
+from .app import LIFECYCLE, LIVE, create_app
 from .config import Config, ConfigError, Overrides, is_loopback_host, load_config
+from .live import make_snapshot
 from .observability import SecretRedactor, configure_logging, get_logger
-from .server import start, wait_for_stop_signal
+from .server import remove_stop_handlers, run_event_loop, start, wait_for_stop_signal
 from .signer import Signer, load_signer
 
 EXIT_OK = 0
@@ -97,12 +101,17 @@ def _run(args: argparse.Namespace) -> int:
     config, signer = _load(args)
     redactor = SecretRedactor(config.secret_values())
     configure_logging(config.logging, redactor)
-    asyncio.run(_serve(config, signer))
+    run_event_loop(_serve(args, config, signer, redactor))
     return EXIT_OK
 
 
-async def _serve(config: Config, signer: Signer) -> None:
-    served = await start(create_app(config, signer), config.listen.host, config.listen.port)
+async def _serve(
+    args: argparse.Namespace, config: Config, signer: Signer, redactor: SecretRedactor
+) -> None:
+    app = create_app(config, signer)
+    served = await start(
+        app, config.listen.host, config.listen.port, shutdown_timeout=config.shutdown_timeout
+    )
     log = get_logger()
     log.info(
         "started",
@@ -119,10 +128,54 @@ async def _serve(config: Config, signer: Signer) -> None:
             message="anyone who can reach this address can trade with this key "
             "(access.allow_unauthenticated_remote is true)",
         )
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(_reload(args, app, redactor))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     name = await wait_for_stop_signal()
-    log.info("stopping", signal=name)
+    loop.remove_signal_handler(signal.SIGHUP)
+    # Report not ready at once, then stop listening, close WebSockets with 1001 and let
+    # requests in flight finish, up to shutdown_timeout.
+    app[LIFECYCLE].draining = True
+    log.info("stopping", signal=name, shutdown_timeout=config.shutdown_timeout)
     await served.runner.cleanup()
+    remove_stop_handlers()
     log.info("stopped")
+
+
+async def _reload(args: argparse.Namespace, app: web.Application, redactor: SecretRedactor) -> None:
+    """Re-read configuration and key; swap them in atomically, or keep the old on error."""
+    log = get_logger()
+    live = app[LIVE]
+    try:
+        # Reading files and parsing the key stay off the event loop.
+        config, signer = await asyncio.to_thread(_load, args)
+    except ConfigError as exc:
+        log.error("reload_failed", error=str(exc), kept_generation=live.generation)
+        return
+    old = live.current.config
+    if config.listen != old.listen or config.logging != old.logging:
+        log.warning(
+            "reload_needs_restart",
+            settings="listen, logging",
+            message="these settings take effect at the next start",
+        )
+    # Redact the new secrets before any event could mention them.
+    redactor.update((*config.secret_values(), *old.secret_values()))
+    live.swap(make_snapshot(config, signer, live.current))
+    redactor.update(config.secret_values())
+    log.info(
+        "reloaded",
+        generation=live.generation,
+        key_id=signer.key_id,
+        fingerprint=signer.info.fingerprint,
+        upstream=config.upstream.rest_url,
+    )
 
 
 def _sandbox(args: argparse.Namespace) -> int:

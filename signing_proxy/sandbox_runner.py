@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 import uuid
@@ -23,7 +22,7 @@ from .config import (
 )
 from .observability import SecretRedactor, configure_logging, get_logger
 from .sandbox import create_sandbox_app
-from .server import start, wait_for_stop_signal
+from .server import remove_stop_handlers, run_event_loop, start, wait_for_stop_signal
 from .signer import load_signer
 
 
@@ -55,7 +54,7 @@ def run_sandbox(host: str, port: int) -> int:
             credentials=CredentialsConfig(api_key_id=key_id, private_key_file=str(key_path)),
             listen=ListenConfig(host=host, port=port),
         )
-        asyncio.run(_serve_sandbox(config))
+        run_event_loop(_serve_sandbox(config))
     return 0
 
 
@@ -91,3 +90,4 @@ async def _serve_sandbox(config: Config) -> None:
     finally:
         await proxy.runner.cleanup()
         await upstream.runner.cleanup()
+        remove_stop_handlers()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -52,8 +53,12 @@ async def start(
     return Served(runner=runner, host=host, port=bound_port)
 
 
-async def wait_for_stop_signal(on_signal: Callable[[str], Awaitable[None]] | None = None) -> str:
-    """Block until SIGTERM or SIGINT; return the signal's name."""
+async def wait_for_stop_signal() -> str:
+    """Block until SIGTERM or SIGINT; return the signal's name.
+
+    The handlers stay installed afterwards, so a second signal during the drain cannot
+    kill the process midway; `remove_stop_handlers` takes them away once stopped.
+    """
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[str] = loop.create_future()
 
@@ -63,11 +68,21 @@ async def wait_for_stop_signal(on_signal: Callable[[str], Awaitable[None]] | Non
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig.name)
+    return await stopped
+
+
+def remove_stop_handlers() -> None:
+    """Restore the default SIGTERM and SIGINT behaviour."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+
+
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop when installed (the `speed` extra), else on asyncio's loop."""
     try:
-        name = await stopped
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    if on_signal is not None:
-        await on_signal(name)
-    return name
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
