@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import WS_PATH, Config
 from .errors import proxy_error
 from .live import Live
+from .metrics import Metrics
 from .monitor import UpstreamMonitor
 from .observability import drop_none, get_logger
 from .paths import Refusal
@@ -36,6 +38,7 @@ CONFIG = web.AppKey("config", Config)
 LIVE = web.AppKey("live", Live)
 FORWARDER = web.AppKey("forwarder", Forwarder)
 MONITOR = web.AppKey("monitor", UpstreamMonitor)
+METRICS = web.AppKey("metrics", Metrics)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 
 # A client's X-Request-ID is kept only when it is short and plain, so it is safe to log.
@@ -63,7 +66,9 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     )
     live = Live.build(config, signer)
     monitor = UpstreamMonitor(live)
-    forwarder = Forwarder(live, monitor)
+    metrics = Metrics(live)
+    forwarder = Forwarder(live, monitor, metrics)
+    app[METRICS] = metrics
     app[CONFIG] = config
     app[LIVE] = live
     app[MONITOR] = monitor
@@ -75,6 +80,7 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
         app.cleanup_ctx.append(_probe_loop)
     app.router.add_get("/healthz", _healthz, allow_head=True)
     app.router.add_get("/readyz", _readyz, allow_head=True)
+    app.router.add_get("/metrics", _metrics, allow_head=True)
     relay = WebSocketRelay(forwarder)
     app[WS_RELAY] = relay
     app.on_shutdown.append(relay.on_shutdown)
@@ -151,11 +157,19 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
         response.headers["X-Request-ID"] = record.request_id
 
 
+async def _metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this app's registry."""
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 @web.middleware
 async def _call_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn aiohttp's own errors into the proxy's shape and log one event per call."""
     record = CallRecord(request_id=_request_id(request))
     request[CALL_RECORD] = record
+    metrics = request.app[METRICS]
+    metrics.in_flight.inc()
     status = 500
     try:
         response = await handler(request)
@@ -166,6 +180,7 @@ async def _call_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = "proxy_not_found" if exc.status == 404 else "proxy_http_error"
         return proxy_error(exc.status, code, exc.reason, headers=_allow_header(exc))
     finally:
+        metrics.in_flight.dec()
         _log_call(request, record, status)
 
 
@@ -200,6 +215,15 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
 
 def _log_call(request: web.Request, record: CallRecord, status: int) -> None:
     path, _, query = request.raw_path.partition("?")
+    seconds = time.perf_counter() - record.started
+    request.app[METRICS].observe_call(
+        request.method,
+        path,
+        status,
+        seconds,
+        record.upstream_ms / 1000 if record.upstream_ms is not None else None,
+        record.retries,
+    )
     fields = drop_none(
         {
             "request_id": record.request_id,
@@ -211,7 +235,7 @@ def _log_call(request: web.Request, record: CallRecord, status: int) -> None:
             "status": status,
             "bytes_in": record.bytes_in,
             "bytes_out": record.bytes_out,
-            "total_ms": round((time.perf_counter() - record.started) * 1000, 3),
+            "total_ms": round(seconds * 1000, 3),
             "upstream_ms": record.upstream_ms,
             "retries": record.retries or None,
             "rate_wait_ms": record.rate_wait_ms,

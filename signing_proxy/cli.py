@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from . import __version__
-from .app import LIFECYCLE, LIVE, create_app
+from .app import LIFECYCLE, LIVE, METRICS, create_app
 from .config import Config, ConfigError, Overrides, is_loopback_host, load_config
 from .live import make_snapshot
 from .observability import SecretRedactor, configure_logging, get_logger
-from .server import remove_stop_handlers, run_event_loop, start, wait_for_stop_signal
+from .server import install_stop_handlers, remove_stop_handlers, run_event_loop, start
 from .signer import Signer, load_signer
 
 EXIT_OK = 0
@@ -112,6 +112,17 @@ async def _serve(
     served = await start(
         app, config.listen.host, config.listen.port, shutdown_timeout=config.shutdown_timeout
     )
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(_reload(args, app, redactor))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    # Signals are caught before "started" is announced, so none can meet the default action.
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    stop_signal = install_stop_handlers()
     log = get_logger()
     log.info(
         "started",
@@ -128,16 +139,7 @@ async def _serve(
             message="anyone who can reach this address can trade with this key "
             "(access.allow_unauthenticated_remote is true)",
         )
-    loop = asyncio.get_running_loop()
-    reloads: set[asyncio.Task[None]] = set()
-
-    def on_sighup() -> None:
-        task = loop.create_task(_reload(args, app, redactor))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    name = await wait_for_stop_signal()
+    name = await stop_signal
     loop.remove_signal_handler(signal.SIGHUP)
     # Report not ready at once, then stop listening, close WebSockets with 1001 and let
     # requests in flight finish, up to shutdown_timeout.
@@ -156,6 +158,7 @@ async def _reload(args: argparse.Namespace, app: web.Application, redactor: Secr
         # Reading files and parsing the key stay off the event loop.
         config, signer = await asyncio.to_thread(_load, args)
     except ConfigError as exc:
+        app[METRICS].reloads.labels(result="failed").inc()
         log.error("reload_failed", error=str(exc), kept_generation=live.generation)
         return
     old = live.current.config
@@ -169,6 +172,7 @@ async def _reload(args: argparse.Namespace, app: web.Application, redactor: Secr
     redactor.update((*config.secret_values(), *old.secret_values()))
     live.swap(make_snapshot(config, signer, live.current))
     redactor.update(config.secret_values())
+    app[METRICS].reloads.labels(result="ok").inc()
     log.info(
         "reloaded",
         generation=live.generation,

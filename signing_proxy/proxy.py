@@ -16,6 +16,7 @@ from . import __version__
 from .errors import proxy_error
 from .headers import downstream_response_headers, upstream_request_headers
 from .live import Live, Snapshot
+from .metrics import Metrics
 from .monitor import UpstreamMonitor
 from .paths import RestTarget, check_rest_target
 from .signer import HEADER_TIMESTAMP, Signer
@@ -68,9 +69,10 @@ class _Failure:
 class Forwarder:
     """Signs each request under /trade-api/v2/ and streams it to the upstream and back."""
 
-    def __init__(self, live: Live, monitor: UpstreamMonitor) -> None:
+    def __init__(self, live: Live, monitor: UpstreamMonitor, metrics: Metrics) -> None:
         self.live = live
         self.monitor = monitor
+        self.metrics = metrics
         self.session: aiohttp.ClientSession | None = None
 
     @property
@@ -148,7 +150,9 @@ class Forwarder:
         for attempt in range(attempts):
             last = attempt + 1 == attempts
             # Each attempt is signed afresh: the timestamp must be current.
+            signing_started = time.perf_counter()
             headers.update(snapshot.signer.headers(method, path))
+            self.metrics.signing.observe(time.perf_counter() - signing_started)
             timeout = min(upstream_config.timeout, deadline - loop.time())
             sent = time.time()
             try:
@@ -182,6 +186,7 @@ class Forwarder:
                 record.upstream_status = upstream.status
                 prefix = b""
                 if upstream.status == 401:
+                    self.metrics.upstream_401.inc()
                     signed = f"{headers[HEADER_TIMESTAMP]}{method}{path}"
                     prefix = await self._diagnose(upstream, signed, sent)
                 return await self._relay(request, record, snapshot, upstream, started, prefix)
@@ -189,9 +194,7 @@ class Forwarder:
                 upstream.release()
         raise AssertionError("unreachable: the last attempt always returns")
 
-    async def _diagnose(
-        self, upstream: aiohttp.ClientResponse, signed: str, sent: float
-    ) -> bytes:
+    async def _diagnose(self, upstream: aiohttp.ClientResponse, signed: str, sent: float) -> bytes:
         """Read the head of Kalshi's small 401 body for the diagnosis; the caller relays it."""
         try:
             head = await upstream.content.read(_DIAGNOSIS_BYTES)

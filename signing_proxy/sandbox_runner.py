@@ -22,7 +22,7 @@ from .config import (
 )
 from .observability import SecretRedactor, configure_logging, get_logger
 from .sandbox import create_sandbox_app
-from .server import remove_stop_handlers, run_event_loop, start, wait_for_stop_signal
+from .server import install_stop_handlers, remove_stop_handlers, run_event_loop, start
 from .signer import load_signer
 
 
@@ -69,6 +69,7 @@ async def _serve_sandbox(config: Config) -> None:
     except BaseException:
         await upstream.runner.cleanup()
         raise
+    stop_signal = install_stop_handlers()
     log = get_logger()
     log.info(
         "sandbox_started",
@@ -86,7 +87,7 @@ async def _serve_sandbox(config: Config) -> None:
         flush=True,
     )
     try:
-        await wait_for_stop_signal()
+        await stop_signal
     finally:
         await proxy.runner.cleanup()
         await upstream.runner.cleanup()

@@ -53,11 +53,12 @@ async def start(
     return Served(runner=runner, host=host, port=bound_port)
 
 
-async def wait_for_stop_signal() -> str:
-    """Block until SIGTERM or SIGINT; return the signal's name.
+def install_stop_handlers() -> asyncio.Future[str]:
+    """Catch SIGTERM and SIGINT from now on; the future resolves to the first one's name.
 
-    The handlers stay installed afterwards, so a second signal during the drain cannot
-    kill the process midway; `remove_stop_handlers` takes them away once stopped.
+    Install before announcing readiness, so no signal can meet the default action. The
+    handlers stay afterwards, so a second signal during the drain cannot kill the process
+    midway; `remove_stop_handlers` takes them away once stopped.
     """
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[str] = loop.create_future()
@@ -68,7 +69,7 @@ async def wait_for_stop_signal() -> str:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig.name)
-    return await stopped
+    return stopped
 
 
 def remove_stop_handlers() -> None:

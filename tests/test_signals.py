@@ -141,6 +141,8 @@ async def test_sighup_rotates_the_key_under_load_without_a_failure(
     await asyncio.sleep(0.7)
     stop.set()
     await asyncio.gather(*workers)
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as resp:
+        assert 'signing_proxy_reloads_total{result="ok"} 1.0' in await resp.text()
     code, out, _ = await proc.stop()
     assert code == 0
 

@@ -1,0 +1,184 @@
+"""Prometheus metrics: one registry per app, label values from small fixed sets only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .live import Live
+
+# Route groups: the first segments after /trade-api/v2/, mapped to a bounded set. Never a
+# raw path or an id, which would make every order a new time series.
+_GROUPS = {
+    "markets": "markets",
+    "events": "events",
+    "series": "series",
+    "exchange": "exchange",
+    "account": "account",
+    "communications": "communications",
+    "api_keys": "api_keys",
+    "trades": "markets",
+    "multivariate_event_collections": "events",
+}
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
+_SIGNING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.005, 0.01, 0.05)
+
+
+def route_group(path: str) -> str:
+    """The bounded route label for a raw request path."""
+    if path.startswith("/trade-api/ws/"):
+        return "ws"
+    if not path.startswith("/trade-api/v2/"):
+        return "none"
+    first, _, rest = path[len("/trade-api/v2/") :].partition("/")
+    if first == "portfolio":
+        second = rest.partition("/")[0]
+        if second == "orders" or (second == "events" and rest.startswith("events/orders")):
+            return "orders"
+        return "portfolio"
+    return _GROUPS.get(first, "other")
+
+
+def method_label(method: str) -> str:
+    """The method, or 'other' for anything outside the forwarded set."""
+    return method if method in _METHODS else "other"
+
+
+def status_class(status: int) -> str:
+    """'2xx', '4xx', ... for a status code."""
+    return f"{status // 100}xx"
+
+
+class Metrics:
+    """The proxy's metrics, registered in a registry of their own."""
+
+    def __init__(self, live: Live) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "signing_proxy_requests",
+            "Calls answered, by method, route group and status class.",
+            ["method", "route", "status_class"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "signing_proxy_request_duration_seconds",
+            "Whole call, as the client sees it.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "signing_proxy_upstream_duration_seconds",
+            "The upstream part of a call.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.signing = Histogram(
+            "signing_proxy_signing_seconds",
+            "Time to compute one signature.",
+            buckets=_SIGNING_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "signing_proxy_in_flight_requests", "Calls being handled now.", registry=r
+        )
+        self.retries = Counter(
+            "signing_proxy_upstream_retries",
+            "Upstream attempts repeated (GET and HEAD).",
+            registry=r,
+        )
+        self.upstream_401 = Counter(
+            "signing_proxy_upstream_401",
+            "Upstream answers of 401 (key or signature refused).",
+            registry=r,
+        )
+        self.reloads = Counter(
+            "signing_proxy_reloads", "SIGHUP reloads, by result.", ["result"], registry=r
+        )
+        self.ws_sessions = Gauge(
+            "signing_proxy_websocket_sessions", "WebSocket sessions open now.", registry=r
+        )
+        self.ws_sessions_total = Counter(
+            "signing_proxy_websocket_sessions_opened", "WebSocket sessions opened.", registry=r
+        )
+        self.ws_frames = Counter(
+            "signing_proxy_websocket_frames",
+            "WebSocket frames relayed, by direction.",
+            ["direction"],
+            registry=r,
+        )
+        r.register(_RateLimitCollector(live))
+        for result in ("ok", "failed"):
+            self.reloads.labels(result=result)
+        for direction in ("client_to_upstream", "upstream_to_client"):
+            self.ws_frames.labels(direction=direction)
+
+    def observe_call(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        seconds: float,
+        upstream_seconds: float | None,
+        retries: int,
+    ) -> None:
+        """Record one finished call."""
+        route = route_group(path)
+        self.requests.labels(method_label(method), route, status_class(status)).inc()
+        self.duration.labels(route).observe(seconds)
+        if upstream_seconds is not None:
+            self.upstream_duration.labels(route).observe(upstream_seconds)
+        if retries:
+            self.retries.inc(retries)
+
+
+class _RateLimitCollector(Collector):
+    """Reads the limiter's buckets at scrape time, so requests pay nothing for it."""
+
+    def __init__(self, live: Live) -> None:
+        self._live = live
+
+    def collect(self) -> Iterator[Metric]:
+        limiter = self._live.current.limiter
+        if limiter is None:
+            return
+        tokens = GaugeMetricFamily(
+            "signing_proxy_rate_limit_tokens",
+            "Tokens left in each local bucket.",
+            labels=["bucket"],
+        )
+        for bucket, level in limiter.levels().items():
+            tokens.add_metric([bucket], level)
+        yield tokens
+        yield CounterMetricFamily(
+            "signing_proxy_rate_limit_waits",
+            "Requests that waited for the budget.",
+            value=limiter.waits,
+        )
+        yield CounterMetricFamily(
+            "signing_proxy_rate_limit_rejections",
+            "Requests refused with 429 locally.",
+            value=limiter.rejections,
+        )

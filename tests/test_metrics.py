@@ -1,0 +1,111 @@
+"""Metrics at /metrics: values move as requests pass, labels stay bounded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from signing_proxy.metrics import route_group
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+
+async def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(await resp.text()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_request_counters_and_histograms_move(make_upstream, make_proxy) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        status = 404 if "missing" in request.path else 200
+        return web.json_response({}, status=status)
+
+    upstream = await make_upstream(answer)
+    client = await make_proxy(upstream.url)
+    before = await scrape(client)
+    for _ in range(3):
+        await client.get("/trade-api/v2/markets?limit=1")
+    await client.post("/trade-api/v2/portfolio/orders", data=b"{}")
+    await client.delete("/trade-api/v2/portfolio/events/orders/4a75a66e-missing")
+    await client.get("/nope")
+    after = await scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    counter = "signing_proxy_requests_total"
+    assert delta(counter, method="GET", route="markets", status_class="2xx") == 3
+    assert delta(counter, method="POST", route="orders", status_class="2xx") == 1
+    assert delta(counter, method="DELETE", route="orders", status_class="4xx") == 1
+    assert delta(counter, method="GET", route="none", status_class="4xx") == 1
+    assert delta("signing_proxy_request_duration_seconds_count", route="markets") == 3
+    assert delta("signing_proxy_upstream_duration_seconds_count", route="orders") == 2
+    assert delta("signing_proxy_signing_seconds_count") == 5
+    # The order id never becomes a label value.
+    assert "4a75a66e" not in repr(after)
+
+
+async def test_upstream_401_and_retries_are_counted(make_upstream, make_proxy) -> None:
+    statuses = [503]
+
+    async def flaky(request: web.Request) -> web.Response:
+        return web.json_response({}, status=statuses.pop() if statuses else 200)
+
+    upstream = await make_upstream(flaky)
+    client = await make_proxy(upstream.url)
+    await client.get("/trade-api/v2/markets")
+    samples = await scrape(client)
+    assert value(samples, "signing_proxy_upstream_retries_total") == 1
+
+    strangers = await make_proxy(upstream.url, KALSHI_API_KEY_ID="unknown-key-id")
+    await strangers.get("/trade-api/v2/portfolio/balance")
+    assert value(await scrape(strangers), "signing_proxy_upstream_401_total") == 1
+
+
+async def test_rate_limit_levels_and_rejections(make_upstream, make_proxy, tmp_path: Path) -> None:
+    upstream = await make_upstream()
+    config = tmp_path / "c.yaml"
+    config.write_text("rate_limit: {write_per_second: 10, write_capacity: 20, max_wait: 0}\n")
+    client = await make_proxy(upstream.url, config_file=config)
+    assert value(await scrape(client), "signing_proxy_rate_limit_tokens", bucket="write") == 20
+    assert (await client.post("/trade-api/v2/portfolio/orders", data=b"{}")).status == 200
+    assert (await client.post("/trade-api/v2/portfolio/orders", data=b"{}")).status == 429
+    samples = await scrape(client)
+    assert value(samples, "signing_proxy_rate_limit_tokens", bucket="write") < 5
+    assert value(samples, "signing_proxy_rate_limit_rejections_total") == 1
+
+
+async def test_in_flight_gauge_counts_the_scrape_itself(make_upstream, make_proxy) -> None:
+    upstream = await make_upstream()
+    client = await make_proxy(upstream.url)
+    assert value(await scrape(client), "signing_proxy_in_flight_requests") == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "group"),
+    [
+        ("/trade-api/v2/markets/KX-1/orderbook", "markets"),
+        ("/trade-api/v2/portfolio/orders/abc", "orders"),
+        ("/trade-api/v2/portfolio/events/orders", "orders"),
+        ("/trade-api/v2/portfolio/balance", "portfolio"),
+        ("/trade-api/v2/exchange/status", "exchange"),
+        ("/trade-api/v2/something-new/x", "other"),
+        ("/trade-api/ws/v2", "ws"),
+        ("/favicon.ico", "none"),
+    ],
+)
+def test_route_groups_are_bounded(path: str, group: str) -> None:
+    assert route_group(path) == group
