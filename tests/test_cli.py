@@ -63,8 +63,10 @@ class Proc:
                     return m
         raise AssertionError(f"{pattern!r} not seen; output: {self.lines}")
 
-    async def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str, str]:
-        self.process.send_signal(sig)
+    async def stop(self, sig: int | None = signal.SIGTERM) -> tuple[int, str, str]:
+        """Send `sig` (None: it was sent already) and collect the exit code and output."""
+        if sig is not None:
+            self.process.send_signal(sig)
         out, err = await asyncio.wait_for(self.process.communicate(), 20)
         self.lines.extend(out.decode().splitlines(keepends=True))
         assert self.process.returncode is not None
