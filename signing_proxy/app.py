@@ -24,6 +24,7 @@ from .observability import drop_none, get_logger
 from .paths import Refusal
 from .proxy import CALL_RECORD, CallRecord, Forwarder
 from .signer import Signer
+from .signing_engine import SigningEngine
 from .websocket import WS_RELAY, WebSocketRelay
 
 
@@ -51,6 +52,9 @@ HANDLER_ARGS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 10
 # Paths that carry Kalshi traffic and so need a token and pass the policy; probes do not.
 _GUARDED_PREFIX = "/trade-api/"
 
+# nginx's status for "the client closed the connection before the answer was complete".
+CLIENT_CLOSED_REQUEST = 499
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -67,7 +71,15 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     live = Live.build(config, signer)
     monitor = UpstreamMonitor(live)
     metrics = Metrics(live)
-    forwarder = Forwarder(live, monitor, metrics)
+    signing = config.signing
+    engine = SigningEngine(
+        lambda: live.current.signer,
+        routes=signing.presign_routes,
+        max_age=signing.presign_max_age,
+        depth=signing.presign_depth,
+        threads=signing.threads,
+    )
+    forwarder = Forwarder(live, monitor, metrics, engine)
     app[METRICS] = metrics
     app[CONFIG] = config
     app[LIVE] = live
@@ -113,7 +125,10 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     )
     app[FORWARDER].session = session
     app[MONITOR].session = session
+    engine = app[FORWARDER].engine
+    engine.start()
     yield
+    await engine.close()
     await app[MONITOR].close()
     await session.close()
 
@@ -179,6 +194,11 @@ async def _call_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = exc.status
         code = "proxy_not_found" if exc.status == 404 else "proxy_http_error"
         return proxy_error(exc.status, code, exc.reason, headers=_allow_header(exc))
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the client goes away; logged as nginx does.
+        status = CLIENT_CLOSED_REQUEST
+        record.error = record.error or "client_disconnected"
+        raise
     finally:
         metrics.in_flight.dec()
         _log_call(request, record, status)
@@ -243,7 +263,7 @@ def _log_call(request: web.Request, record: CallRecord, status: int) -> None:
         }
     )
     log = get_logger()
-    if status >= 500 or record.error:
+    if status >= 500 or (record.error and status != CLIENT_CLOSED_REQUEST):
         log.warning("request", **fields)
     else:
         log.info("request", **fields)

@@ -113,6 +113,24 @@ class LoggingConfig:
     level: LogLevel = "info"
 
 
+DEFAULT_PRESIGN_ROUTES = (
+    "POST /trade-api/v2/portfolio/orders",
+    "POST /trade-api/v2/portfolio/events/orders",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningConfig:
+    """How signatures are produced: pre-signed hot routes and signing threads."""
+
+    presign_routes: tuple[tuple[str, str], ...] = tuple(
+        (r.split()[0], r.split()[1]) for r in DEFAULT_PRESIGN_ROUTES
+    )
+    presign_max_age: float = 1.0
+    presign_depth: int = 2
+    threads: int = 2
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole, validated configuration of one proxy."""
@@ -125,6 +143,7 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     rate_limit: RateLimitConfig | None = None
     shutdown_timeout: float = 15.0
+    signing: SigningConfig = SigningConfig()
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret string this configuration holds, for log redaction."""
@@ -161,6 +180,12 @@ _SCHEMA: dict[str, dict[str, Any] | Any] = {
         "allow_unauthenticated_remote": False,
     },
     "logging": {"format": "auto", "level": "info"},
+    "signing": {
+        "presign_routes": list(DEFAULT_PRESIGN_ROUTES),
+        "presign_max_age": 1.0,
+        "presign_depth": 2,
+        "threads": 2,
+    },
     # Validated by ratelimit.parse_rate_limit, which owns its keys.
     "rate_limit": None,
 }
@@ -342,6 +367,44 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
         logging=log,
         rate_limit=parse_rate_limit(values["rate_limit"]),
         shutdown_timeout=_non_negative_number(values, "shutdown_timeout"),
+        signing=_signing(values),
+    )
+
+
+def _signing(values: Mapping[str, Any]) -> SigningConfig:
+    routes = values["signing.presign_routes"]
+    if routes is None:
+        routes = []
+    if not isinstance(routes, list):
+        raise ConfigError("signing.presign_routes: must be a list of 'METHOD /path' strings")
+    parsed = []
+    for index, route in enumerate(routes):
+        parts = str(route).split()
+        # Exact paths only: a signature covers one path, so a glob could never be pre-signed.
+        if (
+            len(parts) != 2
+            or parts[0].upper() not in _METHODS - {"*"}
+            or not parts[1].startswith("/trade-api/v2/")
+            or any(c in parts[1] for c in "*?")
+        ):
+            raise ConfigError(
+                f"signing.presign_routes[{index}]: must look like "
+                f"'POST /trade-api/v2/portfolio/orders' (an exact path); got {route!r}"
+            )
+        parsed.append((parts[0].upper(), parts[1]))
+    max_age = _positive_number(values, "signing.presign_max_age")
+    if max_age > 3:
+        raise ConfigError(
+            "signing.presign_max_age: at most 3 seconds (Kalshi's window is about 5); "
+            f"got {max_age:g}"
+        )
+    depth = _int(values, "signing.presign_depth", minimum=1)
+    threads = _int(values, "signing.threads", minimum=1)
+    return SigningConfig(
+        presign_routes=tuple(parsed),
+        presign_max_age=max_age,
+        presign_depth=depth,
+        threads=threads,
     )
 
 

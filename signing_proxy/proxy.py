@@ -20,6 +20,7 @@ from .metrics import Metrics
 from .monitor import UpstreamMonitor
 from .paths import RestTarget, check_rest_target
 from .signer import HEADER_TIMESTAMP, Signer
+from .signing_engine import SigningEngine
 
 USER_AGENT = f"signing-proxy/{__version__}"
 # Kalshi's API uses these; anything else (TRACE, CONNECT, made-up tokens) is never signed.
@@ -69,10 +70,13 @@ class _Failure:
 class Forwarder:
     """Signs each request under /trade-api/v2/ and streams it to the upstream and back."""
 
-    def __init__(self, live: Live, monitor: UpstreamMonitor, metrics: Metrics) -> None:
+    def __init__(
+        self, live: Live, monitor: UpstreamMonitor, metrics: Metrics, engine: SigningEngine
+    ) -> None:
         self.live = live
         self.monitor = monitor
         self.metrics = metrics
+        self.engine = engine
         self.session: aiohttp.ClientSession | None = None
 
     @property
@@ -93,6 +97,14 @@ class Forwarder:
                 f"method {method[:16]!r} is not forwarded",
                 headers={"Allow": ", ".join(sorted(FORWARDED_METHODS))},
             )
+        self.engine.in_flight += 1
+        try:
+            return await self._forward(request, target)
+        finally:
+            self.engine.in_flight -= 1
+
+    async def _forward(self, request: web.Request, target: RestTarget) -> web.StreamResponse:
+        method = request.method
         # One snapshot for the whole call, so a reload midway cannot mix generations.
         snapshot = self.live.current
         access = snapshot.config.access
@@ -151,7 +163,7 @@ class Forwarder:
             last = attempt + 1 == attempts
             # Each attempt is signed afresh: the timestamp must be current.
             signing_started = time.perf_counter()
-            headers.update(snapshot.signer.headers(method, path))
+            headers.update(await self.engine.headers(method, path))
             self.metrics.signing.observe(time.perf_counter() - signing_started)
             timeout = min(upstream_config.timeout, deadline - loop.time())
             sent = time.time()
@@ -220,27 +232,35 @@ class Forwarder:
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=headers
         )
-        await response.prepare(request)
+        chunks = upstream.content.iter_chunked(_CHUNK).__aiter__()
         try:
+            await response.prepare(request)
             if prefix:
                 record.bytes_out += len(prefix)
                 await response.write(prefix)
-            async for chunk in upstream.content.iter_chunked(_CHUNK):
+            while True:
+                # Reading from the upstream and writing to the client fail differently:
+                # the first is the upstream's fault, the second means the client left.
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    # The status line is gone already; cut the connection so the client sees
+                    # a truncated body instead of a short one that looks complete.
+                    record.error = f"proxy_upstream_body_error: {_describe(exc)}"
+                    record.upstream_ms = _ms_since(started)
+                    _abort(request)
+                    return response
                 record.bytes_out += len(chunk)
                 await response.write(chunk)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # The status line is gone already; cut the connection so the client sees a
-            # truncated body instead of a short one that looks complete.
-            record.error = f"proxy_upstream_body_error: {_describe(exc)}"
+            record.upstream_ms = _ms_since(started)
+            await response.write_eof()
+        except ConnectionError:
+            # aiohttp's ClientConnectionResetError is a ConnectionError too: the client left.
+            record.error = "client_disconnected"
             record.upstream_ms = _ms_since(started)
             _abort(request)
-            return response
-        except ConnectionError:
-            record.error = "client_disconnected"
-            _abort(request)
-            return response
-        record.upstream_ms = _ms_since(started)
-        await response.write_eof()
         return response
 
 

@@ -440,3 +440,34 @@ async def test_one_keep_alive_session_is_reused(make_upstream, make_proxy) -> No
     for _ in range(10):
         assert (await client.get("/trade-api/v2/x")).status == 200
     assert len(peers) == 1
+
+
+async def test_client_leaving_mid_answer_is_logged_as_such(
+    make_upstream, make_proxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def slow_stream(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for _ in range(50):
+            await resp.write(b"x" * 65536)
+            await asyncio.sleep(0.01)
+        await resp.write_eof()
+        return resp
+
+    upstream = await make_upstream(slow_stream)
+    client = await make_proxy(upstream.url)
+    with capture_logs() as events:
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(b"GET /trade-api/v2/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readexactly(1000)
+        writer.transport.abort()
+        async with asyncio.timeout(5):
+            while not [e for e in events if e["event"] == "request"]:
+                await asyncio.sleep(0.02)
+    (event,) = [e for e in events if e["event"] == "request"]
+    # 499 when aiohttp cancelled the handler, 200 when the write failed first.
+    assert event["status"] in (200, 499), repr(event)
+    assert event["error"] == "client_disconnected"
+    assert event["log_level"] == "info"
+    assert not [r for r in caplog.records if r.name.startswith("aiohttp")]
+    assert (await client.get("/trade-api/v2/x")).status == 200

@@ -1,0 +1,121 @@
+"""Signatures off the critical path: pre-signed hot routes, and adaptive inline/thread signing.
+
+Kalshi signs only timestamp + METHOD + path and accepts timestamps a few seconds old, so
+for fixed routes such as POST /trade-api/v2/portfolio/orders a signature can be made
+before the order arrives. Each pre-made signature is used at most once and thrown away
+when older than `max_age` (well inside Kalshi's window), so order entry pays no signing
+latency. Other calls are signed inline when the proxy is idle (a thread hop would only
+add latency) and on a worker thread under load (cryptography releases the GIL, so the
+event loop keeps relaying while a core signs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .signer import Signer
+
+# Calls in flight at or below which signing stays on the event loop.
+INLINE_BELOW = 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Presigned:
+    signer: Signer
+    made: float
+    headers: dict[str, str]
+
+
+class SigningEngine:
+    """Hands out signed headers for (method, path), as cheaply as the moment allows."""
+
+    def __init__(
+        self,
+        current_signer: Callable[[], Signer],
+        routes: tuple[tuple[str, str], ...] = (),
+        max_age: float = 1.0,
+        depth: int = 2,
+        threads: int = 2,
+    ) -> None:
+        self._current_signer = current_signer
+        self._max_age = max_age
+        self._depth = depth
+        self._pools: dict[tuple[str, str], deque[_Presigned]] = {r: deque() for r in routes}
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="signing")
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.in_flight = 0
+        self.presigned_used = 0
+        self.presigned_discarded = 0
+
+    def take_presigned(self, method: str, path: str) -> dict[str, str] | None:
+        """A fresh, never-used signature for a hot route, or None."""
+        pool = self._pools.get((method, path))
+        if not pool:
+            return None
+        signer = self._current_signer()
+        oldest_allowed = time.monotonic() - self._max_age
+        while pool:
+            entry = pool.pop()  # newest first: the most time left inside Kalshi's window
+            if entry.signer is signer and entry.made >= oldest_allowed:
+                self.presigned_used += 1
+                self._wake.set()
+                return entry.headers
+            self.presigned_discarded += 1
+        self._wake.set()
+        return None
+
+    async def headers(self, method: str, path: str) -> dict[str, str]:
+        """Signed headers for `method` on `path`: pre-signed, inline, or on a thread."""
+        presigned = self.take_presigned(method, path)
+        if presigned is not None:
+            return presigned
+        signer = self._current_signer()
+        if self.in_flight <= INLINE_BELOW:
+            return signer.headers(method, path)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, signer.headers, method, path)
+
+    def start(self) -> None:
+        """Begin keeping the pre-signed pools full (a no-op without hot routes)."""
+        if self._pools and self._task is None:
+            self._task = asyncio.create_task(self._refill_forever())
+
+    async def close(self) -> None:
+        """Stop refilling and release the worker threads."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _refill_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Refresh when the newest signature is half its life old, so one is always young.
+        refresh_after = self._max_age / 2
+        while True:
+            signer = self._current_signer()
+            now = time.monotonic()
+            for (method, path), pool in self._pools.items():
+                while pool and (pool[0].made < now - self._max_age or pool[0].signer is not signer):
+                    pool.popleft()
+                    self.presigned_discarded += 1
+                stale = not pool or pool[-1].made < now - refresh_after
+                while len(pool) < self._depth or stale:
+                    headers = await loop.run_in_executor(
+                        self._executor, signer.headers, method, path
+                    )
+                    pool.append(_Presigned(signer, time.monotonic(), headers))
+                    if len(pool) > self._depth:
+                        pool.popleft()
+                    stale = False
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(refresh_after):
+                    await self._wake.wait()

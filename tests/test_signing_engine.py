@@ -1,0 +1,139 @@
+"""Pre-signed hot routes and adaptive signing: every signature verifies, none is reused."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from signing_proxy.app import FORWARDER, LIVE
+from signing_proxy.config import ConfigError, load_config
+from signing_proxy.live import make_snapshot
+from signing_proxy.signer import Signer
+from signing_proxy.signing_engine import SigningEngine
+
+from .conftest import KEY_ID
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+ORDERS = "/trade-api/v2/portfolio/orders"
+
+
+async def wait_for_pool(engine: SigningEngine, method: str, path: str) -> None:
+    async with asyncio.timeout(5):
+        while not engine._pools[(method, path)]:
+            await asyncio.sleep(0.01)
+
+
+async def test_presigned_orders_verify_and_are_used_once(make_upstream, make_proxy) -> None:
+    upstream = await make_upstream()
+    client = await make_proxy(upstream.url)
+    engine = client.app[FORWARDER].engine
+    for _ in range(6):
+        await wait_for_pool(engine, "POST", ORDERS)
+        resp = await client.post(ORDERS, data=b"{}")
+        assert resp.status == 200
+    assert engine.presigned_used == 6
+    assert all(s.auth_error is None for s in upstream.seen)
+    signatures = [s.headers["KALSHI-ACCESS-SIGNATURE"] for s in upstream.seen]
+    assert len(set(signatures)) == 6  # never reused
+    now_ms = time.time_ns() // 1_000_000
+    for seen in upstream.seen:
+        assert now_ms - int(seen.headers["KALSHI-ACCESS-TIMESTAMP"]) < 5000
+
+
+async def test_presigned_signature_older_than_max_age_is_discarded(
+    tmp_path: Path, key_file
+) -> None:
+    signer = _signer(key_file)
+    engine = SigningEngine(lambda: signer, routes=(("POST", ORDERS),), max_age=0.2, depth=1)
+    engine.start()
+    try:
+        await wait_for_pool(engine, "POST", ORDERS)
+        engine._task.cancel()  # stop refilling, then let the signature age
+        await asyncio.sleep(0.25)
+        assert engine.take_presigned("POST", ORDERS) is None
+        assert engine.presigned_discarded >= 1
+    finally:
+        await engine.close()
+
+
+async def test_presigned_signature_of_an_old_key_is_never_used(
+    make_upstream, make_proxy, key_file
+) -> None:
+    upstream = await make_upstream()
+    client = await make_proxy(upstream.url)
+    engine = client.app[FORWARDER].engine
+    await wait_for_pool(engine, "POST", ORDERS)
+    live = client.app[LIVE]
+    other = Signer(
+        str(uuid.uuid4()), rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+    live.swap(make_snapshot(live.current.config, other, live.current))
+    headers = engine.take_presigned("POST", ORDERS)
+    assert headers is None or headers["KALSHI-ACCESS-KEY"] == other.key_id
+
+
+async def test_other_routes_are_signed_on_demand(make_upstream, make_proxy) -> None:
+    upstream = await make_upstream()
+    client = await make_proxy(upstream.url)
+    responses = await asyncio.gather(
+        *(client.get(f"/trade-api/v2/markets/KX-{i}") for i in range(20))
+    )
+    assert {r.status for r in responses} == {200}
+    assert all(s.auth_error is None for s in upstream.seen)
+    assert client.app[FORWARDER].engine.presigned_used == 0
+
+
+async def test_threaded_signing_under_load_verifies(key_file) -> None:
+    signer = _signer(key_file)
+    engine = SigningEngine(lambda: signer)
+    engine.in_flight = 10  # as if busy: signs on the worker threads
+    try:
+        results = await asyncio.gather(*(engine.headers("GET", f"/p/{i}") for i in range(8)))
+    finally:
+        await engine.close()
+    public = signer.public_key()
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+
+    from .test_signer import KALSHI_PSS
+
+    for i, headers in enumerate(results):
+        message = f"{headers['KALSHI-ACCESS-TIMESTAMP']}GET/p/{i}".encode()
+        public.verify(
+            base64.b64decode(headers["KALSHI-ACCESS-SIGNATURE"]),
+            message,
+            KALSHI_PSS,
+            hashes.SHA256(),
+        )
+
+
+def _signer(key_file: Path) -> Signer:
+    from signing_proxy.config import CredentialsConfig
+    from signing_proxy.signer import load_signer
+
+    return load_signer(CredentialsConfig(api_key_id=KEY_ID, private_key_file=str(key_file)))
+
+
+@pytest.mark.parametrize(
+    "routes",
+    ["[GET /trade-api/v2/markets*]", "['* /trade-api/v2/x']", "[POST /other]", "POST /x"],
+)
+def test_bad_presign_routes(tmp_path: Path, routes: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"signing: {{presign_routes: {routes}}}\n")
+    with pytest.raises(ConfigError, match=r"signing\.presign_routes"):
+        load_config(str(path), {})
+
+
+def test_presign_max_age_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("signing: {presign_max_age: 10}\n")
+    with pytest.raises(ConfigError, match="at most 3 seconds"):
+        load_config(str(path), {})
