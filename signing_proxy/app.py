@@ -70,7 +70,6 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     )
     live = Live.build(config, signer)
     monitor = UpstreamMonitor(live)
-    metrics = Metrics(live)
     signing = config.signing
     engine = SigningEngine(
         lambda: live.current.signer,
@@ -79,6 +78,7 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
         depth=signing.presign_depth,
         threads=signing.threads,
     )
+    metrics = Metrics(live, engine)
     forwarder = Forwarder(live, monitor, metrics, engine)
     app[METRICS] = metrics
     app[CONFIG] = config

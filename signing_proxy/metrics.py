@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .live import Live
+from .signing_engine import SigningEngine
 
 # Route groups: the first segments after /trade-api/v2/, mapped to a bounded set. Never a
 # raw path or an id, which would make every order a new time series.
@@ -72,7 +73,7 @@ def status_class(status: int) -> str:
 class Metrics:
     """The proxy's metrics, registered in a registry of their own."""
 
-    def __init__(self, live: Live) -> None:
+    def __init__(self, live: Live, engine: SigningEngine) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -130,6 +131,7 @@ class Metrics:
             registry=r,
         )
         r.register(_RateLimitCollector(live))
+        r.register(_PresignCollector(engine))
         for result in ("ok", "failed"):
             self.reloads.labels(result=result)
         for direction in ("client_to_upstream", "upstream_to_client"):
@@ -152,6 +154,25 @@ class Metrics:
             self.upstream_duration.labels(route).observe(upstream_seconds)
         if retries:
             self.retries.inc(retries)
+
+
+class _PresignCollector(Collector):
+    """Pre-signed signatures used and thrown away, read at scrape time."""
+
+    def __init__(self, engine: SigningEngine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "signing_proxy_presigned_used",
+            "Calls sent with a signature made in advance.",
+            value=self._engine.presigned_used,
+        )
+        yield CounterMetricFamily(
+            "signing_proxy_presigned_discarded",
+            "Signatures made in advance and thrown away (too old, or the key changed).",
+            value=self._engine.presigned_discarded,
+        )
 
 
 class _RateLimitCollector(Collector):

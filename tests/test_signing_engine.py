@@ -38,6 +38,8 @@ async def test_presigned_orders_verify_and_are_used_once(make_upstream, make_pro
         resp = await client.post(ORDERS, data=b"{}")
         assert resp.status == 200
     assert engine.presigned_used == 6
+    metrics = await (await client.get("/metrics")).text()
+    assert "signing_proxy_presigned_used_total 6.0" in metrics
     assert all(s.auth_error is None for s in upstream.seen)
     signatures = [s.headers["KALSHI-ACCESS-SIGNATURE"] for s in upstream.seen]
     assert len(set(signatures)) == 6  # never reused
