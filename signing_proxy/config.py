@@ -462,26 +462,25 @@ def _url(value: Any, name: str, schemes: tuple[str, ...]) -> str:
     return value.strip()
 
 
-def _positive_number(values: Mapping[str, Any], name: str) -> float:
+def _seconds(values: Mapping[str, Any], name: str, allow_zero: bool) -> float:
     value = values[name]
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name}: must be a number of seconds; got {value!r}") from None
-    if isinstance(value, bool) or not number > 0 or number == float("inf"):
-        raise ConfigError(f"{name}: must be a positive number of seconds; got {value!r}")
+    in_range = number >= 0 if allow_zero else number > 0
+    if isinstance(value, bool) or not in_range or number == float("inf"):
+        kind = "zero or a positive" if allow_zero else "a positive"
+        raise ConfigError(f"{name}: must be {kind} number of seconds; got {value!r}")
     return number
+
+
+def _positive_number(values: Mapping[str, Any], name: str) -> float:
+    return _seconds(values, name, allow_zero=False)
 
 
 def _non_negative_number(values: Mapping[str, Any], name: str) -> float:
-    value = values[name]
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}: must be a number of seconds; got {value!r}") from None
-    if isinstance(value, bool) or number < 0 or number == float("inf"):
-        raise ConfigError(f"{name}: must be zero or a positive number of seconds; got {value!r}")
-    return number
+    return _seconds(values, name, allow_zero=True)
 
 
 def _int(values: Mapping[str, Any], name: str, minimum: int) -> int:
