@@ -32,6 +32,10 @@ RETRYABLE_STATUSES = frozenset({502, 503, 504})
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 2.0
 _CHUNK = 64 * 1024
+# Answers up to this size with a known length (nearly every Kalshi JSON answer) are sent
+# in one write with their headers; larger or unsized ones stream.
+_SMALL_BODY = 64 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
 # Kalshi's 401 bodies are tiny; this much is read for the diagnosis, then relayed.
 _DIAGNOSIS_BYTES = 4096
 
@@ -229,6 +233,15 @@ class Forwarder:
             # Kalshi sends no Retry-After; give clients a number to back off by.
             path = request.raw_path.partition("?")[0]
             headers["Retry-After"] = str(_retry_after(snapshot, request.method, path))
+        length = upstream.content_length
+        if (
+            not prefix
+            and length is not None
+            and length <= _SMALL_BODY
+            and request.method != "HEAD"
+            and upstream.status not in _NO_BODY_STATUSES
+        ):
+            return await _relay_small(request, record, upstream, headers, started)
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=headers
         )
@@ -262,6 +275,29 @@ class Forwarder:
             record.upstream_ms = _ms_since(started)
             _abort(request)
         return response
+
+
+async def _relay_small(
+    request: web.Request,
+    record: CallRecord,
+    upstream: aiohttp.ClientResponse,
+    headers: CIMultiDict[str],
+    started: float,
+) -> web.StreamResponse:
+    """Read a small, sized answer whole and send it with its headers in one write."""
+    try:
+        body = await upstream.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # Nothing has reached the client yet, so it can still get a clear error.
+        record.error = "proxy_upstream_body_error"
+        record.upstream_ms = _ms_since(started)
+        return proxy_error(502, "proxy_upstream_body_error", _describe(exc))
+    record.upstream_ms = _ms_since(started)
+    record.bytes_out = len(body)
+    response = web.Response(status=upstream.status, reason=upstream.reason, headers=headers)
+    # Set after construction so aiohttp adds no Content-Type of its own.
+    response.body = body
+    return response
 
 
 def _classify(exc: BaseException, timeout: float) -> _Failure:

@@ -73,11 +73,26 @@ class Proc:
         return self.process.returncode, "".join(self.lines), err.decode()
 
 
+_RUNNING: list[asyncio.subprocess.Process] = []
+
+
 async def start_cli(*args: str, env: dict[str, str]) -> Proc:
     process = await asyncio.create_subprocess_exec(
         CLI, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
+    _RUNNING.append(process)
     return Proc(process)
+
+
+@pytest.fixture(autouse=True)
+async def _no_process_outlives_its_test() -> AsyncIterator[None]:
+    """A failing test must not leave a proxy running: kill what is still alive."""
+    yield
+    while _RUNNING:
+        process = _RUNNING.pop()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def curl(*args: str) -> tuple[int, str]:

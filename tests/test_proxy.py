@@ -471,3 +471,21 @@ async def test_client_leaving_mid_answer_is_logged_as_such(
     assert event["log_level"] == "info"
     assert not [r for r in caplog.records if r.name.startswith("aiohttp")]
     assert (await client.get("/trade-api/v2/x")).status == 200
+
+
+async def test_small_answer_headers_pass_exactly(make_upstream, make_proxy) -> None:
+    async def bare(request: web.Request) -> web.Response:
+        # No Content-Type at all: the proxy must not invent one.
+        resp = web.Response()
+        resp.body = b'{"a":1}'
+        return resp
+
+    upstream = await make_upstream(bare, verify=False)
+    client = await make_proxy(upstream.url)
+    resp = await client.get("/trade-api/v2/x")
+    assert await resp.read() == b'{"a":1}'
+    async with aiohttp.ClientSession() as session:
+        direct = await session.get(f"{upstream.url}/trade-api/v2/x")
+    # Everything but the per-hop Date and the proxy's own X-Request-ID is identical.
+    proxied = {k: v for k, v in resp.headers.items() if k not in ("Date", "X-Request-ID")}
+    assert proxied == {k: v for k, v in direct.headers.items() if k != "Date"}

@@ -19,7 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from signing_proxy.sandbox import SANDBOX_STATE, check_auth, create_sandbox_app
 
 from .conftest import KEY_ID, KeyMaterial, write_key
-from .test_cli import base_env, start_cli
+from .test_cli import _no_process_outlives_its_test, base_env, start_cli
+
+__all__ = ["_no_process_outlives_its_test"]  # autouse here too: kills leftover proxies
 
 pytestmark = pytest.mark.e2e
 
