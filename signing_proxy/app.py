@@ -77,6 +77,7 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
         max_age=signing.presign_max_age,
         depth=signing.presign_depth,
         threads=signing.threads,
+        max_learned=signing.learn_hot_routes,
     )
     metrics = Metrics(live, engine)
     forwarder = Forwarder(live, monitor, metrics, engine)

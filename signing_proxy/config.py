@@ -128,6 +128,7 @@ class SigningConfig:
     )
     presign_max_age: float = 1.0
     presign_depth: int = 2
+    learn_hot_routes: int = 8
     threads: int = 2
 
 
@@ -184,6 +185,7 @@ _SCHEMA: dict[str, dict[str, Any] | Any] = {
         "presign_routes": list(DEFAULT_PRESIGN_ROUTES),
         "presign_max_age": 1.0,
         "presign_depth": 2,
+        "learn_hot_routes": 8,
         "threads": 2,
     },
     # Validated by ratelimit.parse_rate_limit, which owns its keys.

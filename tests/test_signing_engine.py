@@ -139,3 +139,38 @@ def test_presign_max_age_is_bounded(tmp_path: Path) -> None:
     path.write_text("signing: {presign_max_age: 10}\n")
     with pytest.raises(ConfigError, match="at most 3 seconds"):
         load_config(str(path), {})
+
+
+async def test_polled_read_route_is_learned_and_presigned(make_upstream, make_proxy) -> None:
+    upstream = await make_upstream()
+    client = await make_proxy(upstream.url)
+    engine = client.app[FORWARDER].engine
+    balance = "/trade-api/v2/portfolio/balance"
+    for _ in range(3):
+        assert (await client.get(balance)).status == 200
+    await wait_for_pool(engine, "GET", balance)
+    assert (await client.get(balance + "?x=1")).status == 200  # the query is not signed
+    assert engine.presigned_used == 1
+    assert all(s.auth_error is None for s in upstream.seen)
+    signatures = [s.headers["KALSHI-ACCESS-SIGNATURE"] for s in upstream.seen]
+    assert len(set(signatures)) == len(signatures)
+
+
+async def test_learning_is_bounded_and_forgets(key_file, monkeypatch) -> None:
+    from signing_proxy import signing_engine
+
+    signer = _signer(key_file)
+    engine = SigningEngine(lambda: signer, max_learned=2)
+    try:
+        for i in range(4):
+            for _ in range(3):
+                await engine.headers("GET", f"/trade-api/v2/markets/KX-{i}")
+        assert len(engine._learned) == 2
+        for _ in range(3):
+            await engine.headers("DELETE", "/trade-api/v2/portfolio/orders/x")
+        assert ("DELETE", "/trade-api/v2/portfolio/orders/x") not in engine._pools
+        monkeypatch.setattr(signing_engine, "FORGET_AFTER", 0.0)
+        engine._forget_idle(time.monotonic() + 1)
+        assert engine._learned == {}
+    finally:
+        await engine.close()
