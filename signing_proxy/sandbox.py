@@ -1055,6 +1055,10 @@ def create_sandbox_app(
     app[SANDBOX_STATE] = SandboxState(
         keys, clock=clock, window_ms=window_ms, require_auth_everywhere=require_auth_everywhere
     )
+    # The WebSocket endpoint lives in sandbox_ws.py, which builds on this module.
+    from .sandbox_ws import add_ws_endpoint
+
+    add_ws_endpoint(app)
     # One catch-all route: dispatch happens on the raw path, which aiohttp's router decodes.
     app.router.add_route("*", "/{tail:.*}", _handle)
     return app

@@ -1,0 +1,57 @@
+# signing-proxy: signs Kalshi Trade API v2 requests for the containers beside it.
+#
+#   docker build -t signing-proxy .
+#   docker run --rm -p 127.0.0.1:8080:8080 \
+#     -e KALSHI_API_KEY_ID=... -e KALSHI_PRIVATE_KEY_FILE=/run/secrets/kalshi_private_key \
+#     -v "$PWD/kalshi.pem:/run/secrets/kalshi_private_key:ro" \
+#     -e SIGNING_PROXY_CONFIG=/config/signing-proxy.yaml -e BOT_TOKEN=... \
+#     -v "$PWD/examples/signing-proxy.yaml:/config/signing-proxy.yaml:ro" signing-proxy
+#
+# The key is never part of the image: it comes from a mounted file or KALSHI_PRIVATE_KEY.
+# BASE_IMAGE is any Debian-like image with python3 (3.11 or newer) and its venv module:
+# the official python slim image by default; scripts/container-smoke.sh uses a Debian
+# bookworm base made with debootstrap. Nothing here assumes `python` is on PATH.
+ARG BASE_IMAGE=python:3.12-slim
+
+FROM ${BASE_IMAGE} AS build
+# Package index settings for this stage only, e.g. the host's mirror (see
+# scripts/container-smoke.sh). Empty values are ignored by pip. None reach the final image.
+ARG PIP_INDEX_URL=""
+ARG PIP_EXTRA_INDEX_URL=""
+ARG PIP_TRUSTED_HOST=""
+ARG PIP_CERT=""
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+RUN python3 -m venv /opt/venv
+# Dependencies first, from pyproject.toml alone: this layer is reused until they change.
+# Wheels only: no stage ever compiles, and a dependency without a wheel for this
+# platform fails here, loudly.
+COPY pyproject.toml /src/
+RUN /opt/venv/bin/python3 -c 'import tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; print(*p["dependencies"], *p["optional-dependencies"]["speed"], sep="\n")' >/tmp/requirements.txt \
+ && /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
+COPY README.md /src/
+COPY signing_proxy /src/signing_proxy
+RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/wheels /src \
+ && /opt/venv/bin/pip install --no-deps /tmp/wheels/*.whl \
+ && /opt/venv/bin/signing-proxy --version
+
+FROM ${BASE_IMAGE}
+# A fixed uid, so that a key file can be given to it (chown 10001, chmod 0400).
+RUN groupadd --system --gid 10001 signing-proxy \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin signing-proxy
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SIGNING_PROXY_HOST=0.0.0.0 \
+    SIGNING_PROXY_PORT=8080 \
+    SIGNING_PROXY_LOG_FORMAT=json
+USER 10001:10001
+EXPOSE 8080
+# No curl in the image: the venv's Python asks /healthz.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
+  CMD ["/opt/venv/bin/python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % (os.environ.get('SIGNING_PROXY_PORT') or '8080'), timeout=4)"]
+ENTRYPOINT ["signing-proxy"]
+CMD ["run"]
