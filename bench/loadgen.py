@@ -1,7 +1,14 @@
 """Python load generator for bench/run.py, run as its own process; prints one JSON line.
 
 http     keep-alive aiohttp client, fixed concurrency, for a duration (the fallback
-         when wrk is not installed)
+         when wrk is not installed): a closed loop, each worker sends as soon as its
+         previous answer arrived.
+         With --rate R: paced, open loop. One keep-alive connection, request i is due at
+         start + i/R whatever happened before; latency is measured from that scheduled
+         time, so a slow answer also counts against the requests queued behind it
+         (no coordinated omission). Service time (from the actual send) and send lag
+         (actual send - scheduled) are reported too. Bounded by --duration (the
+         schedule) and --max-requests, and stops sending at duration + 15 s.
 oneshot  a new TCP connection per call (plus a full TLS handshake for https:// URLs,
          verified against --cafile, no session resumption), "Connection: close", the
          way curl or requests.get behave; raw asyncio streams, no client library
@@ -21,7 +28,9 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import http.client
 import json
+import socket
 import ssl
 import sys
 import time
@@ -127,6 +136,111 @@ def _http_result(
         "rps": len(latencies) / elapsed if elapsed > 0 else 0.0,
         **latency_summary(latencies),
     }
+
+
+# --- http --rate: paced, open loop, one keep-alive connection ------------------------------
+
+
+class _Connection(http.client.HTTPConnection):
+    """http.client keep-alive connection that counts its connects and sets TCP_NODELAY."""
+
+    connects = 0
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connects += 1
+
+
+def run_http_paced(a: argparse.Namespace) -> dict[str, Any]:
+    """Open loop at a fixed rate on one connection; latency from the scheduled send time.
+
+    A plain blocking client: with one connection and one request at a time the process
+    has nothing else to do, so time.sleep() (nanosleep, ~50 us slack) keeps the schedule
+    far more exactly than an event loop's millisecond timers, and costs no CPU.
+    """
+    url = urlsplit(a.url)
+    if url.scheme != "http":
+        raise SystemExit("--rate: only http:// URLs")
+    target = url.path + (f"?{url.query}" if url.query else "")
+    body = a.body.encode() if a.body is not None else None
+    headers = {"User-Agent": "bench-paced", **parse_headers(a.header)}
+    if body is not None:
+        headers.setdefault("Content-Type", "application/json")
+    interval = 1.0 / a.rate
+    planned = max(1, min(a.max_requests, int(a.duration * a.rate)))
+    conn = _Connection(url.hostname or "127.0.0.1", url.port or 80, timeout=IO_TIMEOUT)
+    latencies: list[float] = []
+    service: list[float] = []
+    lags: list[float] = []
+    statuses: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    warmup_errors = 0
+
+    def one() -> int:
+        conn.request(a.method, target, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    try:
+        for _ in range(max(0, a.warmup)):  # unmeasured: opens the connection
+            try:
+                one()
+            except (OSError, http.client.HTTPException):
+                warmup_errors += 1
+                conn.close()
+        start = time.perf_counter() + interval
+        stop_sending = start + a.duration + IO_TIMEOUT
+        unsent = 0
+        for i in range(planned):
+            scheduled = start + i * interval
+            now = time.perf_counter()
+            if now < scheduled:
+                time.sleep(scheduled - now)
+            elif now > stop_sending:  # far behind schedule: give up on the rest
+                unsent = planned - i
+                break
+            sent = time.perf_counter()
+            try:
+                status = one()
+            except (OSError, http.client.HTTPException) as exc:
+                errors[type(exc).__name__] += 1
+                conn.close()  # the next request reconnects
+                continue
+            done = time.perf_counter()
+            latencies.append(done - scheduled)
+            service.append(done - sent)
+            lags.append(sent - scheduled)
+            statuses[status] += 1
+        elapsed = time.perf_counter() - start
+    finally:
+        conn.close()
+    result = _http_result(
+        latencies,
+        statuses,
+        errors,
+        elapsed,
+        f"python http.client paced, open loop, {a.rate:g} req/s on 1 keep-alive connection",
+    )
+    lag_ms = sorted(v * 1000 for v in lags)
+    result.update(
+        {
+            "rate": a.rate,
+            "planned": planned,
+            "unsent": unsent,
+            "connects": conn.connects,
+            "warmup_errors": warmup_errors,
+            "service": latency_summary(service),
+            "send_lag_p50_ms": percentile(lag_ms, 50),
+            "send_lag_p99_ms": percentile(lag_ms, 99),
+            "send_lag_max_ms": lag_ms[-1] if lag_ms else None,
+            # Sends due while the previous answer was still outstanding: the backlog that
+            # a closed loop would silently not have sent.
+            "late_sends": sum(1 for v in lags if v > interval),
+        }
+    )
+    return result
 
 
 # --- oneshot: a new connection per call -----------------------------------------------------
@@ -483,6 +597,14 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--max-requests", type=int, default=2_000_000)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="http: paced open loop at R requests/s on one keep-alive connection",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="http --rate: unmeasured requests first"
+    )
     parser.add_argument("--cafile")
     parser.add_argument("--expect-bytes", type=int, default=0)
     parser.add_argument("--connections", type=int, default=1000)
@@ -497,6 +619,15 @@ def main() -> int:
     parser.add_argument("--rtt-count", type=int, default=5000)
     parser.add_argument("--uvloop", action="store_true", help="use uvloop when installed")
     a = parser.parse_args()
+    if a.rate is not None:
+        if a.mode != "http":
+            parser.error("--rate applies to the http mode only")
+        if not 0 < a.rate <= 20_000 or not 0 < a.duration <= 600:
+            parser.error("--rate must be in (0, 20000] and --duration in (0, 600]")
+        result = run_http_paced(a)
+        result["event_loop"] = "none (blocking client)"
+        print(json.dumps(result), flush=True)
+        return 0
     runner = {
         "http": run_http,
         "oneshot": run_oneshot,

@@ -1,19 +1,24 @@
 """Benchmark upstreams, each run as its own process by bench/run.py.
 
 fast     a minimal aiohttp upstream: a small JSON answer for any /trade-api/v2/ path,
-         201 for POST .../portfolio/orders, a streamed body of N bytes at
-         /trade-api/v2/bench/stream?bytes=N, and a WebSocket echo at /trade-api/ws/v2
-         whose handshake must carry a valid Kalshi signature (the text frame
-         {"cmd":"feed","n":N,"seconds":S,"frame":F} makes it push F N times instead).
+         201 and the same small order for every POST (.../portfolio/orders,
+         .../portfolio/orders/batched and .../portfolio/events/orders cost the same, so
+         pre-signed and on-demand write routes compare fairly), a streamed body of N
+         bytes at /trade-api/v2/bench/stream?bytes=N, and a WebSocket echo at
+         /trade-api/ws/v2 whose handshake must carry a valid Kalshi signature (the text
+         frame {"cmd":"feed","n":N,"seconds":S,"frame":F} makes it push F N times instead).
          Signed REST requests are verified (every one, 1 in N, or none:
          --verify-every); unsigned ones are answered without verification (the direct
-         baseline cannot sign).
+         baseline cannot sign). The age of every signature (receive time minus its
+         KALSHI-ACCESS-TIMESTAMP) is recorded, verified or not: count, sum and maximum.
 sandbox  signing_proxy.sandbox.create_sandbox_app, the realistic Kalshi-like upstream
          that verifies every signature.
 
 Counters are served at /_bench/stats (outside /trade-api/v2/, so the proxy never
-forwards it). The port is written as JSON to --ready-file once the socket is bound.
-The process stops by itself when its parent goes away or after --max-seconds.
+forwards it); /_bench/stats?reset_max=1 answers and then starts a new window for the
+maxima (sig_age_max_ms), so the harness reads a per-scenario maximum. The port is
+written as JSON to --ready-file once the socket is bound. The process stops
+by itself when its parent goes away or after --max-seconds.
 """
 
 from __future__ import annotations
@@ -86,9 +91,23 @@ class Stats:
         self.ws_sessions = 0
         self.ws_handshake_bad = 0
         self.ws_frames = 0
+        # Signature age in ms (receive time - KALSHI-ACCESS-TIMESTAMP); the timestamp has
+        # millisecond resolution, so an on-demand signature reads 0-1 ms.
+        self.sig_age_count = 0
+        self.sig_age_sum_ms = 0.0
+        self.sig_age_max_ms: float | None = None
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float | int | None]:
         return dict(vars(self))
+
+    def record_age(self, timestamp: str | None) -> None:
+        if not timestamp or not (timestamp.isascii() and timestamp.isdigit()):
+            return
+        age = time.time_ns() / 1_000_000 - int(timestamp)
+        self.sig_age_count += 1
+        self.sig_age_sum_ms += age
+        if self.sig_age_max_ms is None or age > self.sig_age_max_ms:
+            self.sig_age_max_ms = age
 
 
 def verify(
@@ -118,7 +137,10 @@ def fast_app(public_key: RSAPublicKey | None, key_id: str, verify_every: int) ->
     async def handle(request: web.Request) -> web.StreamResponse:
         raw = request.raw_path
         if raw.startswith("/_bench/stats"):
-            return web.json_response(stats.as_dict())
+            answer = web.json_response(stats.as_dict())
+            if request.query.get("reset_max"):
+                stats.sig_age_max_ms = None
+            return answer
         if raw.partition("?")[0] == WS_PATH:
             return await websocket(request)
         stats.requests += 1
@@ -126,6 +148,7 @@ def fast_app(public_key: RSAPublicKey | None, key_id: str, verify_every: int) ->
             return web.json_response({"error": {"code": "not_found"}}, status=404)
         if SIGNATURE_HEADER in request.headers:
             stats.signed += 1
+            stats.record_age(request.headers.get(TIMESTAMP_HEADER))
             if verify_every and stats.signed % verify_every == 0:
                 if verify(public_key, key_id, request.headers, request.method, raw):
                     stats.verified_ok += 1
@@ -146,6 +169,7 @@ def fast_app(public_key: RSAPublicKey | None, key_id: str, verify_every: int) ->
         if path == REST_PREFIX + "bench/stream":
             return await stream(request)
         if request.method == "POST":
+            # Every write route gets the same answer: orders, orders/batched, events/orders.
             await request.read()
             return web.Response(status=201, body=ORDER, content_type="application/json")
         return web.Response(body=BALANCE, content_type="application/json")
