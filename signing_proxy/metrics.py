@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -118,24 +118,22 @@ class Metrics:
         self.reloads = Counter(
             "signing_proxy_reloads", "SIGHUP reloads, by result.", ["result"], registry=r
         )
-        self.ws_sessions = Gauge(
-            "signing_proxy_websocket_sessions", "WebSocket sessions open now.", registry=r
-        )
         self.ws_sessions_total = Counter(
             "signing_proxy_websocket_sessions_opened", "WebSocket sessions opened.", registry=r
         )
-        self.ws_frames = Counter(
-            "signing_proxy_websocket_frames",
-            "WebSocket frames relayed, by direction.",
-            ["direction"],
-            registry=r,
-        )
+        self._ws = _WebSocketCollector()
+        r.register(self._ws)
         r.register(_RateLimitCollector(live))
         r.register(_PresignCollector(engine))
         for result in ("ok", "failed"):
             self.reloads.labels(result=result)
-        for direction in ("client_to_upstream", "upstream_to_client"):
-            self.ws_frames.labels(direction=direction)
+
+    def watch_websockets(
+        self, frames: Callable[[], tuple[int, int]], sessions: Callable[[], int]
+    ) -> None:
+        """Read WebSocket frame totals and open sessions from the relay at scrape time."""
+        self._ws.frames = frames
+        self._ws.sessions = sessions
 
     def observe_call(
         self,
@@ -154,6 +152,30 @@ class Metrics:
             self.upstream_duration.labels(route).observe(upstream_seconds)
         if retries:
             self.retries.inc(retries)
+
+
+class _WebSocketCollector(Collector):
+    """Open sessions and frames relayed, read from the relay when scraped."""
+
+    def __init__(self) -> None:
+        self.frames: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        self.sessions: Callable[[], int] = lambda: 0
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "signing_proxy_websocket_sessions",
+            "WebSocket sessions open now.",
+            value=self.sessions(),
+        )
+        frames = CounterMetricFamily(
+            "signing_proxy_websocket_frames",
+            "WebSocket frames relayed, by direction.",
+            labels=["direction"],
+        )
+        to_upstream, to_client = self.frames()
+        frames.add_metric(["client_to_upstream"], to_upstream)
+        frames.add_metric(["upstream_to_client"], to_client)
+        yield frames
 
 
 class _PresignCollector(Collector):

@@ -311,11 +311,23 @@ class WebSocketRelay:
         self._forwarder = forwarder
         self.limits = limits or QueueLimits()
         self._sessions: set[_Session] = set()
+        # Frames of sessions already closed; open ones are added at scrape time, so the
+        # relay pays nothing per frame for metrics.
+        self._closed_frames = [0, 0]
+        forwarder.metrics.watch_websockets(self.frame_totals, lambda: len(self._sessions))
 
     @property
     def open_sessions(self) -> int:
         """How many sessions are relaying now."""
         return len(self._sessions)
+
+    def frame_totals(self) -> tuple[int, int]:
+        """Frames relayed so far, (client to upstream, upstream to client)."""
+        to_upstream, to_client = self._closed_frames
+        for session in self._sessions:
+            to_upstream += session.stats.frames_in
+            to_client += session.stats.frames_out
+        return to_upstream, to_client
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Open the upstream WebSocket, then accept the client and relay until either closes."""
@@ -429,10 +441,13 @@ class WebSocketRelay:
             "upstream": handshake.url.host_port_subcomponent,
         }
         get_logger().info("ws_open", **fields)
+        self._forwarder.metrics.ws_sessions_total.inc()
 
         def closed(session: _Session) -> None:
             self._sessions.discard(session)
             stats = session.stats
+            self._closed_frames[0] += stats.frames_in
+            self._closed_frames[1] += stats.frames_out
             record.bytes_in, record.bytes_out = stats.bytes_in, stats.bytes_out
             _log_close(fields, session.ending, stats, time.perf_counter() - session.started)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,43 @@ async def test_in_flight_gauge_counts_the_scrape_itself(make_upstream, make_prox
 )
 def test_route_groups_are_bounded(path: str, group: str) -> None:
     assert route_group(path) == group
+
+
+async def test_websocket_sessions_and_frames(key_material, make_proxy) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from signing_proxy.sandbox import create_sandbox_app
+
+    from .conftest import KEY_ID
+
+    sandbox = TestServer(create_sandbox_app({KEY_ID: key_material.public_key}))
+    await sandbox.start_server()
+    try:
+        client = await make_proxy(str(sandbox.make_url("")).rstrip("/"))
+        async with client.ws_connect("/trade-api/ws/v2") as ws:
+            await ws.send_json({"id": 1, "cmd": "list_subscriptions"})
+            await ws.receive(timeout=5)
+            samples = await scrape(client)
+            assert value(samples, "signing_proxy_websocket_sessions") == 1
+            assert (
+                value(
+                    samples, "signing_proxy_websocket_frames_total", direction="client_to_upstream"
+                )
+                == 1
+            )
+            assert (
+                value(
+                    samples, "signing_proxy_websocket_frames_total", direction="upstream_to_client"
+                )
+                >= 1
+            )
+        await asyncio.sleep(0.1)
+        samples = await scrape(client)
+        assert value(samples, "signing_proxy_websocket_sessions") == 0
+        assert value(samples, "signing_proxy_websocket_sessions_opened_total") == 1
+        assert (
+            value(samples, "signing_proxy_websocket_frames_total", direction="client_to_upstream")
+            == 1
+        )
+    finally:
+        await sandbox.close()
