@@ -124,14 +124,7 @@ async def make_upstream(
         async def verifying(request: web.Request, handler: UpstreamHandler) -> web.StreamResponse:
             # Read the body here only when the handler does not stream it itself.
             body = await request.read() if request.can_read_body else b""
-            error = check_auth(
-                request.headers,
-                request.method,
-                request.raw_path,
-                {KEY_ID: key_material.public_key},
-                now_ms=_now_ms(),
-                window_ms=5000,
-            )
+            error = auth_error(request, key_material)
             upstream.seen.append(
                 Seen(
                     method=request.method,
@@ -158,8 +151,18 @@ async def make_upstream(
         await server.close()
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def auth_error(
+    request: web.Request, key_material: KeyMaterial
+) -> tuple[int, dict[str, Any]] | None:
+    """Kalshi's verdict on the request's signature: None when it verifies."""
+    return check_auth(
+        request.headers,
+        request.method,
+        request.raw_path,
+        {KEY_ID: key_material.public_key},
+        now_ms=time.time_ns() // 1_000_000,
+        window_ms=5000,
+    )
 
 
 @pytest.fixture

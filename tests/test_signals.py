@@ -16,9 +16,9 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from signing_proxy.sandbox import SANDBOX_STATE, check_auth, create_sandbox_app
+from signing_proxy.sandbox import SANDBOX_STATE, create_sandbox_app
 
-from .conftest import KEY_ID, KeyMaterial, write_key
+from .conftest import KEY_ID, KeyMaterial, auth_error, write_key
 from .test_cli import _no_process_outlives_its_test, base_env, start_cli
 
 __all__ = ["_no_process_outlives_its_test"]  # autouse here too: kills leftover proxies
@@ -67,15 +67,7 @@ async def test_sigterm_lets_the_request_in_flight_finish(
     arrived = asyncio.Event()
 
     async def slow(request: web.Request) -> web.Response:
-        error = check_auth(
-            request.headers,
-            request.method,
-            request.raw_path,
-            {KEY_ID: key_material.public_key},
-            now_ms=_now_ms(),
-            window_ms=5000,
-        )
-        assert error is None
+        assert auth_error(request, key_material) is None
         arrived.set()
         await asyncio.sleep(1.5)
         return web.json_response({"done": True, "pad": "x" * 100_000})
@@ -111,12 +103,6 @@ async def _load(base: str, stop: asyncio.Event, statuses: Counter[int]) -> None:
             async with session.get(f"{base}/trade-api/v2/portfolio/balance") as resp:
                 await resp.read()
                 statuses[resp.status] += 1
-
-
-def _now_ms() -> int:
-    import time
-
-    return time.time_ns() // 1_000_000
 
 
 async def test_sighup_rotates_the_key_under_load_without_a_failure(
