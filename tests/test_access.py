@@ -238,3 +238,36 @@ async def test_slow_chunked_body_is_408(make_upstream, make_proxy, tmp_path: Pat
     assert head.startswith(b"HTTP/1.1 408")
     writer.close()
     assert upstream.seen == []
+
+
+async def test_websocket_route_needs_a_token_and_obeys_policy(
+    key_material, make_proxy, policy_file: Path
+) -> None:
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    from signing_proxy.sandbox import create_sandbox_app
+
+    from .conftest import KEY_ID
+
+    sandbox = TestServer(create_sandbox_app({KEY_ID: key_material.public_key}))
+    await sandbox.start_server()
+    try:
+        client = await make_proxy(
+            str(sandbox.make_url("")).rstrip("/"), config_file=policy_file, BOT_TOKEN=BOT
+        )
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect("/trade-api/ws/v2")
+        assert refused.value.status == 401
+        # A token limited to market REST routes may not open the WebSocket either.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as forbidden:
+            await client.ws_connect(
+                "/trade-api/ws/v2", headers={"X-Proxy-Token": "markets-only-token-0123456789"}
+            )
+        assert forbidden.value.status == 403
+        async with client.ws_connect("/trade-api/ws/v2", headers=bearer(DASHBOARD)) as ws:
+            await ws.send_json({"id": 1, "cmd": "list_subscriptions"})
+            reply = await ws.receive_json(timeout=5)
+            assert reply["id"] == 1
+    finally:
+        await sandbox.close()
