@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import ssl
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -164,7 +164,7 @@ def _request_id(request: web.Request) -> str:
     supplied = request.headers.get("X-Request-ID")
     if supplied and _SAFE_REQUEST_ID.fullmatch(supplied):
         return supplied
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4, without building a UUID
 
 
 async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:

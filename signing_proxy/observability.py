@@ -94,7 +94,8 @@ def configure_logging(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
-        cache_logger_on_first_use=False,
+        # Loggers are configured once per process, so the bound logger can be cached.
+        cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
@@ -113,10 +114,14 @@ def configure_logging(
     logging.getLogger("aiohttp.access").disabled = True
 
 
+# One lazy proxy for the whole package: with caching on, it resolves the configured
+# logger once instead of on every call.
+_LOGGER: structlog.typing.FilteringBoundLogger = structlog.get_logger("signing_proxy")
+
+
 def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
     """A structlog logger bound to `context`."""
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("signing_proxy")
-    return logger.bind(**context) if context else logger
+    return _LOGGER.bind(**context) if context else _LOGGER
 
 
 def drop_none(fields: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

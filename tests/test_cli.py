@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -43,34 +42,51 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-@dataclass
 class Proc:
-    """A running CLI subprocess whose stdout is collected line by line."""
+    """A running CLI subprocess whose output is drained continuously.
 
-    process: asyncio.subprocess.Process
-    lines: list[str] = field(default_factory=list)
+    Draining matters: a proxy under load logs a line per call, and a pipe nobody reads
+    fills up and blocks the proxy's event loop on its next log write.
+    """
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._errors: list[str] = []
+        self._new_line = asyncio.Event()
+        assert process.stdout is not None and process.stderr is not None
+        self._drains = [
+            asyncio.create_task(self._drain(process.stdout, self.lines)),
+            asyncio.create_task(self._drain(process.stderr, self._errors)),
+        ]
+
+    async def _drain(self, stream: asyncio.StreamReader, into: list[str]) -> None:
+        while raw := await stream.readline():
+            into.append(raw.decode())
+            self._new_line.set()
+        self._new_line.set()
 
     async def wait_for(self, pattern: str, timeout: float = 15) -> re.Match[str]:
+        """The first output line matching `pattern`, waiting for it if need be."""
+        seen = 0
         async with asyncio.timeout(timeout):
-            for line in self.lines:
-                if m := re.search(pattern, line):
-                    return m
-            assert self.process.stdout is not None
-            while raw := await self.process.stdout.readline():
-                line = raw.decode()
-                self.lines.append(line)
-                if m := re.search(pattern, line):
-                    return m
-        raise AssertionError(f"{pattern!r} not seen; output: {self.lines}")
+            while True:
+                for line in self.lines[seen:]:
+                    if m := re.search(pattern, line):
+                        return m
+                seen = len(self.lines)
+                if self._drains[0].done():
+                    raise AssertionError(f"{pattern!r} not seen; output: {self.lines}")
+                self._new_line.clear()
+                await self._new_line.wait()
 
     async def stop(self, sig: int | None = signal.SIGTERM) -> tuple[int, str, str]:
         """Send `sig` (None: it was sent already) and collect the exit code and output."""
         if sig is not None:
             self.process.send_signal(sig)
-        out, err = await asyncio.wait_for(self.process.communicate(), 20)
-        self.lines.extend(out.decode().splitlines(keepends=True))
-        assert self.process.returncode is not None
-        return self.process.returncode, "".join(self.lines), err.decode()
+        code = await asyncio.wait_for(self.process.wait(), 20)
+        await asyncio.wait_for(asyncio.gather(*self._drains), 5)
+        return code, "".join(self.lines), "".join(self._errors)
 
 
 _RUNNING: list[asyncio.subprocess.Process] = []
