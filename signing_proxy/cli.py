@@ -162,10 +162,16 @@ async def _reload(args: argparse.Namespace, app: web.Application, redactor: Secr
         log.error("reload_failed", error=str(exc), kept_generation=live.generation)
         return
     old = live.current.config
-    if config.listen != old.listen or config.logging != old.logging:
+    # These are bound at start (the socket, the log setup, the signing threads and pools).
+    needs_restart = [
+        name
+        for name in ("listen", "logging", "signing")
+        if getattr(config, name) != getattr(old, name)
+    ]
+    if needs_restart:
         log.warning(
             "reload_needs_restart",
-            settings="listen, logging",
+            settings=", ".join(needs_restart),
             message="these settings take effect at the next start",
         )
     # Redact the new secrets before any event could mention them.
