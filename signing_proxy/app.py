@@ -104,17 +104,14 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
     """One keep-alive ClientSession for the app's whole life."""
-    config = app[CONFIG]
     # The system CA store; OpenSSL honours SSL_CERT_FILE and SSL_CERT_DIR here.
     ssl_context = ssl.create_default_context()
     connector = aiohttp.TCPConnector(ssl=ssl_context, limit=256, ttl_dns_cache=300)
     session = aiohttp.ClientSession(
         connector=connector,
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=config.upstream.connect_timeout,
-            sock_read=config.upstream.timeout,
-        ),
+        # The default for calls that pass none (the probe, WebSocket handshakes); the
+        # forwarder passes its snapshot's timeouts, which follow reloads.
+        timeout=app[LIVE].current.client_timeout,
         # Bodies pass through as Kalshi sent them (gzip stays gzip).
         auto_decompress=False,
         # Cookies set by the upstream belong to the client that received them, not to

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import aiohttp
+
 from .access import AccessPolicy
 from .config import Config
 from .ratelimit import RateLimiter
@@ -18,6 +20,8 @@ class Snapshot:
     signer: Signer
     access: AccessPolicy
     limiter: RateLimiter | None
+    # Built once per generation, so a reload of the timeouts reaches every new request.
+    client_timeout: aiohttp.ClientTimeout
 
 
 class Live:
@@ -50,5 +54,13 @@ def make_snapshot(config: Config, signer: Signer, previous: Snapshot | None = No
         else:
             limiter = RateLimiter(config.rate_limit)
     return Snapshot(
-        config=config, signer=signer, access=AccessPolicy(config.access), limiter=limiter
+        config=config,
+        signer=signer,
+        access=AccessPolicy(config.access),
+        limiter=limiter,
+        client_timeout=aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=config.upstream.connect_timeout,
+            sock_read=config.upstream.timeout,
+        ),
     )

@@ -174,7 +174,12 @@ class Forwarder:
             try:
                 async with asyncio.timeout(timeout):
                     upstream = await self.session.request(
-                        method, url, headers=headers, data=body, allow_redirects=False
+                        method,
+                        url,
+                        headers=headers,
+                        data=body,
+                        allow_redirects=False,
+                        timeout=snapshot.client_timeout,
                     )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failure = _classify(exc, upstream_config.timeout)

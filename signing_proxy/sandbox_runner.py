@@ -25,6 +25,10 @@ from .sandbox import create_sandbox_app
 from .server import install_stop_handlers, remove_stop_handlers, run_event_loop, start
 from .signer import load_signer
 
+# The sandbox ignores credentials and upstream settings from the environment; only
+# how it logs may be chosen.
+_LOGGING_ENV = ("SIGNING_PROXY_LOG_FORMAT", "SIGNING_PROXY_LOG_LEVEL")
+
 
 def write_throwaway_key(directory: Path) -> Path:
     """Generate an RSA-2048 key into `directory` with mode 0600; return its path."""
@@ -48,7 +52,8 @@ def run_sandbox(host: str, port: int) -> int:
         key_path = write_throwaway_key(Path(tmp))
         key_id = str(uuid.uuid4())
         # Only logging settings come from the usual sources; everything else is fixed.
-        base = load_config(None, {k: v for k, v in os.environ.items() if "LOG" in k}, Overrides())
+        logging_env = {k: os.environ[k] for k in _LOGGING_ENV if k in os.environ}
+        base = load_config(None, logging_env, Overrides())
         config = replace(
             base,
             credentials=CredentialsConfig(api_key_id=key_id, private_key_file=str(key_path)),

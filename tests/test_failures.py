@@ -7,6 +7,7 @@ import socket
 from email.utils import formatdate
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
@@ -242,3 +243,31 @@ def test_kalshi_error_code() -> None:
     )
     assert kalshi_error_code(b'{"error":"too many requests"}') is None
     assert kalshi_error_code(b"<html>") is None
+
+
+async def test_reloaded_timeout_reaches_the_body_read(make_upstream, make_proxy) -> None:
+    """A SIGHUP that lowers upstream.timeout applies to reads of an answer's body too."""
+    import dataclasses
+
+    from signing_proxy.app import LIVE
+    from signing_proxy.live import make_snapshot
+
+    async def stalls(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"x" * 100)
+        await asyncio.sleep(10)  # then nothing more
+        return resp
+
+    upstream = await make_upstream(stalls)
+    client = await make_proxy(upstream.url)  # upstream.timeout is 30 s at start
+    live = client.app[LIVE]
+    config = live.current.config
+    faster = dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, timeout=0.3))
+    live.swap(make_snapshot(faster, live.current.signer, live.current))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    resp = await client.get("/trade-api/v2/markets")
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()
+    assert loop.time() - started < 3
