@@ -70,6 +70,9 @@ class ListenConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # Extra Host header names served (a compose service name, say); loopback names and
+    # IP literals are always served. Anything else is refused: it defeats DNS rebinding.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,18 @@ class AccessConfig:
     max_body_bytes: int = 1024 * 1024
     client_timeout: float = 30.0
     allow_unauthenticated_remote: bool = False
+    # Browser origins (scheme://host[:port]) allowed to call; a request from any other
+    # web page is refused, so a page in the user's browser cannot trade with the key.
+    allowed_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Bounds on what clients can hold: connections, request heads, WebSocket sessions."""
+
+    max_connections: int = 1024
+    max_header_bytes: int = 32768
+    websocket_sessions: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +156,7 @@ class Config:
     credentials: CredentialsConfig = CredentialsConfig()
     listen: ListenConfig = ListenConfig()
     access: AccessConfig = AccessConfig()
+    limits: LimitsConfig = LimitsConfig()
     logging: LoggingConfig = LoggingConfig()
     rate_limit: RateLimitConfig | None = None
     shutdown_timeout: float = 15.0
@@ -172,14 +188,16 @@ _SCHEMA: dict[str, dict[str, Any] | Any] = {
         "private_key_file": None,
         "allow_insecure_key_file": False,
     },
-    "listen": {"host": "127.0.0.1", "port": 8080},
+    "listen": {"host": "127.0.0.1", "port": 8080, "allowed_hosts": []},
     "access": {
         "tokens": [],
         "read_only": False,
         "max_body_bytes": 1024 * 1024,
         "client_timeout": 30,
         "allow_unauthenticated_remote": False,
+        "allowed_origins": [],
     },
+    "limits": {"max_connections": 1024, "max_header_bytes": 32768, "websocket_sessions": 64},
     "logging": {"format": "auto", "level": "info"},
     "signing": {
         "presign_routes": list(DEFAULT_PRESIGN_ROUTES),
@@ -342,15 +360,25 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
         raise ConfigError(
             "credentials: both KALSHI_PRIVATE_KEY and a private key file are set; keep one"
         )
-    listen = ListenConfig(host=_host(values), port=_port(values))
+    listen = ListenConfig(
+        host=_host(values),
+        port=_port(values),
+        allowed_hosts=_allowed_hosts(values["listen.allowed_hosts"]),
+    )
     access = AccessConfig(
         tokens=_tokens(values["access.tokens"], env),
         read_only=_bool(values, "access.read_only"),
         max_body_bytes=_int(values, "access.max_body_bytes", minimum=0),
         client_timeout=_positive_number(values, "access.client_timeout"),
         allow_unauthenticated_remote=_bool(values, "access.allow_unauthenticated_remote"),
+        allowed_origins=_allowed_origins(values["access.allowed_origins"]),
     )
     _check_bind(listen, access)
+    limits = LimitsConfig(
+        max_connections=_int(values, "limits.max_connections", minimum=1),
+        max_header_bytes=_int(values, "limits.max_header_bytes", minimum=1024),
+        websocket_sessions=_int(values, "limits.websocket_sessions", minimum=0),
+    )
     log = LoggingConfig(
         format=cast(LogFormat, _choice(values, "logging.format", ("auto", "json", "console"))),
         level=cast(
@@ -366,6 +394,7 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
         credentials=credentials,
         listen=listen,
         access=access,
+        limits=limits,
         logging=log,
         rate_limit=parse_rate_limit(values["rate_limit"]),
         shutdown_timeout=_non_negative_number(values, "shutdown_timeout"),
@@ -588,6 +617,50 @@ def _rules(value: Any, where: str) -> tuple[RuleConfig, ...]:
             )
         rules.append(RuleConfig(method=parts[0].upper(), pattern=parts[1]))
     return tuple(rules)
+
+
+def _string_list(value: Any, name: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{name}: must be a list of non-empty strings")
+    return [v.strip() for v in value]
+
+
+def _allowed_hosts(value: Any) -> tuple[str, ...]:
+    hosts = []
+    for index, host in enumerate(_string_list(value, "listen.allowed_hosts")):
+        # Names only, compared without the port: "signing-proxy", not "http://signing-proxy:8080".
+        if any(c in host for c in "/:@ ") or host == "*":
+            raise ConfigError(
+                f"listen.allowed_hosts[{index}]: must be a host name such as 'signing-proxy' "
+                f"(no scheme, port or wildcard); got {host!r}"
+            )
+        hosts.append(host.lower().rstrip("."))
+    return tuple(hosts)
+
+
+def _allowed_origins(value: Any) -> tuple[str, ...]:
+    origins = []
+    for index, origin in enumerate(_string_list(value, "access.allowed_origins")):
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            raise ConfigError(
+                f"access.allowed_origins[{index}]: must be an origin such as "
+                f"'http://localhost:3000' (scheme, host and port only); got {origin!r}"
+            )
+        # Browsers send the origin lower-case and without a trailing slash.
+        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(origins)
 
 
 def _check_bind(listen: ListenConfig, access: AccessConfig) -> None:
