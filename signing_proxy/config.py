@@ -244,7 +244,8 @@ def load_config(
     """Build the configuration: flags override env, env overrides the file, the file defaults."""
     env = os.environ if env is None else env
     path = path or _env(env, "SIGNING_PROXY_CONFIG")
-    raw = _read_yaml(path) if path else {}
+    # A path from a config file, an env file or a quoted argument never saw a shell's ~.
+    raw = _read_yaml(os.path.expanduser(path)) if path else {}
     _check_keys(raw)
     values = _flatten_defaults()
     for dotted, value in _flatten(raw).items():
@@ -266,6 +267,23 @@ def load_config(
 def _env(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
     return value if value else None
+
+
+def _env_text(env: Mapping[str, str], name: str) -> str | None:
+    value = _env(env, name)
+    # os.environ keeps bytes that are not UTF-8 as lone surrogates, which only fail later,
+    # deep inside key loading; name the variable now (never its value: it is a secret).
+    if value is not None and not _is_utf8(value):
+        raise ConfigError(f"{name}: contains bytes that are not valid UTF-8; set it as UTF-8 text")
+    return value
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_yaml(path: str) -> dict[str, Any]:
@@ -348,18 +366,7 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
     )
     if upstream.retries > 10:
         raise ConfigError(f"upstream.retries: at most 10; got {upstream.retries}")
-    pem = _env(env, "KALSHI_PRIVATE_KEY")
-    credentials = CredentialsConfig(
-        api_key_id=_optional_str(values, "credentials.api_key_id"),
-        private_key_file=_optional_str(values, "credentials.private_key_file"),
-        private_key_pem=pem,
-        passphrase=_env(env, "KALSHI_PRIVATE_KEY_PASSPHRASE"),
-        allow_insecure_key_file=_bool(values, "credentials.allow_insecure_key_file"),
-    )
-    if credentials.private_key_file and pem:
-        raise ConfigError(
-            "credentials: both KALSHI_PRIVATE_KEY and a private key file are set; keep one"
-        )
+    credentials = _credentials(values, env)
     listen = ListenConfig(
         host=_host(values),
         port=_port(values),
@@ -373,7 +380,7 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
         allow_unauthenticated_remote=_bool(values, "access.allow_unauthenticated_remote"),
         allowed_origins=_allowed_origins(values["access.allowed_origins"]),
     )
-    _check_bind(listen, access)
+    check_bind(listen.host, access)
     limits = LimitsConfig(
         max_connections=_int(values, "limits.max_connections", minimum=1),
         max_header_bytes=_int(values, "limits.max_header_bytes", minimum=1024),
@@ -399,6 +406,23 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
         rate_limit=parse_rate_limit(values["rate_limit"]),
         shutdown_timeout=_non_negative_number(values, "shutdown_timeout"),
         signing=_signing(values),
+    )
+
+
+def _credentials(values: Mapping[str, Any], env: Mapping[str, str]) -> CredentialsConfig:
+    pem = _env_text(env, "KALSHI_PRIVATE_KEY")
+    key_file = _optional_str(values, "credentials.private_key_file")
+    if key_file and pem:
+        raise ConfigError(
+            "credentials: both KALSHI_PRIVATE_KEY and a private key file are set; keep one"
+        )
+    return CredentialsConfig(
+        api_key_id=_key_id(values),
+        # No shell expands ~ in a YAML value or an env file, so do it here.
+        private_key_file=os.path.expanduser(key_file) if key_file else None,
+        private_key_pem=pem,
+        passphrase=_env_text(env, "KALSHI_PRIVATE_KEY_PASSPHRASE"),
+        allow_insecure_key_file=_bool(values, "credentials.allow_insecure_key_file"),
     )
 
 
@@ -549,10 +573,31 @@ def _optional_str(values: Mapping[str, Any], name: str) -> str | None:
     return str(value).strip()
 
 
+def _key_id(values: Mapping[str, Any]) -> str | None:
+    value = _optional_str(values, "credentials.api_key_id")
+    # The key id is sent as a header on every request: a control character (a pasted CR/LF)
+    # would make each one fail, so refuse it here. The message never echoes the value.
+    if value is not None and not _visible_ascii(value):
+        raise ConfigError(
+            "credentials.api_key_id (KALSHI_API_KEY_ID): contains a control, space or "
+            "non-ASCII character; a Kalshi key id is printable ASCII such as a UUID"
+        )
+    return value
+
+
+def _visible_ascii(text: str) -> bool:
+    return all("!" <= c <= "~" for c in text)
+
+
 def _host(values: Mapping[str, Any]) -> str:
     value = _optional_str(values, "listen.host")
     if not value:
         raise ConfigError("listen.host: must not be empty")
+    if not _visible_ascii(value):
+        raise ConfigError(
+            f"listen.host: must be an IP address or a host name (printable ASCII, no spaces); "
+            f"got {value!r}"
+        )
     return value.strip("[]")
 
 
@@ -663,15 +708,29 @@ def _allowed_origins(value: Any) -> tuple[str, ...]:
     return tuple(origins)
 
 
-def _check_bind(listen: ListenConfig, access: AccessConfig) -> None:
+def check_bind(host: str, access: AccessConfig) -> None:
+    """Refuse serving `host` without inbound tokens unless it is loopback or opted out."""
     # Anyone who reaches the port can trade with the owner's money: off loopback, require
     # inbound tokens unless the user explicitly opts out (a private container network).
-    if is_loopback_host(listen.host) or access.tokens or access.allow_unauthenticated_remote:
+    if is_loopback_host(host) or access.tokens or access.allow_unauthenticated_remote:
         return
+    fix = (
+        "add an inbound token, or set access.allow_unauthenticated_remote: true on a "
+        "private network"
+    )
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        # A name (a typo such as 'locahost', say) is not known to be remote: say only what
+        # is known, that it is not a loopback address and so may be reachable.
+        raise ConfigError(
+            f"listen.host: {host!r} is not an IP address or localhost, so it may be "
+            f"reachable from other machines, and no access.tokens are configured; use "
+            f"127.0.0.1, {fix}"
+        ) from None
     raise ConfigError(
-        f"listen.host: {listen.host} is reachable from other machines and no access.tokens "
-        "are configured; add an inbound token, or set "
-        "access.allow_unauthenticated_remote: true on a private network"
+        f"listen.host: {host} is reachable from other machines and no access.tokens "
+        f"are configured; {fix}"
     )
 
 
@@ -683,6 +742,11 @@ def _token_value(item: Mapping[str, Any], where: str, env: Mapping[str, str]) ->
         token = _env(env, var)
         if token is None:
             raise ConfigError(f"{where}.token_env: environment variable {var} is not set")
+        if not _is_utf8(token):  # it is compared as UTF-8 bytes on every request
+            raise ConfigError(
+                f"{where}.token_env: environment variable {var} contains bytes that are "
+                "not valid UTF-8"
+            )
     else:
         token = str(item["token"]) if item["token"] is not None else ""
     # The message never echoes the token itself, only its length.
@@ -695,7 +759,7 @@ def _token_value(item: Mapping[str, Any], where: str, env: Mapping[str, str]) ->
 
 def is_loopback_host(host: str) -> bool:
     """Whether binding to `host` keeps the port reachable from this machine only."""
-    if host == "localhost":
+    if host.lower() == "localhost":  # host names are case-insensitive
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

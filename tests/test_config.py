@@ -191,3 +191,82 @@ def test_example_config_is_valid_and_complete() -> None:
         if isinstance(keys, dict):
             for key in keys:
                 assert f"{key}:" in text, f"config.example.yaml does not document {section}.{key}"
+
+
+# How os.environ holds the bytes b"\xff\xfe" of a variable that is not UTF-8 (on POSIX).
+NOT_UTF8 = b"pass\xff\xfe".decode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("variable", ["KALSHI_PRIVATE_KEY_PASSPHRASE", "KALSHI_PRIVATE_KEY"])
+def test_secret_env_var_that_is_not_utf8_is_named(variable: str) -> None:
+    message = error_of(env={variable: NOT_UTF8})
+    assert message.startswith(f"{variable}: ") and "not valid UTF-8" in message
+    assert "pass" not in message
+
+
+def test_token_env_var_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "access:\n  tokens:\n    - {name: bot, token_env: BOT_TOKEN}\n")
+    message = error_of(path, {"BOT_TOKEN": NOT_UTF8 * 4})
+    assert "access.tokens[0].token_env" in message and "BOT_TOKEN" in message
+    assert "pass" not in message
+
+
+@pytest.mark.parametrize(
+    "key_id", ["abc\r\nX-Injected: 1", "abc\ndef", "abc\x00def", "abc\x7fdef", "ab cd", "abé"]
+)
+def test_key_id_with_a_control_or_non_ascii_character_is_refused(key_id: str) -> None:
+    message = error_of(env={"KALSHI_API_KEY_ID": key_id})
+    assert "credentials.api_key_id" in message and "KALSHI_API_KEY_ID" in message
+    # The value is never echoed: neither its bad characters nor the rest of it.
+    assert "abc" not in message and "Injected" not in message and "\r" not in message
+
+
+def test_key_id_with_a_control_character_from_the_file_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, 'credentials:\n  api_key_id: "abc\\tdef"\n')
+    assert "credentials.api_key_id" in error_of(path)
+
+
+def test_key_id_trailing_newline_is_trimmed() -> None:
+    config = load_config(None, {"KALSHI_API_KEY_ID": "abc-123\r\n"})
+    assert config.credentials.api_key_id == "abc-123"
+
+
+def test_a_host_name_is_not_called_remote() -> None:
+    message = error_of(overrides=Overrides(host="locahost"))
+    assert "listen.host: 'locahost' is not an IP address or localhost" in message
+    assert "is reachable" not in message  # a name may resolve anywhere: no claim
+
+
+def test_an_address_off_loopback_is_called_remote() -> None:
+    message = error_of(overrides=Overrides(host="0.0.0.0"))
+    assert "listen.host: 0.0.0.0 is reachable from other machines" in message
+
+
+@pytest.mark.parametrize("host", ["localhost", "LocalHost", "127.0.0.2", "::1", "[::1]"])
+def test_loopback_hosts_need_no_token(host: str) -> None:
+    assert load_config(None, {}, Overrides(host=host)).listen.host == host.strip("[]")
+
+
+@pytest.mark.parametrize("host", ["local host", "a\nb", NOT_UTF8])
+def test_host_that_is_not_a_name_or_address_is_refused(host: str) -> None:
+    message = error_of(
+        env={"SIGNING_PROXY_ALLOW_UNAUTHENTICATED_REMOTE": "1"}, overrides=Overrides(host=host)
+    )
+    assert message.startswith("listen.host: must be an IP address or a host name")
+
+
+def test_tilde_in_private_key_file_is_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    from_env = load_config(None, {"KALSHI_PRIVATE_KEY_FILE": "~/keys/k.pem"})
+    assert from_env.credentials.private_key_file == str(tmp_path / "keys" / "k.pem")
+    from_file = load_config(write(tmp_path, "credentials:\n  private_key_file: ~/k.pem\n"), {})
+    assert from_file.credentials.private_key_file == str(tmp_path / "k.pem")
+
+
+def test_tilde_in_config_path_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write(tmp_path, "listen: {port: 9200}\n")
+    assert load_config("~/config.yaml", {}).listen.port == 9200
+    assert load_config(None, {"SIGNING_PROXY_CONFIG": "~/config.yaml"}).listen.port == 9200
