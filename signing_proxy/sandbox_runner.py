@@ -13,9 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .app import create_app
 from .config import (
     Config,
+    ConfigError,
     CredentialsConfig,
     ListenConfig,
     Overrides,
+    is_loopback_host,
     load_config,
     replace,
     with_upstream,
@@ -46,8 +48,23 @@ def write_throwaway_key(directory: Path) -> Path:
     return path
 
 
+def check_arguments(host: str, port: int) -> None:
+    """Refuse a sandbox address that others could reach, or a port that does not exist."""
+    # The sandbox has no inbound tokens and signs whatever it is sent: off loopback,
+    # anyone on the network could use it.
+    if not is_loopback_host(host.strip("[]")):
+        raise ConfigError(
+            f"sandbox --host: {host!r} is not a loopback address, and the sandbox has no "
+            "inbound tokens, so anyone on the network could use it; use 127.0.0.1 or localhost"
+        )
+    # Checked here: a larger number would silently wrap around to another port at bind.
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"sandbox --port: must be between 0 and 65535; got {port}")
+
+
 def run_sandbox(host: str, port: int) -> int:
     """Serve the sandbox until SIGINT or SIGTERM; the key file is removed at exit."""
+    check_arguments(host, port)
     with tempfile.TemporaryDirectory(prefix="signing-proxy-sandbox-") as tmp:
         key_path = write_throwaway_key(Path(tmp))
         key_id = str(uuid.uuid4())
@@ -70,7 +87,12 @@ async def _serve_sandbox(config: Config) -> None:
     upstream = await start(upstream_app, "127.0.0.1", 0)
     try:
         config = with_upstream(config, upstream.url)
-        proxy = await start(create_app(config, signer), config.listen.host, config.listen.port)
+        proxy = await start(
+            create_app(config, signer),
+            config.listen.host,
+            config.listen.port,
+            limits=config.limits,
+        )
     except BaseException:
         await upstream.runner.cleanup()
         raise
