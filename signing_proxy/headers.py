@@ -21,6 +21,8 @@ HOP_BY_HOP = frozenset(
 
 # Never sent upstream: the inbound token, the client's addresses, and what the HTTP client
 # sets itself. X-Request-ID stays local: it is the proxy's correlation id, not Kalshi's.
+# A browser's own headers (Origin, Referer, Sec-Fetch-*) stay local too: the proxy has
+# judged them, and Kalshi sees a plain API client.
 _REQUEST_DROP = HOP_BY_HOP | {
     "host",
     "expect",
@@ -30,8 +32,10 @@ _REQUEST_DROP = HOP_BY_HOP | {
     "x-real-ip",
     "via",
     "x-request-id",
+    "origin",
+    "referer",
 }
-_REQUEST_DROP_PREFIXES = ("kalshi-access-", "x-forwarded-")
+_REQUEST_DROP_PREFIXES = ("kalshi-access-", "x-forwarded-", "sec-fetch-", "access-control-request-")
 
 
 def _connection_listed(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:

@@ -22,6 +22,8 @@ class Snapshot:
     limiter: RateLimiter | None
     # Built once per generation, so a reload of the timeouts reaches every new request.
     client_timeout: aiohttp.ClientTimeout
+    # listen.allowed_hosts as a set, for the Host check on every request.
+    allowed_hosts: frozenset[str]
 
 
 class Live:
@@ -63,4 +65,5 @@ def make_snapshot(config: Config, signer: Signer, previous: Snapshot | None = No
             sock_connect=config.upstream.connect_timeout,
             sock_read=config.upstream.timeout,
         ),
+        allowed_hosts=frozenset(config.listen.allowed_hosts),
     )

@@ -1,11 +1,16 @@
-"""Which request targets the proxy forwards: the /trade-api/v2/ namespace, no dot segments."""
+"""Which request targets the proxy serves: one routing decision on the raw target."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from .config import WS_PATH
+
 REST_PREFIX = "/trade-api/v2/"
+# Probes answer without a token: orchestrators call them and they reveal nothing.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 # Characters allowed in a raw request target: RFC 3986 unreserved, sub-delims, ":@/?%".
 # Anything else (spaces, controls, backslash, '#', non-ASCII) is refused, not re-encoded,
@@ -35,6 +40,74 @@ class Refusal:
 
 
 NOT_PROXIED = Refusal(404, "proxy_not_found", "only /trade-api/v2/ is proxied")
+_NOT_ORIGIN_FORM = Refusal(
+    400,
+    "proxy_invalid_target",
+    "the request target must be a path such as /trade-api/v2/markets "
+    "(absolute-form and asterisk-form targets are not accepted)",
+)
+_NON_CANONICAL = Refusal(
+    400,
+    "proxy_invalid_path",
+    "the route part of the path must be spelled plainly (no percent-encoding, no alternate "
+    "spelling): /trade-api/v2/... or /trade-api/ws/v2",
+)
+
+
+class RouteKind(enum.Enum):
+    """What a request is for; the only routing decision the proxy makes."""
+
+    PUBLIC = "public"  # probes: no token, never forwarded
+    REST = "rest"  # /trade-api/v2/**: checked, signed, forwarded
+    WEBSOCKET = "websocket"  # /trade-api/ws/v2: checked, handshake signed
+    NOT_FOUND = "not_found"  # anything else: checked like a Kalshi route, then 404
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A routed request: its kind, and the raw path and query exactly as received."""
+
+    kind: RouteKind
+    path: str
+    query: str | None
+
+
+def route_target(raw_target: str) -> Route | Refusal:
+    """Decide, from the raw request target alone, which route serves it.
+
+    Access checks, policy and the handler all act on this one decision, so no encoding
+    (%74rade-api), absolute-form target (http://x/trade-api/...) or other spelling can
+    reach a route by a way its checks did not see.
+    """
+    if not raw_target.startswith("/"):
+        return _NOT_ORIGIN_FORM
+    path, sep, query = raw_target.partition("?")
+    route_query = query if sep else None
+    if path in PUBLIC_PATHS:
+        return Route(RouteKind.PUBLIC, path, route_query)
+    if path == WS_PATH:
+        return Route(RouteKind.WEBSOCKET, path, route_query)
+    if path.startswith(REST_PREFIX):
+        return Route(RouteKind.REST, path, route_query)
+    if _spells_a_route(path):
+        return _NON_CANONICAL
+    return Route(RouteKind.NOT_FOUND, path, route_query)
+
+
+def _spells_a_route(path: str) -> bool:
+    """Whether some decoding of `path` names a Kalshi route although `path` does not."""
+    for _ in range(_DECODE_ROUNDS + 1):
+        decoded = unquote(path, errors="surrogateescape")
+        # A server may also treat backslashes as slashes and fold '//' into '/'.
+        folded = decoded.replace("\\", "/")
+        while "//" in folded:
+            folded = folded.replace("//", "/")
+        if folded.startswith(REST_PREFIX) or folded.rstrip("/") == WS_PATH:
+            return True
+        if decoded == path:
+            return False
+        path = decoded
+    return True  # still decoding after every round: refuse rather than guess
 
 
 def check_rest_target(raw_target: str) -> RestTarget | Refusal:

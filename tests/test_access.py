@@ -126,7 +126,7 @@ async def test_deny_rule_sees_through_percent_encoding(guarded) -> None:
     upstream, client = guarded
     reply = await raw_request(
         client.port,
-        "DELETE /trade-api/v2/portfolio/%6Frders/batched HTTP/1.1\r\nHost: x\r\n"
+        "DELETE /trade-api/v2/portfolio/%6Frders/batched HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {BOT}\r\nConnection: close\r\n\r\n",
     )
     assert reply.startswith(b"HTTP/1.1 403")
@@ -213,7 +213,7 @@ async def test_slow_client_is_disconnected(make_upstream, make_proxy, tmp_path: 
     config.write_text("access: {client_timeout: 0.5}\n")
     client = await make_proxy(upstream.url, config_file=config)
     reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    writer.write(b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: x\r\n")  # never finishes
+    writer.write(b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finishes
     await writer.drain()
     async with asyncio.timeout(5):
         assert await reader.read() == b""  # closed by the proxy
@@ -229,7 +229,7 @@ async def test_slow_chunked_body_is_408(make_upstream, make_proxy, tmp_path: Pat
     client = await make_proxy(upstream.url, config_file=config)
     reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
     writer.write(
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: x\r\n"
+        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
     )
     await writer.drain()

@@ -12,50 +12,59 @@ pytestmark = pytest.mark.usefixtures("clean_env")
 HOSTILE: dict[str, bytes] = {
     "garbage": b"GARBAGE\r\n\r\n",
     "http2 preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-    "absurd method": b"FOOBAR /trade-api/v2/markets HTTP/1.1\r\nHost: x\r\n\r\n",
-    "trace": b"TRACE /trade-api/v2/markets HTTP/1.1\r\nHost: x\r\n\r\n",
+    "absurd method": b"FOOBAR /trade-api/v2/markets HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "trace": b"TRACE /trade-api/v2/markets HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     "connect": b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
     "absolute form to another host": (
         b"GET http://evil.example/trade-api/v2/markets HTTP/1.1\r\nHost: evil.example\r\n\r\n"
     ),
-    "invalid utf-8 in path": b"GET /trade-api/v2/\xff\xfe\xfd HTTP/1.1\r\nHost: x\r\n\r\n",
-    "space in path": b"GET /trade-api/v2/a b HTTP/1.1\r\nHost: x\r\n\r\n",
-    "nul in path": b"GET /trade-api/v2/a\x00b HTTP/1.1\r\nHost: x\r\n\r\n",
-    "nul in header": b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
-    "space in header name": b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",
-    "header without colon": b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n",
-    "obsolete line folding": (
-        b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: x\r\nX-A: a\r\n folded\r\n\r\n"
+    "invalid utf-8 in path": b"GET /trade-api/v2/\xff\xfe\xfd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "space in path": b"GET /trade-api/v2/a b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "nul in path": b"GET /trade-api/v2/a\x00b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "nul in header": (
+        b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\x00b\r\n\r\n"
     ),
-    "huge header": b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: x\r\nX-Big: "
+    "space in header name": (
+        b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Name: 1\r\n\r\n"
+    ),
+    "header without colon": (
+        b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: 127.0.0.1\r\nNoColon\r\n\r\n"
+    ),
+    "obsolete line folding": (
+        b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\r\n folded\r\n\r\n"
+    ),
+    "huge header": b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
     + b"a" * 20000
     + b"\r\n\r\n",
-    "too many headers": b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: x\r\n"
+    "too many headers": b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     + b"".join(b"X-H%d: 1\r\n" % i for i in range(300))
     + b"\r\n",
-    "huge request line": b"GET /trade-api/v2/" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    "huge request line": b"GET /trade-api/v2/"
+    + b"a" * 20000
+    + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     "content-length and chunked (CL.TE smuggling)": (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n"
+        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"
     ),
     "two different content-lengths": (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n"
         b"Content-Length: 5\r\n\r\nabcde"
     ),
     "negative content-length": (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"
+        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Length: -1\r\n\r\n"
     ),
     "unknown transfer-encoding": (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: x\r\n"
+        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"
     ),
     "chunk size overflow": (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: x\r\n"
+        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffffff\r\nx\r\n0\r\n\r\n"
     ),
-    "dot segments": b"GET /trade-api/v2/%2e%2e/%2e%2e/admin HTTP/1.1\r\nHost: x\r\n\r\n",
-    "fragment": b"GET /trade-api/v2/markets#x HTTP/1.1\r\nHost: x\r\n\r\n",
-    "backslash traversal": b"GET /trade-api/v2/..\\..\\admin HTTP/1.1\r\nHost: x\r\n\r\n",
+    "dot segments": b"GET /trade-api/v2/%2e%2e/%2e%2e/admin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "fragment": b"GET /trade-api/v2/markets#x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "backslash traversal": b"GET /trade-api/v2/..\\..\\admin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 }
 
 
@@ -93,7 +102,8 @@ async def test_pipelined_smuggle_attempt_forwards_only_the_real_request(
     upstream = await make_upstream()
     client = await make_proxy(upstream.url)
     payload = (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 44\r\n\r\n"
+        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Length: 44\r\n\r\n"
         b"GET /trade-api/v2/admin HTTP/1.1\r\nHost: x\r\n\r\n"
     )
     await exchange(client.port, payload)
