@@ -1,10 +1,11 @@
-"""Upstream health: recent answers, clock offset from the Date header, and 401 diagnosis."""
+"""Upstream health: key acceptance, recent answers, clock offset, and 401 diagnosis."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -14,6 +15,8 @@ from yarl import URL
 
 from .live import Live
 from .observability import get_logger
+from .signer import Signer
+from .upstream import classify
 
 PROBE_PATH = "/trade-api/v2/exchange/status"
 # An answer this recent means the upstream is reachable; older, and /readyz probes again.
@@ -22,6 +25,8 @@ CLOCK_WARN_SECONDS = 2.0
 # At most one 401 diagnosis event in this many seconds; the rest are counted.
 DIAGNOSIS_EVERY = 30.0
 _PROBE_TIMEOUT = 5.0
+# What a Kalshi error code looks like (NOT_FOUND, header_timestamp_expired).
+_PLAIN_CODE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 _HINTS = {
     "INCORRECT_API_KEY_SIGNATURE": (
@@ -63,6 +68,10 @@ class UpstreamMonitor:
         self.session: aiohttp.ClientSession | None = None
         self.last_answer: float | None = None
         self.offset: float | None = None
+        # The signer whose key a probe saw accepted; None until then, after any 401 and after
+        # a failed probe, so readiness probes before it says ready. Compared with the live
+        # signer, so a key reload needs a new acceptance too.
+        self._accepted: Signer | None = None
         self._probe: asyncio.Task[ProbeResult] | None = None
         self._last_diagnosis = -DIAGNOSIS_EVERY
         self._suppressed = 0
@@ -76,10 +85,14 @@ class UpstreamMonitor:
         """Whether the upstream answered within FRESH_FOR seconds."""
         return self.last_answer is not None and time.monotonic() - self.last_answer < FRESH_FOR
 
+    def key_refused(self) -> None:
+        """Record a 401 from the upstream: readiness probes again before it says ready."""
+        self._accepted = None
+
     async def readiness(self) -> ProbeResult:
-        """Ready when the upstream answered recently; otherwise probe it once (shared)."""
-        if self.fresh():
-            return ProbeResult(True, "upstream answered recently")
+        """Ready when the upstream accepted this key and answered recently; else probe (shared)."""
+        if self._accepted is self._live.current.signer and self.fresh():
+            return ProbeResult(True, "upstream accepts the key and answered recently")
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self.probe())
         return await asyncio.shield(self._probe)
@@ -94,15 +107,20 @@ class UpstreamMonitor:
         try:
             async with (
                 asyncio.timeout(_PROBE_TIMEOUT),
-                self.session.get(URL(origin + PROBE_PATH, encoded=True), headers=headers) as resp,
+                self.session.get(
+                    URL(origin + PROBE_PATH, encoded=True), headers=headers, allow_redirects=False
+                ) as resp,
             ):
                 body = await resp.content.read(4096)
                 received = time.time()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return ProbeResult(False, f"upstream not reachable: {type(exc).__name__}")
+            self._accepted = None
+            reason = classify(exc, _PROBE_TIMEOUT).message
+            return ProbeResult(False, f"upstream not reachable: {reason}")
         self.saw_answer()
         self.check_clock(resp.headers.get("Date"), sent, received)
         if resp.status == 401:
+            self.key_refused()
             self.diagnose_401(
                 body,
                 f"{headers['KALSHI-ACCESS-TIMESTAMP']}GET{PROBE_PATH}",
@@ -110,10 +128,18 @@ class UpstreamMonitor:
                 sent,
                 received,
             )
-            return ProbeResult(False, "upstream rejects the key (401)")
-        if resp.status >= 500:
+            code = kalshi_error_code(body)
+            # /readyz shows the reason to anyone: only a plain code travels, never other text.
+            shown = code if code and _PLAIN_CODE.fullmatch(code) else "without a known code"
+            reason = f"upstream rejects the key (401 {shown}): {_hint(code)}"
+            return ProbeResult(False, reason)
+        # 2xx, or a 4xx other than 401 (Kalshi checks the signature first): key accepted. A
+        # redirect or 5xx says nothing about the key.
+        if not (200 <= resp.status < 300 or 400 <= resp.status < 500):
+            self._accepted = None
             return ProbeResult(False, f"upstream answered {resp.status}")
-        return ProbeResult(True, f"upstream answered {resp.status}")
+        self._accepted = snapshot.signer
+        return ProbeResult(True, f"upstream accepts the key (answered {resp.status})")
 
     def check_clock(self, date_header: str | None, sent: float, received: float) -> None:
         """Remember the clock offset and warn when it exceeds CLOCK_WARN_SECONDS."""
@@ -149,7 +175,7 @@ class UpstreamMonitor:
         self._log.error(
             "upstream_401",
             kalshi_code=code,
-            hint=_HINTS.get(code or "", "see Kalshi's error code"),
+            hint=_hint(code),
             key_id=snapshot.signer.key_id,
             fingerprint=snapshot.signer.info.fingerprint,
             signed_message=signed_message,
@@ -174,6 +200,10 @@ class UpstreamMonitor:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
+
+
+def _hint(code: str | None) -> str:
+    return _HINTS.get(code or "", "see Kalshi's error code")
 
 
 def kalshi_error_code(body: bytes) -> str | None:

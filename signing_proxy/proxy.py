@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import aiohttp
 from aiohttp import web
@@ -21,6 +22,7 @@ from .monitor import UpstreamMonitor
 from .paths import RestTarget, check_rest_target
 from .signer import HEADER_TIMESTAMP, Signer
 from .signing_engine import SigningEngine
+from .upstream import UpstreamFailure, classify, describe, send_once
 
 USER_AGENT = f"signing-proxy/{__version__}"
 # Kalshi's API uses these; anything else (TRACE, CONNECT, made-up tokens) is never signed.
@@ -63,16 +65,12 @@ class BodyTooLarge(Exception):
     """The client's body exceeds access.max_body_bytes."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    status: int
-    code: str
-    message: str
-    retryable: bool
-
-
 class Forwarder:
     """Signs each request under /trade-api/v2/ and streams it to the upstream and back."""
+
+    # For the shared ClientSession: aiohttp must never resend a request on its own, so the
+    # retry policy of _exchange (GET and HEAD, each attempt signed afresh) is the only one.
+    CLIENT_MIDDLEWARES: ClassVar[tuple[aiohttp.ClientMiddlewareType, ...]] = (send_once,)
 
     def __init__(
         self, live: Live, monitor: UpstreamMonitor, metrics: Metrics, engine: SigningEngine
@@ -123,7 +121,11 @@ class Forwarder:
                 f"request body exceeds access.max_body_bytes ({access.max_body_bytes} bytes)",
             )
         except TimeoutError:
+            record.error = "proxy_client_timeout"
             return proxy_error(408, "proxy_client_timeout", "the request body arrived too slowly")
+        except asyncio.IncompleteReadError:
+            record.error = "client_disconnected"
+            return proxy_error(400, "proxy_incomplete_body", "the request body ended early")
         if snapshot.limiter is not None:
             decision = await snapshot.limiter.acquire(method, target.path)
             if decision.waited:
@@ -154,45 +156,25 @@ class Forwarder:
         headers: CIMultiDict[str],
         body: aiohttp.StreamReader | bytes | None,
     ) -> web.StreamResponse:
-        assert self.session is not None, "client session is created in the app's cleanup_ctx"
         upstream_config = snapshot.config.upstream
         method = request.method
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + upstream_config.deadline
+        deadline = asyncio.get_running_loop().time() + upstream_config.deadline
         # A streamed body can be sent once only; bodies in memory can be sent again.
         retryable = method in RETRYABLE_METHODS and not isinstance(body, aiohttp.StreamReader)
         attempts = 1 + (upstream_config.retries if retryable else 0)
         started = time.perf_counter()
         for attempt in range(attempts):
             last = attempt + 1 == attempts
-            # Each attempt is signed afresh: the timestamp must be current.
-            signing_started = time.perf_counter()
-            headers.update(await self.engine.headers(method, path))
-            self.metrics.signing.observe(time.perf_counter() - signing_started)
-            timeout = min(upstream_config.timeout, deadline - loop.time())
-            sent = time.time()
             try:
-                async with asyncio.timeout(timeout):
-                    upstream = await self.session.request(
-                        method,
-                        url,
-                        headers=headers,
-                        data=body,
-                        allow_redirects=False,
-                        timeout=snapshot.client_timeout,
-                    )
+                upstream, sent = await self._send(
+                    snapshot, method, url, path, headers, body, deadline
+                )
             except (aiohttp.ClientError, TimeoutError) as exc:
-                failure = _classify(exc, upstream_config.timeout)
+                failure = classify(exc, upstream_config.timeout)
                 if failure.retryable and not last and await _backoff(attempt, deadline):
                     record.retries += 1
                     continue
-                record.upstream_ms = _ms_since(started)
-                record.error = failure.code
-                return proxy_error(
-                    failure.status,
-                    failure.code,
-                    f"{failure.message} ({upstream_config.rest_url})",
-                )
+                return _failed(record, failure, started, upstream_config.rest_url)
             self.monitor.saw_answer()
             if (
                 retryable
@@ -208,12 +190,42 @@ class Forwarder:
                 prefix = b""
                 if upstream.status == 401:
                     self.metrics.upstream_401.inc()
+                    self.monitor.key_refused()
                     signed = f"{headers[HEADER_TIMESTAMP]}{method}{path}"
                     prefix = await self._diagnose(upstream, signed, sent)
                 return await self._relay(request, record, snapshot, upstream, started, prefix)
             finally:
                 upstream.release()
         raise AssertionError("unreachable: the last attempt always returns")
+
+    async def _send(
+        self,
+        snapshot: Snapshot,
+        method: str,
+        url: URL,
+        path: str,
+        headers: CIMultiDict[str],
+        body: aiohttp.StreamReader | bytes | None,
+        deadline: float,
+    ) -> tuple[aiohttp.ClientResponse, float]:
+        """One attempt, signed afresh (the timestamp must be current); the answer and when sent."""
+        assert self.session is not None, "client session is created in the app's cleanup_ctx"
+        signing_started = time.perf_counter()
+        headers.update(await self.engine.headers(method, path))
+        self.metrics.signing.observe(time.perf_counter() - signing_started)
+        remaining = deadline - asyncio.get_running_loop().time()
+        timeout = min(snapshot.config.upstream.timeout, remaining)
+        sent = time.time()
+        async with asyncio.timeout(timeout):
+            upstream = await self.session.request(
+                method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=snapshot.client_timeout,
+            )
+        return upstream, sent
 
     async def _diagnose(self, upstream: aiohttp.ClientResponse, signed: str, sent: float) -> bytes:
         """Read the head of Kalshi's small 401 body for the diagnosis; the caller relays it."""
@@ -266,7 +278,7 @@ class Forwarder:
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     # The status line is gone already; cut the connection so the client sees
                     # a truncated body instead of a short one that looks complete.
-                    record.error = f"proxy_upstream_body_error: {_describe(exc)}"
+                    record.error = f"proxy_upstream_body_error: {describe(exc)}"
                     record.upstream_ms = _ms_since(started)
                     _abort(request)
                     return response
@@ -296,7 +308,7 @@ async def _relay_small(
         # Nothing has reached the client yet, so it can still get a clear error.
         record.error = "proxy_upstream_body_error"
         record.upstream_ms = _ms_since(started)
-        return proxy_error(502, "proxy_upstream_body_error", _describe(exc))
+        return proxy_error(502, "proxy_upstream_body_error", describe(exc))
     record.upstream_ms = _ms_since(started)
     record.bytes_out = len(body)
     response = web.Response(status=upstream.status, reason=upstream.reason, headers=headers)
@@ -305,17 +317,13 @@ async def _relay_small(
     return response
 
 
-def _classify(exc: BaseException, timeout: float) -> _Failure:
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return _Failure(504, "proxy_upstream_connect_timeout", "connecting timed out", True)
-    if isinstance(exc, TimeoutError):
-        # Not retried: the upstream may still be working on it, and the client has waited.
-        message = f"the upstream did not answer within {timeout:g} s"
-        return _Failure(504, "proxy_upstream_timeout", message, False)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return _Failure(502, "proxy_upstream_unreachable", "cannot connect", True)
-    # Disconnected before any response byte (e.g. a stale keep-alive connection).
-    return _Failure(502, "proxy_upstream_error", _describe(exc), True)
+def _failed(
+    record: CallRecord, failure: UpstreamFailure, started: float, origin: str
+) -> web.Response:
+    """The client's answer when the upstream call failed; the log event gets the reason too."""
+    record.upstream_ms = _ms_since(started)
+    record.error = f"{failure.code}: {failure.message}"
+    return proxy_error(failure.status, failure.code, f"{failure.message} ({origin})")
 
 
 async def _backoff(attempt: int, deadline: float) -> bool:
@@ -348,9 +356,12 @@ async def _request_body(
     if length is not None:
         if max_body and length > max_body:
             raise BodyTooLarge
-        # A declared length within the limit streams straight through.
         record.bytes_in = length
-        return request.content
+        if not max_body:
+            return request.content  # no limit set: it streams through as it arrives
+        # Read whole before any upstream connection is taken, so a client that trickles
+        # its body holds no connection that other calls (cancels) need; it gets 408.
+        return await request.content.readexactly(length)
     if not max_body:
         return request.content
     # Chunked: buffer up to the limit so an oversized body never reaches Kalshi at all.
@@ -372,8 +383,3 @@ def _abort(request: web.Request) -> None:
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
-
-
-def _describe(exc: BaseException) -> str:
-    # Exception text from aiohttp names hosts and reasons, never headers or bodies.
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -44,7 +44,7 @@ async def test_query_is_forwarded_but_not_signed(make_upstream, make_proxy) -> N
     client = await make_proxy(upstream.url)
     raw = "/trade-api/v2/markets?limit=5&status=open&cursor=a%2Fb%3D"
     reply = await raw_request(
-        client.port, f"GET {raw} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        client.port, f"GET {raw} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     assert reply.startswith(b"HTTP/1.1 200")
     # The upstream verified the signature over the path alone, and got the query unchanged.
@@ -59,7 +59,7 @@ async def test_encoded_path_goes_upstream_byte_for_byte_and_is_signed_as_sent(
     client = await make_proxy(upstream.url)
     raw = "/trade-api/v2/series/A%2FB%20C/markets?tickers=X%2CY&q=%7E"
     reply = await raw_request(
-        client.port, f"GET {raw} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        client.port, f"GET {raw} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     assert reply.startswith(b"HTTP/1.1 200")
     assert upstream.seen[-1].raw_path == raw
@@ -307,7 +307,7 @@ async def test_dot_segments_are_refused_on_the_wire(make_upstream, make_proxy, r
     upstream = await make_upstream()
     client = await make_proxy(upstream.url)
     reply = await raw_request(
-        client.port, f"GET {raw} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        client.port, f"GET {raw} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     assert reply.startswith(b"HTTP/1.1 400")
     assert b'"proxy_invalid_path"' in reply
@@ -423,7 +423,8 @@ async def test_proxy_error_is_logged_with_its_code(make_proxy) -> None:
         await client.get("/trade-api/v2/x")
     (event,) = [e for e in events if e["event"] == "request"]
     assert event["status"] == 502
-    assert event["error"] == "proxy_upstream_unreachable"
+    # The code, then the reason in words.
+    assert event["error"] == "proxy_upstream_unreachable: connection refused by 127.0.0.1:9"
     assert event["log_level"] == "warning"
 
 
@@ -458,7 +459,7 @@ async def test_client_leaving_mid_answer_is_logged_as_such(
     client = await make_proxy(upstream.url)
     with capture_logs() as events:
         reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-        writer.write(b"GET /trade-api/v2/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /trade-api/v2/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         await reader.readexactly(1000)
         writer.transport.abort()
         async with asyncio.timeout(5):

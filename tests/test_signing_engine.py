@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from .conftest import KEY_ID
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 ORDERS = "/trade-api/v2/portfolio/orders"
+EVENT_ORDERS = "/trade-api/v2/portfolio/events/orders"
 
 
 async def wait_for_pool(engine: SigningEngine, method: str, path: str) -> None:
@@ -46,6 +48,29 @@ async def test_presigned_orders_verify_and_are_used_once(make_upstream, make_pro
     now_ms = time.time_ns() // 1_000_000
     for seen in upstream.seen:
         assert now_ms - int(seen.headers["KALSHI-ACCESS-TIMESTAMP"]) < 5000
+
+
+async def test_no_presigned_signature_reaches_the_upstream_twice(make_upstream, make_proxy) -> None:
+    """Many pre-signed orders, one at a time and in bursts: every signature is sent once."""
+    upstream = await make_upstream()
+    client = await make_proxy(upstream.url)
+    engine = client.app[FORWARDER].engine
+    for _ in range(5):
+        for _ in range(4):
+            await wait_for_pool(engine, "POST", EVENT_ORDERS)
+            assert (await client.post(EVENT_ORDERS, data=b"{}")).status == 200
+        # A burst takes the pool dry at once; the rest are signed on demand.
+        burst = [client.post(EVENT_ORDERS, data=b"{}") for _ in range(6)]
+        assert {resp.status for resp in await asyncio.gather(*burst)} == {200}
+    assert len(upstream.seen) == 50
+    assert all(s.auth_error is None for s in upstream.seen)
+    assert engine.presigned_used >= 20  # the pre-signed path was the one exercised
+    # What the upstream saw: (timestamp, signature) pairs, none of them twice.
+    pairs = Counter(
+        (s.headers["KALSHI-ACCESS-TIMESTAMP"], s.headers["KALSHI-ACCESS-SIGNATURE"])
+        for s in upstream.seen
+    )
+    assert [pair for pair, seen in pairs.items() if seen > 1] == []
 
 
 async def test_presigned_signature_older_than_max_age_is_discarded(
@@ -75,9 +100,17 @@ async def test_presigned_signature_of_an_old_key_is_never_used(
     other = Signer(
         str(uuid.uuid4()), rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
+    old_signatures = len(engine._pools[("POST", ORDERS)])
+    discarded = engine.presigned_discarded
     live.swap(make_snapshot(live.current.config, other, live.current))
+    # No await since the swap: the pool holds only the old key's signatures, all thrown away.
+    assert engine.take_presigned("POST", ORDERS) is None
+    assert engine.presigned_discarded == discarded + old_signatures
+    # The refill then signs with the new key.
+    await wait_for_pool(engine, "POST", ORDERS)
     headers = engine.take_presigned("POST", ORDERS)
-    assert headers is None or headers["KALSHI-ACCESS-KEY"] == other.key_id
+    assert headers is not None
+    assert headers["KALSHI-ACCESS-KEY"] == other.key_id
 
 
 async def test_other_routes_are_signed_on_demand(make_upstream, make_proxy) -> None:

@@ -1,0 +1,112 @@
+"""Broken upstreams on loopback: a TLS server with a self-signed certificate, a non-HTTP one."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+SSH_BANNER = b"SSH-2.0-OpenSSH_9.6\r\n"
+
+
+@dataclass
+class Listener:
+    """A loopback server and how many TCP connections it has accepted."""
+
+    port: int
+    connections: int = 0
+
+
+def self_signed_certificate(directory: Path, dns_name: str = "localhost") -> tuple[Path, Path]:
+    """A fresh self-signed certificate for `dns_name` only, and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "upstream-cert.pem", directory / "upstream-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@asynccontextmanager
+async def tls_server(cert_path: Path, key_path: Path) -> AsyncIterator[Listener]:
+    """A TLS server on 127.0.0.1 that counts connections (handshakes that fail included)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    listener = Listener(port=0)
+
+    def accepted() -> asyncio.Protocol:
+        # Called for each accepted connection, before its TLS handshake.
+        listener.connections += 1
+        return asyncio.Protocol()
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(accepted, "127.0.0.1", 0, ssl=context)
+    listener.port = server.sockets[0].getsockname()[1]
+    try:
+        yield listener
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@asynccontextmanager
+async def banner_server(
+    banner: bytes = SSH_BANNER, *, hang_up: bool = False
+) -> AsyncIterator[Listener]:
+    """A server that greets every connection with `banner` (an SSH server, say), not HTTP.
+
+    It waits for the client to hang up, or with `hang_up` closes the connection itself.
+    """
+    writers: list[asyncio.StreamWriter] = []
+    listener = Listener(port=0)
+
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        listener.connections += 1
+        writers.append(writer)
+        writer.write(banner)
+        await writer.drain()
+        if not hang_up:
+            await reader.read()  # until the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(greet, "127.0.0.1", 0)
+    listener.port = server.sockets[0].getsockname()[1]
+    try:
+        yield listener
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
