@@ -21,6 +21,7 @@ from .headers import downstream_response_headers
 from .live import Snapshot
 from .observability import get_logger
 from .proxy import CALL_RECORD, USER_AGENT, Forwarder
+from .upstream import classify
 
 # How much of Kalshi's stream may wait for a slow client before the proxy cuts it off (1008).
 # Module constants until the config grows a websocket section.
@@ -305,11 +306,19 @@ def _drain_was_cancelled() -> bool:
 class WebSocketRelay:
     """Relays /trade-api/ws/v2: a signed handshake upstream first, then frames both ways."""
 
-    def __init__(self, forwarder: Forwarder, limits: QueueLimits | None = None) -> None:
-        # The forwarder owns the shared ClientSession and the live settings (a reload swaps
-        # the signer and config, so both are read at each handshake, never cached).
+    def __init__(
+        self, forwarder: Forwarder, limits: QueueLimits | None = None, max_sessions: int = 64
+    ) -> None:
+        # The forwarder owns the live settings (a reload swaps the signer and config, so
+        # both are read at each handshake, never cached).
         self._forwarder = forwarder
         self.limits = limits or QueueLimits()
+        # Its own pool, set in the app's cleanup_ctx: sessions never take REST's connections.
+        self.session: aiohttp.ClientSession | None = None
+        self._max_sessions = max_sessions
+        # Handshakes under way count against limits.websocket_sessions too, so a burst of
+        # them cannot overshoot it.
+        self._opening = 0
         self._sessions: set[_Session] = set()
         # Frames of sessions already closed; open ones are added at scrape time, so the
         # relay pays nothing per frame for metrics.
@@ -345,16 +354,28 @@ class WebSocketRelay:
                 f"{WS_PATH} accepts WebSocket connections only",
                 headers={"Upgrade": "websocket"},
             )
+        if len(self._sessions) + self._opening >= self._max_sessions:
+            request[CALL_RECORD].error = "proxy_websocket_limit"
+            return proxy_error(
+                503,
+                "proxy_websocket_limit",
+                f"limits.websocket_sessions ({self._max_sessions}) are open; try again later",
+                headers={"Retry-After": "1"},
+            )
         # One generation of settings for the whole handshake, as for REST calls.
         handshake = _Handshake(request, self._forwarder.live.current)
-        opened = await self._connect(handshake)
-        if isinstance(opened, web.StreamResponse):
-            return opened
+        self._opening += 1
         try:
-            await client.prepare(request)
-        except BaseException:
-            await opened.close(code=1001)
-            raise
+            opened = await self._connect(handshake)
+            if isinstance(opened, web.StreamResponse):
+                return opened
+            try:
+                await client.prepare(request)
+            except BaseException:
+                await opened.close(code=1001)
+                raise
+        finally:
+            self._opening -= 1
         await self._relay(handshake, client, opened)
         return client
 
@@ -371,7 +392,7 @@ class WebSocketRelay:
         await self.close_all()
 
     def _session(self) -> aiohttp.ClientSession:
-        session = self._forwarder.session
+        session = self.session
         assert session is not None, "client session is created in the app's cleanup_ctx"
         return session
 
@@ -392,17 +413,14 @@ class WebSocketRelay:
                 )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 101:  # the upstream said yes but broke the protocol
-                return handshake.fail(502, "proxy_upstream_error", exc.message)
+                message = "the upstream accepted the WebSocket handshake but broke the protocol"
+                return handshake.fail(502, "proxy_upstream_protocol_error", message)
             return await self._refused(handshake, exc.status)
-        except aiohttp.ConnectionTimeoutError:
-            return handshake.fail(504, "proxy_upstream_connect_timeout", "connecting timed out")
-        except TimeoutError:
-            message = f"the upstream did not answer the handshake within {timeout:g} s"
-            return handshake.fail(504, "proxy_upstream_timeout", message)
-        except aiohttp.ClientConnectorError:
-            return handshake.fail(502, "proxy_upstream_unreachable", "cannot connect")
-        except aiohttp.ClientError as exc:
-            return handshake.fail(502, "proxy_upstream_error", type(exc).__name__)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The codes and reasons of REST calls; never the exception's text, which can quote
+            # what the upstream sent.
+            failure = classify(exc, timeout)
+            return handshake.fail(failure.status, failure.code, failure.message)
         finally:
             record.upstream_ms = round((time.perf_counter() - started) * 1000, 3)
 
@@ -486,8 +504,8 @@ class _Handshake:
         return headers
 
     def fail(self, status: int, code: str, message: str) -> web.Response:
-        """A proxy error for this handshake, recorded for the call's log event."""
-        self.record.error = code
+        """A proxy error for this handshake, recorded (code and reason) for the call's log event."""
+        self.record.error = f"{code}: {message}"
         return proxy_error(status, code, f"{message} ({self.url.origin()})")
 
 

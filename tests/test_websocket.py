@@ -25,6 +25,7 @@ from signing_proxy.signer import load_signer
 from signing_proxy.websocket import WS_RELAY, QueueLimits
 
 from .conftest import KEY_ID
+from .upstreams import SSH_BANNER, banner_server, self_signed_certificate, tls_server
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -368,12 +369,77 @@ async def test_unreachable_upstream_is_502(make_proxy) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     client = await make_proxy(f"http://127.0.0.1:{port}")
-    resp = await client.get(
-        WS,
-        headers=UPGRADE,
-    )
+    with capture_logs() as logs:
+        resp = await client.get(
+            WS,
+            headers=UPGRADE,
+        )
     assert resp.status == 502
-    assert (await resp.json())["error"]["code"] == "proxy_upstream_unreachable"
+    error = (await resp.json())["error"]
+    assert error["code"] == "proxy_upstream_unreachable"
+    assert error["message"].startswith(f"connection refused by 127.0.0.1:{port}")
+    (event,) = [e for e in logs if e["event"] == "request"]
+    assert event["error"].startswith(
+        f"proxy_upstream_unreachable: connection refused by 127.0.0.1:{port}"
+    )
+
+
+async def test_a_dropped_handshake_is_not_resent(make_upstream, make_proxy) -> None:
+    async def drop(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.abort()  # the handshake arrived; no answer goes back
+        return web.Response()
+
+    upstream = await make_upstream(drop)
+    client = await make_proxy(upstream.url)
+    resp = await client.get(WS, headers=UPGRADE)
+    assert resp.status == 502
+    error = (await resp.json())["error"]
+    assert error["code"] == "proxy_upstream_error"
+    assert "closed the connection before answering" in error["message"]
+    # aiohttp would resend a GET once, with the same signature; the proxy lets it not.
+    assert [s.raw_path for s in upstream.seen] == [WS]
+
+
+async def test_unresolvable_upstream_handshake_says_dns(make_proxy) -> None:
+    client = await make_proxy("http://nonexistent.invalid")  # .invalid never resolves
+    resp = await client.get(WS, headers=UPGRADE)
+    assert resp.status == 502
+    error = (await resp.json())["error"]
+    assert error["code"] == "proxy_upstream_unreachable"
+    assert error["message"].startswith("DNS lookup failed for nonexistent.invalid")
+
+
+async def test_handshake_tls_certificate_failure_is_named(make_proxy, tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    async with tls_server(cert, key) as server:
+        client = await make_proxy(f"https://127.0.0.1:{server.port}")  # wss:// for the feed
+        with capture_logs() as logs:
+            resp = await client.get(WS, headers=UPGRADE)
+        assert server.connections == 1
+    assert resp.status == 502
+    error = (await resp.json())["error"]
+    assert error["code"] == "proxy_upstream_tls_error"
+    expected = f"TLS certificate verify failed for 127.0.0.1:{server.port}: self-signed certificate"
+    assert error["message"].startswith(expected)
+    (event,) = [e for e in logs if e["event"] == "request"]
+    assert event["error"].startswith(f"proxy_upstream_tls_error: {expected}")
+
+
+async def test_handshake_with_a_non_http_upstream_leaks_none_of_its_bytes(make_proxy) -> None:
+    async with banner_server(SSH_BANNER) as server:
+        client = await make_proxy(f"http://127.0.0.1:{server.port}")
+        with capture_logs() as logs:
+            resp = await client.get(WS, headers=UPGRADE)
+        assert server.connections == 1
+    assert resp.status == 502
+    body = await resp.text()
+    error = (await resp.json())["error"]
+    assert error["code"] == "proxy_upstream_protocol_error"
+    assert "did not speak HTTP" in error["message"]
+    for leaked in ("SSH-2.0", "OpenSSH", "Bad status line"):
+        assert leaked not in body
+        assert leaked not in repr(logs)
 
 
 async def test_a_handshake_that_gets_no_answer_is_504(make_proxy, tmp_path: Path) -> None:

@@ -1,0 +1,101 @@
+"""Resources one kind of client cannot take from another: WebSocket sessions have their own
+upstream pool and a cap, and a slow request body holds no upstream connection."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+WS = "/trade-api/ws/v2"
+
+
+async def holding_upstream(request: web.Request) -> web.StreamResponse:
+    """Accepts WebSocket handshakes and holds them open; answers anything else with 200."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        return ws
+    return web.json_response({"ok": True})
+
+
+def config_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "limits.yaml"
+    path.write_text(text)
+    return path
+
+
+async def test_websocket_sessions_past_the_limit_get_503(
+    make_upstream, make_proxy, tmp_path: Path
+) -> None:
+    upstream = await make_upstream(holding_upstream)
+    config = config_file(tmp_path, "limits:\n  websocket_sessions: 3\n")
+    client = await make_proxy(upstream.url, config_file=config)
+    sessions = [await client.ws_connect(WS) for _ in range(3)]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect(WS)
+    assert refused.value.status == 503
+    answer = await client.get("/trade-api/v2/markets")
+    assert answer.status == 200
+    await sessions[0].close()
+    async with asyncio.timeout(5):
+        while True:  # the freed place is usable again once the proxy has seen the close
+            try:
+                sessions[0] = await client.ws_connect(WS)
+                break
+            except aiohttp.WSServerHandshakeError:
+                await asyncio.sleep(0.05)
+    for ws in sessions:
+        await ws.close()
+
+
+async def test_websocket_sessions_cannot_starve_rest_calls(
+    make_upstream, make_proxy, tmp_path: Path
+) -> None:
+    # More sessions than the REST pool has connections (256): before the pools were
+    # separate, a cancel then waited 30 s for a connection and got 504.
+    upstream = await make_upstream(holding_upstream)
+    config = config_file(
+        tmp_path, "limits:\n  websocket_sessions: 300\nupstream:\n  timeout: 5\n  retries: 0\n"
+    )
+    client = await make_proxy(upstream.url, config_file=config)
+    url = client.make_url(WS)
+    # The test's own client pool must not be what limits the sessions.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as bots:
+        async with asyncio.timeout(30):
+            sessions = await asyncio.gather(*(bots.ws_connect(url) for _ in range(260)))
+        async with asyncio.timeout(3):
+            cancel = await client.delete("/trade-api/v2/portfolio/events/orders/abc")
+        assert cancel.status == 200
+        await asyncio.gather(*(ws.close() for ws in sessions))
+
+
+async def test_a_slow_sized_body_gets_408_and_holds_no_upstream_connection(
+    make_upstream, make_proxy, tmp_path: Path
+) -> None:
+    upstream = await make_upstream()
+    config = config_file(tmp_path, "access: {client_timeout: 0.5}\nupstream: {timeout: 5}\n")
+    client = await make_proxy(upstream.url, config_file=config)
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Length: 100\r\n\r\n{\"ticker\":"
+    )
+    await writer.drain()
+    async with asyncio.timeout(3):
+        head = await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 408")
+    assert upstream.seen == []
+    # The upstream never got a connection for it: no request at all reached it.
+    assert upstream.server.runner is not None
+    connections = upstream.server.runner.server
+    assert connections is not None and connections.requests_count == 0
