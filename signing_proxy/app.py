@@ -15,13 +15,14 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .config import WS_PATH, Config
+from .config import Config
 from .errors import proxy_error
+from .guard import ROUTE, add_cors_headers, make_guard
 from .live import Live
 from .metrics import Metrics
 from .monitor import UpstreamMonitor
 from .observability import drop_none, get_logger
-from .paths import Refusal
+from .paths import NOT_PROXIED, RouteKind
 from .proxy import CALL_RECORD, CallRecord, Forwarder
 from .signer import Signer
 from .signing_engine import SigningEngine
@@ -33,6 +34,12 @@ class Lifecycle:
     """Process state that probes report: set to draining when shutdown begins."""
 
     draining: bool = False
+    # Set when the drain's time is up and calls still in flight are being cut.
+    cutting: bool = False
+
+    def start_cutting(self) -> None:
+        """Calls cancelled from now on were cut by the shutdown, not left by their client."""
+        self.cutting = True
 
 
 CONFIG = web.AppKey("config", Config)
@@ -49,8 +56,7 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # keepalive_timeout (set from access.client_timeout) also closes a connection that has not
 # sent a complete request head in time, so a slow client cannot hold the proxy.
 HANDLER_ARGS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
-# Paths that carry Kalshi traffic and so need a token and pass the policy; probes do not.
-_GUARDED_PREFIX = "/trade-api/"
+_PROBE_METHODS = ("GET", "HEAD")
 
 # nginx's status for "the client closed the connection before the answer was complete".
 CLIENT_CLOSED_REQUEST = 499
@@ -65,10 +71,10 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     seconds (clock offset, key acceptance); tests that count upstream calls turn it off.
     """
     handler_args = {**HANDLER_ARGS, "keepalive_timeout": config.access.client_timeout}
-    app = web.Application(
-        middlewares=[_call_middleware, _access_middleware], handler_args=handler_args
-    )
     live = Live.build(config, signer)
+    app = web.Application(
+        middlewares=[_call_middleware, make_guard(live)], handler_args=handler_args
+    )
     monitor = UpstreamMonitor(live)
     signing = config.signing
     engine = SigningEngine(
@@ -88,26 +94,60 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     app[FORWARDER] = forwarder
     app[LIFECYCLE] = Lifecycle()
     app.on_response_prepare.append(_add_request_id)
+    app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(_client_session)
     if background_probe and config.upstream.probe_interval > 0:
         app.cleanup_ctx.append(_probe_loop)
-    app.router.add_get("/healthz", _healthz, allow_head=True)
-    app.router.add_get("/readyz", _readyz, allow_head=True)
-    app.router.add_get("/metrics", _metrics, allow_head=True)
-    relay = WebSocketRelay(forwarder)
+    relay = WebSocketRelay(forwarder, max_sessions=config.limits.websocket_sessions)
     app[WS_RELAY] = relay
     app.on_shutdown.append(relay.on_shutdown)
-    app.router.add_get(WS_PATH, relay.handle)
-    app.router.add_route("*", "/{tail:.*}", forwarder.handle)
+    # One route: the guard has already decided what the request is for (paths.route_target),
+    # and the dispatcher serves exactly that; aiohttp's router never decides on its own.
+    app.router.add_route("*", "/{tail:.*}", _dispatcher(forwarder.handle, relay.handle))
     return app
 
 
-async def _client_session(app: web.Application) -> AsyncIterator[None]:
-    """One keep-alive ClientSession for the app's whole life."""
+def _dispatcher(rest: Handler, websocket: Handler) -> Handler:
+    """The handler for every request: serves the route the guard checked."""
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        route = request[ROUTE]
+        if route.kind is RouteKind.REST:
+            return await rest(request)
+        if route.kind is RouteKind.WEBSOCKET:
+            if request.method != "GET":
+                return _method_not_allowed(request.method, ("GET",))
+            return await websocket(request)
+        if route.kind is RouteKind.PUBLIC:
+            if request.method not in _PROBE_METHODS:
+                return _method_not_allowed(request.method, _PROBE_METHODS)
+            return await _PROBES[route.path](request)
+        return proxy_error(NOT_PROXIED.status, NOT_PROXIED.code, NOT_PROXIED.message)
+
+    return dispatch
+
+
+def _method_not_allowed(method: str, allowed: tuple[str, ...]) -> web.Response:
+    return proxy_error(
+        405,
+        "proxy_method_not_allowed",
+        f"method {method[:16]!r} is not allowed here",
+        headers={"Allow": ", ".join(allowed)},
+    )
+
+
+# REST calls (cancels included) never wait behind WebSocket sessions: each has its own pool.
+_REST_POOL = 256
+# Beyond limits.websocket_sessions, room for the replays that read a refused handshake's body.
+_WS_POOL_SPARE = 8
+
+
+def _new_session(app: web.Application, pool: int) -> aiohttp.ClientSession:
+    """A keep-alive ClientSession with its own pool of `pool` upstream connections."""
     # The system CA store; OpenSSL honours SSL_CERT_FILE and SSL_CERT_DIR here.
     ssl_context = ssl.create_default_context()
-    connector = aiohttp.TCPConnector(ssl=ssl_context, limit=256, ttl_dns_cache=300)
-    session = aiohttp.ClientSession(
+    connector = aiohttp.TCPConnector(ssl=ssl_context, limit=pool, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
         connector=connector,
         # The default for calls that pass none (the probe, WebSocket handshakes); the
         # forwarder passes its snapshot's timeouts, which follow reloads.
@@ -120,15 +160,24 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         # Send only the headers the client sent (plus User-Agent when it sent none).
         skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
         requote_redirect_url=False,
+        middlewares=Forwarder.CLIENT_MIDDLEWARES,  # aiohttp never resends on its own
     )
-    app[FORWARDER].session = session
-    app[MONITOR].session = session
+
+
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    """The upstream sessions, one for REST and one for WebSockets, for the app's whole life."""
+    rest = _new_session(app, _REST_POOL)
+    websocket = _new_session(app, app[CONFIG].limits.websocket_sessions + _WS_POOL_SPARE)
+    app[FORWARDER].session = rest
+    app[MONITOR].session = rest
+    app[WS_RELAY].session = websocket
     engine = app[FORWARDER].engine
     engine.start()
     yield
     await engine.close()
     await app[MONITOR].close()
-    await session.close()
+    await rest.close()
+    await websocket.close()
 
 
 async def _probe_loop(app: web.Application) -> AsyncIterator[None]:
@@ -147,7 +196,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    """Readiness: key loaded, upstream answered recently, not draining; 503 with the reason."""
+    """Readiness: not draining, the upstream accepts the key and answered recently; else 503."""
     if request.app[LIFECYCLE].draining:
         return web.json_response({"status": "draining", "reason": "shutting down"}, status=503)
     result = await request.app[MONITOR].readiness()
@@ -176,6 +225,10 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+# The public routes of paths.PUBLIC_PATHS, by path.
+_PROBES: dict[str, Handler] = {"/healthz": _healthz, "/readyz": _readyz, "/metrics": _metrics}
+
+
 @web.middleware
 async def _call_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn aiohttp's own errors into the proxy's shape and log one event per call."""
@@ -193,37 +246,18 @@ async def _call_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = "proxy_not_found" if exc.status == 404 else "proxy_http_error"
         return proxy_error(exc.status, code, exc.reason, headers=_allow_header(exc))
     except asyncio.CancelledError:
-        # aiohttp cancels the handler when the client goes away; logged as nginx does.
-        status = CLIENT_CLOSED_REQUEST
-        record.error = record.error or "client_disconnected"
+        if request.app[LIFECYCLE].cutting:
+            # The drain's time ran out: the proxy cut this call, the client did not leave.
+            status = 503
+            record.error = "proxy_cut_by_shutdown"
+        else:
+            # aiohttp cancels the handler when the client goes away; logged as nginx does.
+            status = CLIENT_CLOSED_REQUEST
+            record.error = record.error or "client_disconnected"
         raise
     finally:
         metrics.in_flight.dec()
         _log_call(request, record, status)
-
-
-@web.middleware
-async def _access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Inbound token and policy, checked before anything is signed or forwarded."""
-    if not request.raw_path.startswith(_GUARDED_PREFIX):
-        return await handler(request)
-    access = request.app[LIVE].current.access
-    client = access.authenticate(request.headers)
-    if isinstance(client, Refusal):
-        return proxy_error(
-            client.status,
-            client.code,
-            client.message,
-            headers={"WWW-Authenticate": 'Bearer realm="signing-proxy"'},
-        )
-    if client is not None:
-        request[CALL_RECORD].client = client.name
-    path = request.raw_path.partition("?")[0]
-    refusal = access.authorize(client, request.method, path)
-    if refusal is not None:
-        request[CALL_RECORD].error = refusal.code
-        return proxy_error(refusal.status, refusal.code, refusal.message)
-    return await handler(request)
 
 
 def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:

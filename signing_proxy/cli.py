@@ -13,10 +13,17 @@ from aiohttp import web
 
 from . import __version__
 from .app import LIFECYCLE, LIVE, METRICS, create_app
-from .config import Config, ConfigError, Overrides, is_loopback_host, load_config
+from .config import (
+    Config,
+    ConfigError,
+    Overrides,
+    check_bind,
+    is_loopback_host,
+    load_config,
+)
 from .live import make_snapshot
 from .observability import SecretRedactor, configure_logging, get_logger
-from .server import install_stop_handlers, remove_stop_handlers, run_event_loop, start
+from .server import drain_within, install_stop_handlers, remove_stop_handlers, run_event_loop, start
 from .signer import Signer, load_signer
 
 EXIT_OK = 0
@@ -110,13 +117,17 @@ async def _serve(
 ) -> None:
     app = create_app(config, signer)
     served = await start(
-        app, config.listen.host, config.listen.port, shutdown_timeout=config.shutdown_timeout
+        app,
+        config.listen.host,
+        config.listen.port,
+        shutdown_timeout=config.shutdown_timeout,
+        limits=config.limits,
     )
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[None]] = set()
 
     def on_sighup() -> None:
-        task = loop.create_task(_reload(args, app, redactor))
+        task = loop.create_task(_reload(args, app, redactor, served.host))
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
@@ -145,18 +156,28 @@ async def _serve(
     # requests in flight finish, up to shutdown_timeout.
     app[LIFECYCLE].draining = True
     log.info("stopping", signal=name, shutdown_timeout=config.shutdown_timeout)
-    await served.runner.cleanup()
+    # A second SIGTERM or SIGINT cuts the drain short at once.
+    second_signal = install_stop_handlers()
+    cut = await drain_within(
+        served, config.shutdown_timeout, second_signal, app[LIFECYCLE].start_cutting
+    )
     remove_stop_handlers()
-    log.info("stopped")
+    if cut is not None:
+        log.warning("stopped", forced=True, reason=cut)
+    else:
+        log.info("stopped")
 
 
-async def _reload(args: argparse.Namespace, app: web.Application, redactor: SecretRedactor) -> None:
+async def _reload(
+    args: argparse.Namespace, app: web.Application, redactor: SecretRedactor, bound_host: str
+) -> None:
     """Re-read configuration and key; swap them in atomically, or keep the old on error."""
     log = get_logger()
     live = app[LIVE]
     try:
         # Reading files and parsing the key stay off the event loop.
         config, signer = await asyncio.to_thread(_load, args)
+        _check_bound_socket(bound_host, config)
     except ConfigError as exc:
         app[METRICS].reloads.labels(result="failed").inc()
         log.error("reload_failed", error=str(exc), kept_generation=live.generation)
@@ -186,6 +207,19 @@ async def _reload(args: argparse.Namespace, app: web.Application, redactor: Secr
         fingerprint=signer.info.fingerprint,
         upstream=config.upstream.rest_url,
     )
+
+
+def _check_bound_socket(bound_host: str, config: Config) -> None:
+    # The socket stays where it was bound at start (listen changes need a restart), so the
+    # new access settings must protect that address, not the one the new file names.
+    try:
+        check_bind(bound_host, config.access)
+    except ConfigError:
+        raise ConfigError(
+            f"access.tokens: the new configuration has none, but the proxy stays bound to "
+            f"{bound_host} (not loopback) until a restart; keep an inbound token, or set "
+            "access.allow_unauthenticated_remote: true on a private network"
+        ) from None
 
 
 def _sandbox(args: argparse.Namespace) -> int:

@@ -60,15 +60,18 @@ class SecretRedactor:
         return text
 
 
-def _exception_summary(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
-    # One line per event: an exception becomes "Type: message", never a traceback.
+def exception_summary(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """A structlog processor: an exception becomes its type name, one line, no text."""
+    # One line per event, never a traceback.
     exc_info = event.pop("exc_info", None)
     if exc_info:
         if exc_info is True:
             exc_info = sys.exc_info()
         exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
         if isinstance(exc, BaseException):
-            event["exception"] = f"{type(exc).__name__}: {exc}"
+            # The type only: library messages can quote raw request bytes (aiohttp's parser
+            # errors carry the offending header, query or body), which may hold secrets.
+            event["exception"] = type(exc).__name__
     return event
 
 
@@ -86,7 +89,7 @@ def configure_logging(
     shared: list[Processor] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _exception_summary,
+        exception_summary,
         redactor,
     ]
     level = logging.getLevelNamesMapping()[config.level.upper()]

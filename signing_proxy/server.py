@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import signal
-from collections.abc import Coroutine
+import socket
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from .config import ConfigError
+from .config import ConfigError, LimitsConfig
+from .connections import BoundedAppRunner
 
 
 @dataclass(slots=True)
@@ -30,16 +33,31 @@ class Served:
 
 
 async def start(
-    app: web.Application, host: str, port: int, shutdown_timeout: float = 15.0
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float = 15.0,
+    limits: LimitsConfig | None = None,
 ) -> Served:
-    """Bind `app` on host:port; a port that cannot be bound is a ConfigError."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    """Bind `app` on host:port; a port that cannot be bound is a ConfigError.
+
+    `limits` bounds client connections and request heads (the proxy's listener); the
+    sandbox's own exchange, which only the proxy calls, runs without.
+    """
+    runner = (
+        BoundedAppRunner(app, limits, access_log=None, shutdown_timeout=shutdown_timeout)
+        if limits is not None
+        else web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
+        # A name that does not resolve (a typo, or no DNS) is the user's setting to fix.
+        if isinstance(exc, socket.gaierror):
+            raise ConfigError(f"listen.host: cannot resolve {host!r}: {exc.strerror}") from None
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(f"listen.port: {host}:{port} is already in use") from None
         if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
@@ -47,9 +65,9 @@ async def start(
         if exc.errno == errno.EACCES:
             raise ConfigError(f"listen.port: binding port {port} is not permitted") from None
         raise
-    server = site._server  # the only way to learn the port bound for port 0
-    sockets = getattr(server, "sockets", None) or []
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    # The port actually bound, which differs from `port` when it is 0.
+    addresses = runner.addresses
+    bound_port = addresses[0][1] if addresses else port
     return Served(runner=runner, host=host, port=bound_port)
 
 
@@ -70,6 +88,48 @@ def install_stop_handlers() -> asyncio.Future[str]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig.name)
     return stopped
+
+
+# After a cut, how long cancelled handlers get to log their call before the process exits.
+_CUT_GRACE = 1.0
+
+
+async def drain_within(
+    served: Served,
+    grace: float,
+    second_signal: asyncio.Future[str],
+    before_cut: Callable[[], None],
+) -> str | None:
+    """Stop `served`: drain for at most `grace` seconds, or until `second_signal`.
+
+    aiohttp alone may take twice its shutdown timeout and more (a grace period, then a
+    cancel phase, after the shutdown hooks), so this is the hard cap. Returns why the
+    drain was cut short, or None when everything finished in time.
+    """
+    drain = asyncio.ensure_future(served.runner.cleanup())
+    waiters: set[asyncio.Future[Any]] = {drain, second_signal}
+    await asyncio.wait(waiters, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+    if drain.done():
+        drain.result()
+        return None
+    reason = (
+        f"second signal ({second_signal.result()})"
+        if second_signal.done()
+        else f"shutdown_timeout ({grace:g} s) reached"
+    )
+    before_cut()
+    server = served.runner.server
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_CUT_GRACE):
+            if server is not None:
+                # A tiny grace, not 0: aiohttp reads 0 as "wait for ever".
+                await server.shutdown(0.01)
+            await asyncio.shield(drain)
+    if not drain.done():
+        drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
+    return reason
 
 
 def remove_stop_handlers() -> None:

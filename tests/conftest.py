@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing_proxy.app import create_app
-from signing_proxy.config import Overrides, load_config
+from signing_proxy.config import LimitsConfig, Overrides, load_config
+from signing_proxy.connections import BoundedAppRunner
 from signing_proxy.sandbox import check_auth
 from signing_proxy.signer import load_signer
 
@@ -165,6 +166,17 @@ def auth_error(
     )
 
 
+class ProxyTestServer(TestServer):
+    """A TestServer that serves the app as `signing-proxy run` does: connections bounded."""
+
+    def __init__(self, app: web.Application, limits: LimitsConfig) -> None:
+        super().__init__(app)
+        self._limits = limits
+
+    async def _make_runner(self, **kwargs: Any) -> BoundedAppRunner:
+        return BoundedAppRunner(self.app, self._limits, **kwargs)
+
+
 @pytest.fixture
 async def make_proxy(
     key_file: Path,
@@ -183,7 +195,7 @@ async def make_proxy(
             str(config_file) if config_file else None, environ, Overrides(upstream=upstream_url)
         )
         app = create_app(config, load_signer(config.credentials), background_probe=False)
-        client = TestClient(TestServer(app))
+        client = TestClient(ProxyTestServer(app, config.limits))
         await client.start_server()
         clients.append(client)
         return client

@@ -382,5 +382,67 @@ def test_key_from_env_var_alone(key_material: KeyMaterial) -> None:
     assert result.returncode == 0, result.stderr
 
 
+# A variable holding the bytes b"\xff\xfe", as os.environ (and subprocess) spell it on POSIX.
+NOT_UTF8 = b"\xff\xfe".decode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("variable", ["KALSHI_PRIVATE_KEY_PASSPHRASE", "KALSHI_PRIVATE_KEY"])
+def test_secret_env_var_that_is_not_utf8_is_exit_2(
+    variable: str, proxy_env: dict[str, str]
+) -> None:
+    env = {**proxy_env, variable: NOT_UTF8}
+    if variable == "KALSHI_PRIVATE_KEY":
+        del env["KALSHI_PRIVATE_KEY_FILE"]  # one key source: the one under test
+    line = _config_error(["check"], env)
+    assert line.startswith(f"signing-proxy: {variable}: ") and "not valid UTF-8" in line
+
+
+def test_key_id_with_crlf_is_exit_2_without_echoing_it(proxy_env: dict[str, str]) -> None:
+    env = {**proxy_env, "KALSHI_API_KEY_ID": "abc\r\nX-Injected: 1"}
+    line = _config_error(["check"], env)
+    assert "credentials.api_key_id (KALSHI_API_KEY_ID)" in line
+    assert "Injected" not in line and "\r" not in line
+
+
+def test_unresolvable_host_is_exit_2(proxy_env: dict[str, str]) -> None:
+    env = {**proxy_env, "SIGNING_PROXY_ALLOW_UNAUTHENTICATED_REMOTE": "true"}
+    line = _config_error(["run", "--host", "notahost.invalid", "--port", "0"], env)
+    assert "listen.host: cannot resolve 'notahost.invalid'" in line
+
+
+def test_host_name_typo_is_not_called_remote(proxy_env: dict[str, str]) -> None:
+    line = _config_error(["run", "--host", "locahost", "--port", "0"], proxy_env)
+    assert "listen.host: 'locahost' is not an IP address or localhost" in line
+    assert "is reachable" not in line  # a name may resolve anywhere: no claim
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--host", "0.0.0.0", "--port", "0"], "sandbox --host: '0.0.0.0' is not a loopback"),
+        (["--port", "70000"], "sandbox --port: must be between 0 and 65535; got 70000"),
+    ],
+)
+def test_sandbox_refuses_an_address_others_reach_or_a_bad_port(
+    args: list[str], expected: str
+) -> None:
+    line = _config_error(["sandbox", *args], base_env())
+    assert expected in line
+    if "--host" in args:  # says why, so the user does not just look for an override
+        assert "anyone on the network could use it" in line
+
+
+def test_tilde_in_config_and_key_paths_is_expanded(
+    tmp_path: Path, key_material: KeyMaterial
+) -> None:
+    write_key(tmp_path, key_material.pkcs8)
+    (tmp_path / "c.yaml").write_text(
+        f"credentials:\n  api_key_id: {KEY_ID}\n  private_key_file: ~/key.pem\n"
+    )
+    result = run_cli("check", "--config", "~/c.yaml", env=base_env(HOME=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout
+
+
 def test_curl_is_available() -> None:
     assert shutil.which("curl"), "the end-to-end tests need curl (.ci/run installs it)"
