@@ -235,3 +235,25 @@ def test_library_exception_text_never_reaches_an_event() -> None:
     except BadHttpMessage as exc:
         event = exception_summary(None, "error", {"event": "x", "exc_info": exc})
     assert event == {"event": "x", "exception": "BadHttpMessage"}
+
+
+async def test_a_token_sent_where_it_does_not_belong_is_redacted(
+    tmp_path: Path, key_material: KeyMaterial, upstream: TestServer
+) -> None:
+    # A client that sends its token as its request id: the id is logged, the token is not.
+    proc, port = await start_proxy(
+        tmp_path,
+        key_material,
+        upstream,
+        f"access:\n  tokens:\n    - {{name: bot, token: {TOKEN}}}\n",
+    )
+    answer = await send(
+        port,
+        b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"X-Request-ID: " + TOKEN.encode() + b"\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 401")
+    code, out, err = await proc.stop()
+    assert code == 0
+    assert '"request_id": "[REDACTED]"' in out
+    assert TOKEN not in out + err
