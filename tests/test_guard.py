@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType, web
 
 from signing_proxy.guard import host_allowed, origin_refusal
+
+from .upstreams import accepting_upstream
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -24,18 +25,6 @@ UPGRADE = (
     b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 )
-
-
-async def accepting_upstream(request: web.Request) -> web.StreamResponse:
-    """Accepts any WebSocket handshake and answers any other request with 200."""
-    if request.headers.get("Upgrade", "").lower() == "websocket":
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                await ws.send_str(msg.data)
-        return ws
-    return web.json_response({"ok": True})
 
 
 async def raw(port: int, payload: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -8,23 +8,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType, web
+
+from .upstreams import accepting_upstream
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 WS = "/trade-api/ws/v2"
-
-
-async def holding_upstream(request: web.Request) -> web.StreamResponse:
-    """Accepts WebSocket handshakes and holds them open; answers anything else with 200."""
-    if request.headers.get("Upgrade", "").lower() == "websocket":
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                await ws.send_str(msg.data)
-        return ws
-    return web.json_response({"ok": True})
 
 
 def config_file(tmp_path: Path, text: str) -> Path:
@@ -36,7 +25,7 @@ def config_file(tmp_path: Path, text: str) -> Path:
 async def test_websocket_sessions_past_the_limit_get_503(
     make_upstream, make_proxy, tmp_path: Path
 ) -> None:
-    upstream = await make_upstream(holding_upstream)
+    upstream = await make_upstream(accepting_upstream)
     config = config_file(tmp_path, "limits:\n  websocket_sessions: 3\n")
     client = await make_proxy(upstream.url, config_file=config)
     sessions = [await client.ws_connect(WS) for _ in range(3)]
@@ -62,7 +51,7 @@ async def test_websocket_sessions_cannot_starve_rest_calls(
 ) -> None:
     # More sessions than the REST pool has connections (256): before the pools were
     # separate, a cancel then waited 30 s for a connection and got 504.
-    upstream = await make_upstream(holding_upstream)
+    upstream = await make_upstream(accepting_upstream)
     config = config_file(
         tmp_path, "limits:\n  websocket_sessions: 300\nupstream:\n  timeout: 5\n  retries: 0\n"
     )
@@ -87,7 +76,7 @@ async def test_a_slow_sized_body_gets_408_and_holds_no_upstream_connection(
     reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
     writer.write(
         b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b"Content-Length: 100\r\n\r\n{\"ticker\":"
+        b'Content-Length: 100\r\n\r\n{"ticker":'
     )
     await writer.drain()
     async with asyncio.timeout(3):

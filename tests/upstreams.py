@@ -1,4 +1,5 @@
-"""Broken upstreams on loopback: a TLS server with a self-signed certificate, a non-HTTP one."""
+"""Upstreams on loopback: one that accepts WebSockets, and broken ones (a TLS server with a
+self-signed certificate, a non-HTTP one)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,25 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import WSMsgType, web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 SSH_BANNER = b"SSH-2.0-OpenSSH_9.6\r\n"
+
+
+async def accepting_upstream(request: web.Request) -> web.StreamResponse:
+    """Accepts any WebSocket handshake and holds it open (echoing text); else answers 200."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        return ws
+    return web.json_response({"ok": True})
 
 
 @dataclass
