@@ -220,6 +220,8 @@ ENV_VARS: dict[str, str] = {
     "KALSHI_PRIVATE_KEY_FILE": "credentials.private_key_file",
     "SIGNING_PROXY_UPSTREAM": "upstream.rest_url",
     "SIGNING_PROXY_HOST": "listen.host",
+    "SIGNING_PROXY_ALLOWED_HOSTS": "listen.allowed_hosts",
+    "SIGNING_PROXY_ALLOWED_ORIGINS": "access.allowed_origins",
     "SIGNING_PROXY_PORT": "listen.port",
     "SIGNING_PROXY_LOG_FORMAT": "logging.format",
     "SIGNING_PROXY_LOG_LEVEL": "logging.level",
@@ -668,7 +670,8 @@ def _string_list(value: Any, name: str) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        value = [value]
+        # From the environment: a comma-separated list.
+        value = [part for part in value.split(",") if part.strip()]
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"{name}: must be a list of non-empty strings")
     return [v.strip() for v in value]

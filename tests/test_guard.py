@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from signing_proxy.config import load_config
 from signing_proxy.guard import host_allowed, origin_refusal
 
 from .upstreams import accepting_upstream
@@ -335,3 +336,15 @@ def test_origin_rules() -> None:
     )
     assert origin_refusal({"Sec-Fetch-Site": "same-origin"}, ()) is None
     assert origin_refusal({"Origin": "http://localhost:3000"}, ()) is not None
+
+
+def test_allowed_hosts_and_origins_from_the_environment() -> None:
+    config = load_config(
+        None,
+        {
+            "SIGNING_PROXY_ALLOWED_HOSTS": "signing-proxy, proxy.internal",
+            "SIGNING_PROXY_ALLOWED_ORIGINS": "http://localhost:3000",
+        },
+    )
+    assert config.listen.allowed_hosts == ("signing-proxy", "proxy.internal")
+    assert config.access.allowed_origins == ("http://localhost:3000",)
