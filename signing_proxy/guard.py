@@ -6,6 +6,7 @@ route the guard checked (`ROUTE`), so no spelling of a path can reach a route ar
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -32,6 +33,9 @@ _CORS_EXPOSED = "X-Request-ID, Retry-After"
 _CORS_MAX_AGE = "600"
 
 
+# Clients send the same Host on every call: the verdict is remembered (bounded, so a
+# flood of made-up names only churns it).
+@functools.lru_cache(maxsize=256)
 def host_allowed(host_header: str | None, allowed_hosts: frozenset[str]) -> bool:
     """Whether the Host header names this proxy: loopback, an IP literal or an allowed name.
 
