@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.http import RawRequestMessage
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -36,12 +37,15 @@ def _raw_error(status: int, code: str, message: str) -> bytes:
 class BoundedRequestHandler(RequestHandler):
     """aiohttp's per-connection protocol, with the connection cap and the head bound."""
 
-    __slots__ = ("_body", "_head_bytes", "_limits", "_refused")
+    __slots__ = ("_body", "_head_bytes", "_head_refused", "_head_tail", "_limits", "_refused")
 
     def __init__(self, manager: web.Server, *, limits: LimitsConfig, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._limits = limits
         self._head_bytes = 0
+        # The last bytes of the head so far, to find its end across two reads.
+        self._head_tail = b""
+        self._head_refused = False
         self._body: Any = None  # the payload of the latest request, while it still arrives
         self._refused = False
 
@@ -68,19 +72,34 @@ class BoundedRequestHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         """Count the bytes of an unfinished request head; past the bound, answer 431."""
-        if self._refused:
+        if self._refused or self._head_refused:
             return
         if self._awaiting_head():
-            self._head_bytes += len(data)
+            # Only the head counts: body bytes that arrive in the same read do not.
+            end = _head_end(self._head_tail + data)
+            counted = len(data) if end < 0 else max(0, end - len(self._head_tail))
+            self._head_bytes += counted
             if self._head_bytes > self._limits.max_header_bytes:
                 self._refuse_head()
                 return
+            self._head_tail = (self._head_tail + data)[-3:]
         count = self._request_count
         super().data_received(data)
         if self._request_count != count and self._messages:
             # A head completed: what follows is its body until that body is complete.
-            self._head_bytes = 0
-            self._body = self._messages[-1][1]
+            message, self._body = self._messages[-1]
+            self._head_bytes, self._head_tail = 0, b""
+            bodiless = isinstance(message, RawRequestMessage) and not (
+                message.chunked or message.headers.get("Content-Length")
+            )
+            if bodiless:
+                # No body: the rest of this read is the start of the next (pipelined) head.
+                # (After a body that ends in this read, the rest goes uncounted: at most
+                # one read beyond the bound.)
+                last = data.rfind(b"\r\n\r\n")
+                self._head_bytes = len(data) - (last + 4) if last >= 0 else 0
+                if self._head_bytes > self._limits.max_header_bytes:
+                    self._refuse_head()
 
     def _awaiting_head(self) -> bool:
         if self._upgraded or self._payload_parser is not None:
@@ -88,17 +107,19 @@ class BoundedRequestHandler(RequestHandler):
         return self._body is None or self._body.is_eof()
 
     def _refuse_head(self) -> None:
-        self._refused = True
+        self._head_refused = True
         limit = self._limits.max_header_bytes
         get_logger().warning(
             "request_head_too_large", peer=_peer(self.transport), limit_bytes=limit
         )
         if self.transport is not None:
-            message = f"the request head exceeds limits.max_header_bytes ({limit} bytes)"
-            self.transport.write(_raw_error(431, "proxy_header_too_large", message))
+            # An answer now would overtake those of earlier pipelined requests still being
+            # served; then the connection just closes.
+            if not (self._messages or self._request_in_progress):
+                message = f"the request head exceeds limits.max_header_bytes ({limit} bytes)"
+                self.transport.write(_raw_error(431, "proxy_header_too_large", message))
+            # aiohttp's own connection_lost follows, and ends the connection's task cleanly.
             self.transport.close()
-        if self._manager is not None:
-            super().connection_lost(None)
 
     def handle_error(
         self,
@@ -123,6 +144,12 @@ class BoundedRequestHandler(RequestHandler):
             response = proxy_error(status, "proxy_bad_request", text)
         response.force_close()
         return response
+
+
+def _head_end(data: bytes) -> int:
+    """The index just past the first blank line (the end of a head) in `data`, or -1."""
+    index = data.find(b"\r\n\r\n")
+    return index + 4 if index >= 0 else -1
 
 
 def _peer(transport: asyncio.BaseTransport | None) -> str | None:

@@ -161,9 +161,10 @@ async def test_a_flood_of_unfinished_heads_keeps_memory_bounded(
     assert growth_mib < 60, f"RSS grew by {growth_mib:.0f} MiB"
     # Each is refused: a 431, or a reset when the proxy closed while the flood still wrote.
     assert all(a.startswith(b"HTTP/1.1 431") or a == b"reset" for a in answers)
-    code, out, _ = await proc.stop()
+    code, out, err = await proc.stop()
     assert code == 0
     assert '"request_head_too_large"' in out
+    assert "Task exception was never retrieved" not in out + err
 
 
 async def test_connections_past_the_limit_are_refused_then_served_again(
@@ -261,3 +262,31 @@ async def test_a_token_sent_where_it_does_not_belong_is_redacted(
     assert code == 0
     assert '"request_id": "[REDACTED]"' in out
     assert TOKEN not in out + err
+
+
+async def test_the_head_bound_counts_heads_only(
+    tmp_path: Path, key_material: KeyMaterial, upstream: TestServer
+) -> None:
+    proc, port = await start_proxy(
+        tmp_path, key_material, upstream, "limits:\n  max_header_bytes: 4096\n"
+    )
+    # A body larger than the head bound, in the same read as its head: served.
+    body = b'{"pad":"' + b"a" * 20000 + b'"}'
+    post = (
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    assert (await send(port, post)).startswith(b"HTTP/1.1 200")
+    # A bodiless request and an oversized head still arriving, in one write: the second
+    # is refused without waiting for its end.
+    unfinished = GET[:-2] + b"X-Fill: " + b"a" * 6000
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(GET + unfinished)
+    async with asyncio.timeout(5):
+        answers = await reader.read()  # until the proxy closes the connection
+    writer.close()
+    assert answers.count(b"HTTP/1.1 200") <= 1  # the oversized head is never served
+    code, out, err = await proc.stop()
+    assert code == 0
+    assert out.count('"request_head_too_large"') == 1
+    assert "Task exception was never retrieved" not in out + err
