@@ -55,7 +55,14 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # Bounded request line and headers: aiohttp answers 400 past these, before any handler runs.
 # keepalive_timeout (set from access.client_timeout) also closes a connection that has not
 # sent a complete request head in time, so a slow client cannot hold the proxy.
-HANDLER_ARGS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
+# auto_decompress off: a gzip body is forwarded as the client sent it, with its own
+# Content-Encoding and Content-Length, not inflated by aiohttp on the way in.
+HANDLER_ARGS = {
+    "max_line_size": 8190,
+    "max_field_size": 8190,
+    "max_headers": 100,
+    "auto_decompress": False,
+}
 _PROBE_METHODS = ("GET", "HEAD")
 
 # nginx's status for "the client closed the connection before the answer was complete".

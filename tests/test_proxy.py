@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
 from .conftest import KEY_ID, echo
@@ -490,3 +491,29 @@ async def test_small_answer_headers_pass_exactly(make_upstream, make_proxy) -> N
     # Everything but the per-hop Date and the proxy's own X-Request-ID is identical.
     proxied = {k: v for k, v in resp.headers.items() if k not in ("Date", "X-Request-ID")}
     assert proxied == {k: v for k, v in direct.headers.items() if k != "Date"}
+
+
+async def test_a_compressed_request_body_goes_upstream_byte_for_byte(make_proxy) -> None:
+    received: list[tuple[str | None, bytes]] = []
+
+    async def raw_body(request: web.Request) -> web.Response:
+        received.append((request.headers.get("Content-Encoding"), await request.read()))
+        return web.json_response({"ok": True})
+
+    # An upstream that does not inflate either, so it sees the bytes as they travelled.
+    app = web.Application(handler_args={"auto_decompress": False})
+    app.router.add_route("*", "/{tail:.*}", raw_body)
+    upstream = TestServer(app)
+    await upstream.start_server()
+    try:
+        client = await make_proxy(str(upstream.make_url("")).rstrip("/"))
+        body = gzip.compress(b'{"ticker":"T","count":"1","pad":"' + b"a" * 5000 + b'"}')
+        resp = await client.post(
+            "/trade-api/v2/portfolio/events/orders",
+            data=body,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+        assert resp.status == 200
+        assert received == [("gzip", body)]
+    finally:
+        await upstream.close()
