@@ -23,7 +23,7 @@ from .metrics import Metrics
 from .monitor import UpstreamMonitor
 from .observability import drop_none, get_logger
 from .paths import NOT_PROXIED, RouteKind
-from .proxy import CALL_RECORD, CallRecord, Forwarder
+from .proxy import CALL_RECORD, BodyBudget, CallRecord, Forwarder
 from .signer import Signer
 from .signing_engine import SigningEngine
 from .websocket import WS_RELAY, WebSocketRelay
@@ -93,7 +93,9 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
         max_learned=signing.learn_hot_routes,
     )
     metrics = Metrics(live, engine)
-    forwarder = Forwarder(live, monitor, metrics, engine)
+    forwarder = Forwarder(
+        live, monitor, metrics, engine, BodyBudget(config.limits.body_memory_bytes)
+    )
     app[METRICS] = metrics
     app[CONFIG] = config
     app[LIVE] = live

@@ -186,7 +186,7 @@ async def _reload(
     # These are bound at start (the socket, the log setup, the signing threads and pools).
     needs_restart = [
         name
-        for name in ("listen", "logging", "signing")
+        for name in ("listen", "limits", "logging", "signing")
         if getattr(config, name) != getattr(old, name)
     ]
     if needs_restart:

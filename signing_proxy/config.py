@@ -118,6 +118,8 @@ class LimitsConfig:
     max_connections: int = 1024
     max_header_bytes: int = 32768
     websocket_sessions: int = 64
+    # Request bodies are read whole before they go upstream; this bounds them all together.
+    body_memory_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +199,12 @@ _SCHEMA: dict[str, dict[str, Any] | Any] = {
         "allow_unauthenticated_remote": False,
         "allowed_origins": [],
     },
-    "limits": {"max_connections": 1024, "max_header_bytes": 32768, "websocket_sessions": 64},
+    "limits": {
+        "max_connections": 1024,
+        "max_header_bytes": 32768,
+        "websocket_sessions": 64,
+        "body_memory_bytes": 64 * 1024 * 1024,
+    },
     "logging": {"format": "auto", "level": "info"},
     "signing": {
         "presign_routes": list(DEFAULT_PRESIGN_ROUTES),
@@ -387,7 +394,13 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
         max_connections=_int(values, "limits.max_connections", minimum=1),
         max_header_bytes=_int(values, "limits.max_header_bytes", minimum=1024),
         websocket_sessions=_int(values, "limits.websocket_sessions", minimum=0),
+        body_memory_bytes=_int(values, "limits.body_memory_bytes", minimum=1),
     )
+    if access.max_body_bytes > limits.body_memory_bytes:
+        raise ConfigError(
+            "limits.body_memory_bytes: must be at least access.max_body_bytes "
+            f"({access.max_body_bytes}); got {limits.body_memory_bytes}"
+        )
     log = LoggingConfig(
         format=cast(LogFormat, _choice(values, "logging.format", ("auto", "json", "console"))),
         level=cast(

@@ -14,6 +14,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from . import __version__
+from .config import AccessConfig
 from .errors import proxy_error
 from .headers import downstream_response_headers, upstream_request_headers
 from .live import Live, Snapshot
@@ -65,6 +66,36 @@ class BodyTooLarge(Exception):
     """The client's body exceeds access.max_body_bytes."""
 
 
+class BodyBudgetSpent(Exception):
+    """Holding this body would pass limits.body_memory_bytes across all clients."""
+
+
+class BodyBudget:
+    """Bytes of request bodies held in memory at once, across all clients.
+
+    Each body is read whole before it goes upstream; without this bound, max_connections
+    clients each trickling a body just under max_body_bytes would hold both multiplied.
+    """
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int, hold: list[int]) -> None:
+        """Reserve `size` bytes, noted in `hold` so they can be given back; or raise."""
+        if self.held + size > self.limit:
+            raise BodyBudgetSpent
+        self.held += size
+        hold[0] += size
+
+    def give_back(self, hold: list[int]) -> None:
+        """Return what `hold` reserved."""
+        self.held -= hold[0]
+        hold[0] = 0
+
+
 class Forwarder:
     """Signs each request under /trade-api/v2/ and streams it to the upstream and back."""
 
@@ -73,8 +104,14 @@ class Forwarder:
     CLIENT_MIDDLEWARES: ClassVar[tuple[aiohttp.ClientMiddlewareType, ...]] = (send_once,)
 
     def __init__(
-        self, live: Live, monitor: UpstreamMonitor, metrics: Metrics, engine: SigningEngine
+        self,
+        live: Live,
+        monitor: UpstreamMonitor,
+        metrics: Metrics,
+        engine: SigningEngine,
+        bodies: BodyBudget,
     ) -> None:
+        self.bodies = bodies
         self.live = live
         self.monitor = monitor
         self.metrics = metrics
@@ -100,32 +137,24 @@ class Forwarder:
                 headers={"Allow": ", ".join(sorted(FORWARDED_METHODS))},
             )
         self.engine.in_flight += 1
+        hold = [0]  # body bytes this call holds of the shared budget
         try:
-            return await self._forward(request, target)
+            return await self._forward(request, target, hold)
         finally:
             self.engine.in_flight -= 1
+            self.bodies.give_back(hold)
 
-    async def _forward(self, request: web.Request, target: RestTarget) -> web.StreamResponse:
+    async def _forward(
+        self, request: web.Request, target: RestTarget, hold: list[int]
+    ) -> web.StreamResponse:
         method = request.method
         # One snapshot for the whole call, so a reload midway cannot mix generations.
         snapshot = self.live.current
         access = snapshot.config.access
         record = request[CALL_RECORD]
-        try:
-            async with asyncio.timeout(access.client_timeout):
-                body = await _request_body(request, record, access.max_body_bytes)
-        except BodyTooLarge:
-            return proxy_error(
-                413,
-                "proxy_body_too_large",
-                f"request body exceeds access.max_body_bytes ({access.max_body_bytes} bytes)",
-            )
-        except TimeoutError:
-            record.error = "proxy_client_timeout"
-            return proxy_error(408, "proxy_client_timeout", "the request body arrived too slowly")
-        except asyncio.IncompleteReadError:
-            record.error = "client_disconnected"
-            return proxy_error(400, "proxy_incomplete_body", "the request body ended early")
+        body = await self._read_body(request, record, access, hold)
+        if isinstance(body, web.Response):
+            return body
         if snapshot.limiter is not None:
             decision = await snapshot.limiter.acquire(method, target.path)
             if decision.waited:
@@ -145,6 +174,32 @@ class Forwarder:
         # encoded=True: the raw path and query go upstream exactly as received (no requoting).
         url = URL(snapshot.config.upstream.rest_url + request.raw_path, encoded=True)
         return await self._exchange(request, record, snapshot, url, target.path, headers, body)
+
+    async def _read_body(
+        self,
+        request: web.Request,
+        record: CallRecord,
+        access: AccessConfig,
+        hold: list[int],
+    ) -> aiohttp.StreamReader | bytes | web.Response | None:
+        """The request body, or the proxy's answer when it cannot be taken."""
+        max_body = access.max_body_bytes
+        try:
+            async with asyncio.timeout(access.client_timeout):
+                return await _request_body(request, record, max_body, self.bodies, hold)
+        except BodyTooLarge:
+            message = f"request body exceeds access.max_body_bytes ({max_body} bytes)"
+            return proxy_error(413, "proxy_body_too_large", message)
+        except BodyBudgetSpent:
+            record.error = "proxy_busy"
+            message = "too many request bodies are arriving at once (limits.body_memory_bytes)"
+            return proxy_error(503, "proxy_busy", message, headers={"Retry-After": "1"})
+        except TimeoutError:
+            record.error = "proxy_client_timeout"
+            return proxy_error(408, "proxy_client_timeout", "the request body arrived too slowly")
+        except asyncio.IncompleteReadError:
+            record.error = "client_disconnected"
+            return proxy_error(400, "proxy_incomplete_body", "the request body ended early")
 
     async def _exchange(
         self,
@@ -348,7 +403,7 @@ def _retry_after(snapshot: Snapshot, method: str, path: str) -> int:
 
 
 async def _request_body(
-    request: web.Request, record: CallRecord, max_body: int
+    request: web.Request, record: CallRecord, max_body: int, bodies: BodyBudget, hold: list[int]
 ) -> aiohttp.StreamReader | bytes | None:
     if not request.body_exists:
         return None
@@ -361,6 +416,7 @@ async def _request_body(
             return request.content  # no limit set: it streams through as it arrives
         # Read whole before any upstream connection is taken, so a client that trickles
         # its body holds no connection that other calls (cancels) need; it gets 408.
+        bodies.take(length, hold)
         return await request.content.readexactly(length)
     if not max_body:
         return request.content
@@ -371,6 +427,7 @@ async def _request_body(
         size += len(chunk)
         if size > max_body:
             raise BodyTooLarge
+        bodies.take(len(chunk), hold)
         chunks.append(chunk)
     record.bytes_in = size
     return b"".join(chunks)

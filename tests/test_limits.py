@@ -9,6 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from signing_proxy.config import ConfigError, load_config
+
 from .upstreams import accepting_upstream
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -88,3 +90,46 @@ async def test_a_slow_sized_body_gets_408_and_holds_no_upstream_connection(
     assert upstream.server.runner is not None
     connections = upstream.server.runner.server
     assert connections is not None and connections.requests_count == 0
+
+
+async def test_bodies_held_at_once_are_bounded_in_total(
+    make_upstream, make_proxy, tmp_path: Path
+) -> None:
+    # Each body is read whole before it goes upstream: two clients trickling bodies just
+    # under max_body_bytes must not hold twice the memory the operator allowed.
+    upstream = await make_upstream()
+    config = config_file(
+        tmp_path,
+        "access: {max_body_bytes: 60000}\nlimits: {body_memory_bytes: 100000}\n",
+    )
+    client = await make_proxy(upstream.url, config_file=config)
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b'Content-Length: 60000\r\n\r\n{"pad":'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # its 60,000 bytes are reserved while it trickles
+    busy = await client.post("/trade-api/v2/portfolio/events/orders", data=b"x" * 50000)
+    assert busy.status == 503
+    assert (await busy.json())["error"]["code"] == "proxy_busy"
+    assert busy.headers["Retry-After"] == "1"
+    small = await client.post("/trade-api/v2/portfolio/events/orders", data=b"x" * 1000)
+    assert small.status == 200
+    writer.close()
+    await reader.read()
+    async with asyncio.timeout(5):
+        while True:  # the reservation is given back once the proxy sees the client leave
+            again = await client.post("/trade-api/v2/portfolio/events/orders", data=b"x" * 50000)
+            if again.status == 200:
+                break
+            await asyncio.sleep(0.05)
+    assert [s.method for s in upstream.seen] == ["POST", "POST"]
+
+
+def test_body_memory_must_hold_one_body(tmp_path: Path) -> None:
+    config = config_file(
+        tmp_path, "access: {max_body_bytes: 2000}\nlimits: {body_memory_bytes: 1000}\n"
+    )
+    with pytest.raises(ConfigError, match=r"limits\.body_memory_bytes: must be at least"):
+        load_config(str(config), {})
