@@ -75,6 +75,18 @@ def exception_summary(logger: WrappedLogger, method: str, event: EventDict) -> E
     return event
 
 
+def _withhold_arguments(record: logging.LogRecord) -> bool:
+    """A logging filter: a library's line keeps its words, never its arguments.
+
+    Libraries fill their messages with what the client sent (aiohttp logs the WebSocket
+    subprotocols a client offered, where browser clients often put a token).
+    """
+    if record.args:
+        record.msg = f"{record.msg} (arguments withheld)"
+        record.args = None
+    return True
+
+
 def configure_logging(
     config: LoggingConfig, redactor: SecretRedactor, stream: TextIO | None = None
 ) -> None:
@@ -110,6 +122,7 @@ def configure_logging(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
         )
     )
+    handler.addFilter(_withhold_arguments)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -19,6 +19,7 @@ from signing_proxy.observability import exception_summary
 
 from .conftest import KEY_ID, KeyMaterial, write_key
 from .test_cli import Proc, _no_process_outlives_its_test, base_env, start_cli
+from .upstreams import accepting_upstream
 
 __all__ = ["_no_process_outlives_its_test"]  # autouse here too: kills leftover proxies
 
@@ -32,6 +33,8 @@ async def upstream() -> AsyncIterator[TestServer]:
     """Answers at once, except /trade-api/v2/slow, which never answers."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await accepting_upstream(request)
         await request.read()
         if request.path == "/trade-api/v2/slow":
             await asyncio.sleep(3600)
@@ -290,3 +293,21 @@ async def test_the_head_bound_counts_heads_only(
     assert code == 0
     assert out.count('"request_head_too_large"') == 1
     assert "Task exception was never retrieved" not in out + err
+
+
+async def test_websocket_subprotocols_a_client_offers_are_never_logged(
+    tmp_path: Path, key_material: KeyMaterial, upstream: TestServer
+) -> None:
+    # Browsers cannot set Authorization on a WebSocket, so clients put tokens here.
+    proc, port = await start_proxy(tmp_path, key_material, upstream)
+    handshake = (
+        b"GET /trade-api/ws/v2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Protocol: bearer.SECRET-PROTOCOL-TOKEN\r\n\r\n"
+    )
+    assert (await send(port, handshake)).startswith(b"HTTP/1.1 101")
+    code, out, err = await proc.stop()
+    assert code == 0
+    assert "arguments withheld" in out  # aiohttp did log the mismatch, without the values
+    assert "SECRET-PROTOCOL-TOKEN" not in out + err
