@@ -77,7 +77,8 @@ class AccessPolicy:
         presented = presented_token(headers)
         if presented is None:
             return _MISSING_TOKEN
-        candidate = presented.encode()
+        # Undecodable bytes in the header stay bytes: compared, never an error.
+        candidate = presented.encode("utf-8", "surrogateescape")
         found: Client | None = None
         # Compare against every token without stopping early, so timing reveals nothing.
         for secret, client in self._tokens:

@@ -112,7 +112,9 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     app.on_shutdown.append(relay.on_shutdown)
     # One route: the guard has already decided what the request is for (paths.route_target),
     # and the dispatcher serves exactly that; aiohttp's router never decides on its own.
-    app.router.add_route("*", "/{tail:.*}", _dispatcher(forwarder.handle, relay.handle))
+    app.router.add_route(
+        "*", "/{tail:.*}", _dispatcher(forwarder.handle, relay.handle), expect_handler=_no_expect
+    )
     return app
 
 
@@ -134,6 +136,14 @@ def _dispatcher(rest: Handler, websocket: Handler) -> Handler:
         return proxy_error(NOT_PROXIED.status, NOT_PROXIED.code, NOT_PROXIED.message)
 
     return dispatch
+
+
+async def _no_expect(request: web.Request) -> None:
+    """aiohttp answers Expect before any middleware runs; the forwarder does it after the guard.
+
+    aiohttp's own handler sends 100 Continue to requests the guard then refuses, and echoes
+    an unknown Expect value into a text/plain 417.
+    """
 
 
 def _method_not_allowed(method: str, allowed: tuple[str, ...]) -> web.Response:

@@ -184,6 +184,13 @@ class Forwarder:
     ) -> aiohttp.StreamReader | bytes | web.Response | None:
         """The request body, or the proxy's answer when it cannot be taken."""
         max_body = access.max_body_bytes
+        if (
+            request.headers.get("Expect", "").lower() == "100-continue"
+            and request.version >= (1, 1)
+            and request.body_exists
+        ):
+            # The guard has passed this request: the client may send its body now.
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         try:
             async with asyncio.timeout(access.client_timeout):
                 return await _request_body(request, record, max_body, self.bodies, hold)

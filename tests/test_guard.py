@@ -348,3 +348,45 @@ def test_allowed_hosts_and_origins_from_the_environment() -> None:
     )
     assert config.listen.allowed_hosts == ("signing-proxy", "proxy.internal")
     assert config.access.allowed_origins == ("http://localhost:3000",)
+
+
+async def test_a_token_header_that_is_not_utf8_is_401(
+    make_upstream, make_proxy, tokens_file: Path
+) -> None:
+    upstream = await make_upstream()
+    client = await make_proxy(upstream.url, config_file=tokens_file)
+    for header in (b"Authorization: Bearer \xff\xfe-not-utf8\r\n", b"X-Proxy-Token: \xff\xfe\r\n"):
+        status, _, body = await raw(client.port, request("/trade-api/v2/markets", extra=header))
+        assert (status, error_code(body)) == (401, "proxy_unauthorized")
+    assert upstream.seen == []
+
+
+async def test_100_continue_only_after_the_guard_passes(make_upstream, make_proxy) -> None:
+    upstream = await make_upstream()
+    client = await make_proxy(upstream.url)
+    head = (
+        "POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: {host}\r\n"
+        "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+    )
+    refused = await raw(client.port, head.format(host="evil.example").encode())
+    assert refused[0] == 403  # not 100: the client must not send its body
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        writer.write(head.format(host="127.0.0.1").encode())
+        async with asyncio.timeout(5):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")
+            writer.write(b"{}")
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+    assert [s.body for s in upstream.seen] == [b"{}"]
+
+
+async def test_an_unknown_expectation_is_not_echoed(make_upstream, make_proxy) -> None:
+    upstream = await make_upstream()
+    client = await make_proxy(upstream.url)
+    odd = b"Expect: <script>alert(1)</script>\r\n"
+    status, headers, body = await raw(client.port, request("/trade-api/v2/markets", extra=odd))
+    assert b"<script>" not in body
+    assert headers["content-type"].startswith("application/json")
+    assert status == 200
