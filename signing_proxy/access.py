@@ -44,9 +44,9 @@ class Client:
     deny: tuple[_Rule, ...]
 
 
-def _compile(rule: RuleConfig) -> _Rule:
+def _compile(rule: RuleConfig, flags: int = 0) -> _Rule:
     # fnmatch's '*' also crosses '/', so 'GET /trade-api/v2/markets*' covers sub-paths.
-    return _Rule(source=rule, regex=re.compile(fnmatch.translate(rule.pattern)))
+    return _Rule(source=rule, regex=re.compile(fnmatch.translate(rule.pattern), flags))
 
 
 def _client(token: TokenConfig) -> Client:
@@ -54,8 +54,33 @@ def _client(token: TokenConfig) -> Client:
         name=token.name,
         read_only=token.read_only,
         allow=tuple(_compile(r) for r in token.allow),
-        deny=tuple(_compile(r) for r in token.deny),
+        # A deny rule also holds for other letter cases: refusing more is the safe side.
+        deny=tuple(_compile(r, re.IGNORECASE) for r in token.deny),
     )
+
+
+# Rounds of percent-decoding a rule sees through (%256F is %6F is o).
+_DECODE_ROUNDS = 3
+
+
+def policy_forms(raw_path: str) -> frozenset[str]:
+    """Every spelling a server might route `raw_path` as; rules must hold for each.
+
+    Deny matches if any form matches; allow only if every form does. Kalshi decodes once,
+    but a rule should not depend on that: decoded forms, '//' folded, ';params' dropped
+    and a trailing '/' dropped are all checked.
+    """
+    forms = {raw_path}
+    decoded = raw_path
+    for _ in range(_DECODE_ROUNDS):
+        decoded = unquote(decoded, errors="surrogateescape")
+        forms.add(decoded)
+    return frozenset(forms | {_plain(form) for form in forms})
+
+
+def _plain(path: str) -> str:
+    segments = [segment.split(";", 1)[0] for segment in path.split("/")]
+    return "/" + "/".join(segment for segment in segments if segment)
 
 
 class AccessPolicy:
@@ -94,8 +119,7 @@ class AccessPolicy:
             return None
         if client.read_only and method not in READ_METHODS:
             return _forbidden(f"token {client.name!r} is read_only; {method} is not allowed")
-        # Kalshi routes on the decoded path, so a rule must see through %6Frders as well.
-        forms = {raw_path, unquote(raw_path)}
+        forms = policy_forms(raw_path)
         for rule in client.deny:
             if any(rule.matches(method, form) for form in forms):
                 return _forbidden(f"token {client.name!r} denies '{rule.source}'")

@@ -121,6 +121,14 @@ def check_rest_target(raw_target: str) -> RestTarget | Refusal:
     path, sep, query = raw_target.partition("?")
     if has_dot_segment(path):
         return Refusal(400, "proxy_invalid_path", "dot segments are not allowed in the path")
+    # No Kalshi path holds a '%', so an encoded one can only be a layer of encoding meant
+    # for a server that decodes twice; overlong or broken UTF-8 (%c0%ae) is refused too.
+    if "%25" in path:
+        return Refusal(400, "proxy_invalid_path", "an encoded '%' (%25) is not allowed in the path")
+    try:
+        unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        return Refusal(400, "proxy_invalid_path", "the path does not decode to UTF-8")
     return RestTarget(path=path, query=query if sep else None)
 
 

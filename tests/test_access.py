@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from signing_proxy.access import AccessPolicy, presented_token
+from signing_proxy.access import AccessPolicy, policy_forms, presented_token
 from signing_proxy.config import ConfigError, Overrides, load_config
 
 from .test_proxy import raw_request
@@ -131,6 +131,33 @@ async def test_deny_rule_sees_through_percent_encoding(guarded) -> None:
     )
     assert reply.startswith(b"HTTP/1.1 403")
     assert upstream.seen == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/trade-api/v2/portfolio//orders/batched",
+        "/trade-api/v2//portfolio/orders/batched",
+        "/trade-api/v2/portfolio/orders/BATCHED",
+        "/trade-api/v2/portfolio/orders;x/batched",
+        "/trade-api/v2/portfolio/%256Frders/batched",
+        "/trade-api/v2/portfolio/orders/batched/",
+    ],
+)
+async def test_deny_rule_holds_for_every_spelling_a_server_might_route(guarded, path: str) -> None:
+    upstream, client = guarded
+    reply = await raw_request(
+        client.port,
+        f"DELETE {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {BOT}\r\nConnection: close\r\n\r\n",
+    )
+    assert reply.startswith(b"HTTP/1.1 403")
+    assert upstream.seen == []
+
+
+def test_policy_forms() -> None:
+    forms = policy_forms("/a//b;x/%2563/")
+    assert {"/a//b;x/%2563/", "/a//b;x/%63/", "/a//b;x/c/", "/a/b/c"} <= forms
 
 
 async def test_allow_list_limits_a_token(guarded) -> None:

@@ -66,6 +66,10 @@ def test_outside_namespace_is_404(target: str) -> None:
         "/trade-api/v2/caf\u00e9",
         "/trade-api/v2/x#frag",
         "/trade-api/v2/x\x00",
+        "/trade-api/v2/%2525252e%2525252e/x",
+        "/trade-api/v2/markets/%25",
+        "/trade-api/v2/%c0%ae%c0%ae/x",
+        "/trade-api/v2/markets/%ff",
     ],
 )
 def test_dot_segments_and_raw_specials_are_400(target: str) -> None:
