@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from multidict import MultiMapping
 
 from .errors import proxy_error
 from .live import Live, Snapshot
@@ -76,16 +77,20 @@ def _is_port(text: str) -> bool:
     return text.startswith(":") and text[1:].isdigit()
 
 
-def origin_refusal(headers: Mapping[str, str], allowed_origins: tuple[str, ...]) -> str | None:
+def origin_refusal(
+    headers: MultiMapping[str], allowed_origins: tuple[str, ...]
+) -> str | None:
     """Why a browser request from another site is refused, or None when it may pass."""
-    origin = headers.get("Origin")
-    if origin is not None:
-        if origin.strip().lower() in allowed_origins:
+    # Every copy of a header counts: a second Origin or Sec-Fetch-Site cannot hide behind
+    # a first one that would pass.
+    origins = headers.getall("Origin", [])
+    if origins:
+        if all(origin.strip().lower() in allowed_origins for origin in origins):
             return None
         # Never echo the Origin value: it is the caller's text.
         return "requests from a web page are refused unless access.allowed_origins lists it"
-    site = headers.get("Sec-Fetch-Site")
-    if site is not None and site.strip().lower() not in _FIRST_PARTY_FETCH:
+    sites = headers.getall("Sec-Fetch-Site", [])
+    if any(site.strip().lower() not in _FIRST_PARTY_FETCH for site in sites):
         return "requests a browser marks as coming from another site are refused"
     return None
 

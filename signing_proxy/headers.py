@@ -50,7 +50,8 @@ def upstream_request_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str
     drop = _connection_listed(incoming)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
-        lower = name.lower()
+        # Some servers read '_' as '-': KALSHI_ACCESS_SIGNATURE must not reach Kalshi either.
+        lower = name.lower().replace("_", "-")
         if lower in _REQUEST_DROP or lower in drop or lower.startswith(_REQUEST_DROP_PREFIXES):
             continue
         out.add(name, value)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict
 
 from signing_proxy.config import load_config
 from signing_proxy.guard import host_allowed, origin_refusal
@@ -328,14 +329,18 @@ async def test_allowed_origin_does_not_open_other_origins(
 
 def test_origin_rules() -> None:
     allowed = ("http://localhost:3000",)
-    assert origin_refusal({}, allowed) is None
-    assert origin_refusal({"Origin": "HTTP://LOCALHOST:3000"}, allowed) is None
-    assert (
-        origin_refusal({"Origin": "http://localhost:3000", "Sec-Fetch-Site": "cross-site"}, allowed)
-        is None
-    )
-    assert origin_refusal({"Sec-Fetch-Site": "same-origin"}, ()) is None
-    assert origin_refusal({"Origin": "http://localhost:3000"}, ()) is not None
+
+    def refusal(*pairs: tuple[str, str], allowed: tuple[str, ...] = allowed) -> str | None:
+        return origin_refusal(CIMultiDict(pairs), allowed)
+
+    assert refusal() is None
+    assert refusal(("Origin", "HTTP://LOCALHOST:3000")) is None
+    assert refusal(("Origin", "http://localhost:3000"), ("Sec-Fetch-Site", "cross-site")) is None
+    assert refusal(("Sec-Fetch-Site", "same-origin"), allowed=()) is None
+    assert refusal(("Origin", "http://localhost:3000"), allowed=()) is not None
+    # A second copy of a header cannot hide behind a first that would pass.
+    assert refusal(("Sec-Fetch-Site", "none"), ("Sec-Fetch-Site", "cross-site")) is not None
+    assert refusal(("Origin", "http://localhost:3000"), ("Origin", "https://evil.example"))
 
 
 def test_allowed_hosts_and_origins_from_the_environment() -> None:

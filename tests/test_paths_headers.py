@@ -114,6 +114,8 @@ def test_request_headers_drop_secrets_hops_and_client_addresses() -> None:
             ("KALSHI-ACCESS-KEY", "client-key"),
             ("kalshi-access-signature", "client-sig"),
             ("Kalshi-Access-Timestamp", "1"),
+            ("KALSHI_ACCESS_SIGNATURE", "client-sig-underscored"),
+            ("X_Proxy_Token", "inbound-token-0123456789"),
             ("Authorization", "Bearer inbound-token-0123456789"),
             ("X-Proxy-Token", "inbound-token-0123456789"),
             ("X-Forwarded-For", "10.0.0.1"),
