@@ -284,8 +284,15 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
     return {"Allow": allow} if allow else None
 
 
+# Logged instead of a target that is not a path: http://user:password@host/... would put
+# its credentials in the log.
+_NOT_A_PATH = "(not a path)"
+
+
 def _log_call(request: web.Request, record: CallRecord, status: int) -> None:
     path, _, query = request.raw_path.partition("?")
+    if not path.startswith("/"):
+        path = _NOT_A_PATH
     seconds = time.perf_counter() - record.started
     request.app[METRICS].observe_call(
         request.method,

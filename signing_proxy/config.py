@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
@@ -518,18 +518,25 @@ def _ws_url(value: Any, rest_value: Any, rest_url: str, environment: str) -> str
 
 def _url(value: Any, name: str, schemes: tuple[str, ...]) -> str:
     if not isinstance(value, str):
-        raise ConfigError(f"{name}: must be a URL string; got {value!r}")
+        raise ConfigError(f"{name}: must be a URL string; got {type(value).__name__}")
     parts = urlsplit(value.strip())
     if parts.scheme not in schemes or not parts.hostname:
         allowed = " or ".join(f"{s}://" for s in schemes)
-        raise ConfigError(f"{name}: must be an absolute {allowed} URL; got {value!r}")
+        raise ConfigError(f"{name}: must be an absolute {allowed} URL; got {_shown(parts)!r}")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ConfigError(f"{name}: must not carry a query, fragment or credentials")
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise ConfigError(f"{name}: has an invalid port; got {value!r}") from None
+        raise ConfigError(f"{name}: has an invalid port; got {_shown(parts)!r}") from None
     return value.strip()
+
+
+def _shown(parts: SplitResult) -> str:
+    """A URL as an error message may show it: no credentials, query or fragment."""
+    if "@" in parts.netloc + parts.path:
+        return "(a URL with credentials, not shown)"
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
 
 
 def _seconds(values: Mapping[str, Any], name: str, allow_zero: bool) -> float:

@@ -109,6 +109,9 @@ async def test_parse_errors_never_log_the_bytes_that_caused_them(
         b"Authorization: Bearer " + TOKEN.encode() + b"\x01\r\n\r\n",
         b"GET /trade-api/v2/markets HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"X-Proxy-Token: SECRET-NEAR-MISS-TOKEN\x00\r\n\r\n",
+        # An absolute-form target with credentials in it.
+        b"GET http://user:SECRET-USERINFO@127.0.0.1/trade-api/v2/markets HTTP/1.1\r\n"
+        b"Host: 127.0.0.1\r\n\r\n",
     ]
     for attack in attacks:
         answer = await send(port, attack)
@@ -121,7 +124,14 @@ async def test_parse_errors_never_log_the_bytes_that_caused_them(
     assert code == 0
     everything = out + err
     assert '"bad_request"' in everything
-    for secret in ("SECRET-ORDER-TICKER", "SECRET-QUERY-VALUE", TOKEN, "SECRET-NEAR-MISS"):
+    secrets = (
+        "SECRET-ORDER-TICKER",
+        "SECRET-QUERY-VALUE",
+        TOKEN,
+        "SECRET-NEAR-MISS",
+        "SECRET-USERINFO",
+    )
+    for secret in secrets:
         assert secret not in everything
     assert "Traceback" not in everything
 

@@ -270,3 +270,19 @@ def test_tilde_in_config_path_is_expanded(tmp_path: Path, monkeypatch: pytest.Mo
     write(tmp_path, "listen: {port: 9200}\n")
     assert load_config("~/config.yaml", {}).listen.port == 9200
     assert load_config(None, {"SIGNING_PROXY_CONFIG": "~/config.yaml"}).listen.port == 9200
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://user:SECRETPW@host/x",
+        "user:SECRETPW@host",
+        "ftp://host/x?token=SECRETPW",
+        "http://user:SECRETPW@host:99999",
+    ],
+)
+def test_a_bad_upstream_url_is_never_echoed_with_its_secrets(url: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, {"SIGNING_PROXY_UPSTREAM": url})
+    assert "SECRETPW" not in str(refused.value)
+    assert str(refused.value).startswith("upstream.rest_url:")
