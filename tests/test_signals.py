@@ -247,8 +247,10 @@ async def _refused_once_stopping(base: str) -> None:
     async with asyncio.timeout(10):
         while True:
             try:
-                await _readyz(base)
-            except aiohttp.ClientConnectionError:
+                # A probe that gets no answer has failed too: a connection accepted just
+                # as the listener closes may be dropped unanswered (aiohttp's drain).
+                await asyncio.wait_for(_readyz(base), 1)
+            except (aiohttp.ClientConnectionError, TimeoutError):
                 return
             await asyncio.sleep(0.01)
 
