@@ -14,7 +14,7 @@ from http import HTTPStatus
 from typing import Any, cast
 
 from aiohttp import web
-from aiohttp.http import RawRequestMessage
+from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -74,37 +74,45 @@ class BoundedRequestHandler(RequestHandler):
         """Count the bytes of an unfinished request head; past the bound, answer 431."""
         if self._refused or self._head_refused:
             return
-        if self._awaiting_head():
-            # Only the head counts: body bytes that arrive in the same read do not.
-            end = _head_end(self._head_tail + data)
-            counted = len(data) if end < 0 else max(0, end - len(self._head_tail))
-            self._head_bytes += counted
-            if self._head_bytes > self._limits.max_header_bytes:
-                self._refuse_head()
+        body = self._body
+        # Between requests (no body still arriving), and not a WebSocket: a head arrives.
+        if (
+            (body is None or body.is_eof())
+            and self._payload_parser is None
+            and not self._upgraded
+        ):
+            self._count_head(data)
+            if self._head_refused:
                 return
-            self._head_tail = (self._head_tail + data)[-3:]
         count = self._request_count
         super().data_received(data)
         if self._request_count != count and self._messages:
-            # A head completed: what follows is its body until that body is complete.
-            message, self._body = self._messages[-1]
-            self._head_bytes, self._head_tail = 0, b""
-            bodiless = isinstance(message, RawRequestMessage) and not (
-                message.chunked or message.headers.get("Content-Length")
-            )
-            if bodiless:
-                # No body: the rest of this read is the start of the next (pipelined) head.
-                # (After a body that ends in this read, the rest goes uncounted: at most
-                # one read beyond the bound.)
-                last = data.rfind(b"\r\n\r\n")
-                self._head_bytes = len(data) - (last + 4) if last >= 0 else 0
-                if self._head_bytes > self._limits.max_header_bytes:
-                    self._refuse_head()
+            self._next_head(data)
 
-    def _awaiting_head(self) -> bool:
-        if self._upgraded or self._payload_parser is not None:
-            return False  # a WebSocket: frames, not heads
-        return self._body is None or self._body.is_eof()
+    def _count_head(self, data: bytes) -> None:
+        """Add the bytes of `data` that belong to the head (not a body after it)."""
+        tail = self._head_tail
+        joined = (tail + data[:3]).find(b"\r\n\r\n") if tail else -1
+        if joined >= 0:  # the blank line that ends the head began in the last read
+            head, complete = joined + 4 - len(tail), True
+        else:
+            found = data.find(b"\r\n\r\n")
+            head, complete = (found + 4, True) if found >= 0 else (len(data), False)
+        self._head_bytes += head
+        if self._head_bytes > self._limits.max_header_bytes:
+            self._refuse_head()
+        self._head_tail = b"" if complete else (tail + data)[-3:]
+
+    def _next_head(self, data: bytes) -> None:
+        """After a head: its body comes next, or, with none, the next (pipelined) head."""
+        self._body = self._messages[-1][1]
+        self._head_bytes, self._head_tail = 0, b""
+        if self._body is EMPTY_PAYLOAD and not self._upgraded:
+            # The rest of this read after the last blank line starts the next head. (After a
+            # body that ends in this read, the rest goes uncounted: one read at most.)
+            self._head_bytes = len(data) - (data.rfind(b"\r\n\r\n") + 4)
+            if self._head_bytes > self._limits.max_header_bytes:
+                self._refuse_head()
 
     def _refuse_head(self) -> None:
         self._head_refused = True
@@ -144,12 +152,6 @@ class BoundedRequestHandler(RequestHandler):
             response = proxy_error(status, "proxy_bad_request", text)
         response.force_close()
         return response
-
-
-def _head_end(data: bytes) -> int:
-    """The index just past the first blank line (the end of a head) in `data`, or -1."""
-    index = data.find(b"\r\n\r\n")
-    return index + 4 if index >= 0 else -1
 
 
 def _peer(transport: asyncio.BaseTransport | None) -> str | None:

@@ -290,6 +290,16 @@ async def test_the_head_bound_counts_heads_only(
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     assert (await send(port, post)).startswith(b"HTTP/1.1 200")
+    # The same, with the blank line that ends the head split across two reads.
+    split = post.index(b"\r\n\r\n") + 3
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post[:split])
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.write(post[split:])
+    async with asyncio.timeout(5):
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    writer.close()
     # A bodiless request and an oversized head still arriving, in one write: the second
     # is refused without waiting for its end.
     unfinished = GET[:-2] + b"X-Fill: " + b"a" * 6000
