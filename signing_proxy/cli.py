@@ -11,9 +11,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from . import __version__
-from .app import LIFECYCLE, LIVE, METRICS, create_app
-from .config import (
+from signing_proxy import __version__
+from signing_proxy.config import (
     Config,
     ConfigError,
     Overrides,
@@ -21,10 +20,17 @@ from .config import (
     is_loopback_host,
     load_config,
 )
-from .live import make_snapshot
-from .observability import SecretRedactor, configure_logging, get_logger
-from .server import drain_within, install_stop_handlers, remove_stop_handlers, run_event_loop, start
-from .signer import Signer, load_signer
+from signing_proxy.kalshi.signer import Signer, load_signer
+from signing_proxy.ops.logging import SecretRedactor, configure_logging, get_logger
+from signing_proxy.ops.server import (
+    drain_within,
+    install_stop_handlers,
+    remove_stop_handlers,
+    run_event_loop,
+    start,
+)
+from signing_proxy.proxy.app import LIFECYCLE, LIVE, METRICS, create_app
+from signing_proxy.proxy.live import make_snapshot
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -223,6 +229,6 @@ def _check_bound_socket(bound_host: str, config: Config) -> None:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from .sandbox_runner import run_sandbox  # the sandbox is not needed by `run`
+    from signing_proxy.sandbox.runner import run_sandbox  # the sandbox is not needed by `run`
 
     return run_sandbox(args.host, args.port)

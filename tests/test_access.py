@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from signing_proxy.access import AccessPolicy, policy_forms, presented_token
 from signing_proxy.config import ConfigError, Overrides, load_config
+from signing_proxy.proxy.access import AccessPolicy, policy_forms, presented_token
 
 from .test_proxy import raw_request
 
@@ -273,7 +273,7 @@ async def test_websocket_route_needs_a_token_and_obeys_policy(
     import aiohttp
     from aiohttp.test_utils import TestServer
 
-    from signing_proxy.sandbox import create_sandbox_app
+    from signing_proxy.sandbox.exchange import create_sandbox_app
 
     from .conftest import KEY_ID
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.test_utils import TestServer
 
-from signing_proxy.observability import exception_summary
+from signing_proxy.ops.logging import exception_summary
 
 from .conftest import KEY_ID, KeyMaterial, write_key
 from .test_cli import Proc, _no_process_outlives_its_test, base_env, start_cli

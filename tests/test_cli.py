@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from signing_proxy.monitor import PROBE_PATH
-from signing_proxy.sandbox import SANDBOX_STATE, create_sandbox_app
+from signing_proxy.ops.health import PROBE_PATH
+from signing_proxy.sandbox.exchange import SANDBOX_STATE, create_sandbox_app
 
 from .conftest import KEY_ID, KeyMaterial, write_key
 

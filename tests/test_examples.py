@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -27,12 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 CLI = str(Path(sys.executable).parent / "signing-proxy")
 TOKEN = "example-bot-token-0123456789abcdef"
-# The WebSocket relay and the sandbox's WebSocket endpoint are separate pieces of work;
-# the WebSocket example can only pass once both exist.
-WS_READY = all(
-    importlib.util.find_spec(name) is not None
-    for name in ("signing_proxy.websocket", "signing_proxy.sandbox_ws")
-)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -154,12 +147,6 @@ def test_node_fetch_example(sandbox: str) -> None:
     assert "balance: 1000.0000 dollars" in result.stdout
 
 
-@pytest.mark.xfail(
-    not WS_READY,
-    reason="the proxy's WebSocket relay (/trade-api/ws/v2) or the sandbox's endpoint is "
-    "not built yet",
-    strict=False,
-)
 def test_ws_client_example(sandbox: str) -> None:
     result = run(
         sys.executable, str(EXAMPLES / "ws_client.py"), sandbox, "--count", "2", "--timeout", "20"

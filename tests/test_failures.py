@@ -16,10 +16,10 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from structlog.testing import capture_logs
 
-from signing_proxy.app import LIFECYCLE, LIVE, MONITOR
-from signing_proxy.live import make_snapshot
-from signing_proxy.monitor import clock_offset, kalshi_error_code
-from signing_proxy.signer import Signer
+from signing_proxy.kalshi.signer import Signer
+from signing_proxy.ops.health import clock_offset, kalshi_error_code
+from signing_proxy.proxy.app import LIFECYCLE, LIVE, MONITOR
+from signing_proxy.proxy.live import make_snapshot
 
 from .upstreams import SSH_BANNER, banner_server, self_signed_certificate, tls_server
 

@@ -16,7 +16,7 @@ import pytest
 from multidict import CIMultiDict
 
 from signing_proxy.config import load_config
-from signing_proxy.guard import host_allowed, origin_refusal
+from signing_proxy.proxy.guard import host_allowed, origin_refusal
 
 from .upstreams import accepting_upstream
 

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from signing_proxy.headers import downstream_response_headers, upstream_request_headers
-from signing_proxy.paths import Refusal, RestTarget, check_rest_target, has_dot_segment
+from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
+from signing_proxy.proxy.paths import Refusal, RestTarget, check_rest_target, has_dot_segment
 
 
 @pytest.mark.parametrize(

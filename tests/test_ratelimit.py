@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signing_proxy.config import ConfigError
-from signing_proxy.ratelimit import (
+from signing_proxy.proxy.ratelimit import (
     Decision,
     RateLimitConfig,
     RateLimiter,

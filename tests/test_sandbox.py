@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from yarl import URL
 
-from signing_proxy.sandbox import (
+from signing_proxy.sandbox.exchange import (
     SANDBOX_STATE,
     SandboxState,
     check_auth,

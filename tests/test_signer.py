@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from signing_proxy.config import ConfigError, CredentialsConfig
-from signing_proxy.signer import Signer, load_signer, normalise_pem
+from signing_proxy.kalshi.signer import Signer, load_signer, normalise_pem
 
 from .conftest import KEY_ID, KeyMaterial, write_key
 

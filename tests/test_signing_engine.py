@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from signing_proxy.app import FORWARDER, LIVE
 from signing_proxy.config import ConfigError, load_config
-from signing_proxy.live import make_snapshot
-from signing_proxy.signer import Signer
-from signing_proxy.signing_engine import SigningEngine
+from signing_proxy.kalshi.signer import Signer
+from signing_proxy.proxy.app import FORWARDER, LIVE
+from signing_proxy.proxy.live import make_snapshot
+from signing_proxy.proxy.signing_engine import SigningEngine
 
 from .conftest import KEY_ID
 
@@ -151,7 +151,7 @@ async def test_threaded_signing_under_load_verifies(key_file) -> None:
 
 def _signer(key_file: Path) -> Signer:
     from signing_proxy.config import CredentialsConfig
-    from signing_proxy.signer import load_signer
+    from signing_proxy.kalshi.signer import load_signer
 
     return load_signer(CredentialsConfig(api_key_id=KEY_ID, private_key_file=str(key_file)))
 
@@ -190,7 +190,7 @@ async def test_polled_read_route_is_learned_and_presigned(make_upstream, make_pr
 
 
 async def test_learning_is_bounded_and_forgets(key_file, monkeypatch) -> None:
-    from signing_proxy import signing_engine
+    from signing_proxy.proxy import signing_engine
 
     signer = _signer(key_file)
     engine = SigningEngine(lambda: signer, max_learned=2)

@@ -16,13 +16,13 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from signing_proxy.app import create_app
 from signing_proxy.config import Overrides, load_config
-from signing_proxy.sandbox import SANDBOX_STATE, create_sandbox_app
-from signing_proxy.sandbox_ws import SANDBOX_WS, WsSettings
-from signing_proxy.server import Served, start
-from signing_proxy.signer import load_signer
-from signing_proxy.websocket import WS_RELAY, QueueLimits
+from signing_proxy.kalshi.signer import load_signer
+from signing_proxy.ops.server import Served, start
+from signing_proxy.proxy.app import create_app
+from signing_proxy.sandbox.exchange import SANDBOX_STATE, create_sandbox_app
+from signing_proxy.sandbox.ws import SANDBOX_WS, WsSettings
+from signing_proxy.ws.relay import WS_RELAY, QueueLimits
 
 from .conftest import KEY_ID
 from .upstreams import SSH_BANNER, banner_server, self_signed_certificate, tls_server

@@ -15,7 +15,7 @@ from urllib.parse import SplitResult, urlsplit
 import yaml
 
 if TYPE_CHECKING:
-    from .ratelimit import RateLimitConfig
+    from signing_proxy.proxy.ratelimit import RateLimitConfig
 
 Environment = Literal["demo", "production"]
 LogFormat = Literal["auto", "json", "console"]
@@ -408,7 +408,7 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
         ),
     )
     # Imported here: ratelimit raises this module's ConfigError, so it imports us first.
-    from .ratelimit import parse_rate_limit
+    from signing_proxy.proxy.ratelimit import parse_rate_limit
 
     return Config(
         environment=cast(Environment, environment),

@@ -18,9 +18,9 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from .config import LimitsConfig
-from .errors import error_body, proxy_error
-from .observability import get_logger
+from signing_proxy.config import LimitsConfig
+from signing_proxy.errors import error_body, proxy_error
+from signing_proxy.ops.logging import get_logger
 
 
 def _raw_error(status: int, code: str, message: str) -> bytes:

@@ -13,10 +13,10 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 from yarl import URL
 
-from .live import Live
-from .observability import get_logger
-from .signer import Signer
-from .upstream import classify
+from signing_proxy.kalshi.signer import Signer
+from signing_proxy.ops.logging import get_logger
+from signing_proxy.proxy.live import Live
+from signing_proxy.proxy.upstream import classify
 
 PROBE_PATH = "/trade-api/v2/exchange/status"
 # An answer this recent means the upstream is reachable; older, and /readyz probes again.

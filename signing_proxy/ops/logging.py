@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from .config import LoggingConfig
+from signing_proxy.config import LoggingConfig
 
 REDACTED = "[REDACTED]"
 

@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .live import Live
-from .signing_engine import SigningEngine
+from signing_proxy.proxy.live import Live
+from signing_proxy.proxy.signing_engine import SigningEngine
 
 # Route groups: the first segments after /trade-api/v2/, mapped to a bounded set. Never a
 # raw path or an id, which would make every order a new time series.

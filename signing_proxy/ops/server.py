@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .config import ConfigError, LimitsConfig
-from .connections import BoundedAppRunner
+from signing_proxy.config import ConfigError, LimitsConfig
+from signing_proxy.ops.connections import BoundedAppRunner
 
 
 @dataclass(slots=True)

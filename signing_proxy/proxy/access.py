@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from .config import AccessConfig, RuleConfig, TokenConfig
-from .paths import Refusal
+from signing_proxy.config import AccessConfig, RuleConfig, TokenConfig
+from signing_proxy.proxy.paths import Refusal
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 _MISSING_TOKEN = Refusal(

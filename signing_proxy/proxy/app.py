@@ -15,18 +15,18 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .config import Config
-from .errors import proxy_error
-from .guard import ROUTE, add_cors_headers, make_guard
-from .live import Live
-from .metrics import Metrics
-from .monitor import UpstreamMonitor
-from .observability import drop_none, get_logger
-from .paths import NOT_PROXIED, RouteKind
-from .proxy import CALL_RECORD, BodyBudget, CallRecord, Forwarder
-from .signer import Signer
-from .signing_engine import SigningEngine
-from .websocket import WS_RELAY, WebSocketRelay
+from signing_proxy.config import Config
+from signing_proxy.errors import proxy_error
+from signing_proxy.kalshi.signer import Signer
+from signing_proxy.ops.health import UpstreamMonitor
+from signing_proxy.ops.logging import drop_none, get_logger
+from signing_proxy.ops.metrics import Metrics
+from signing_proxy.proxy.forward import CALL_RECORD, BodyBudget, CallRecord, Forwarder
+from signing_proxy.proxy.guard import ROUTE, add_cors_headers, make_guard
+from signing_proxy.proxy.live import Live
+from signing_proxy.proxy.paths import NOT_PROXIED, RouteKind
+from signing_proxy.proxy.signing_engine import SigningEngine
+from signing_proxy.ws.relay import WS_RELAY, WebSocketRelay
 
 
 @dataclass(slots=True)

@@ -13,17 +13,17 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from . import __version__
-from .config import AccessConfig
-from .errors import proxy_error
-from .headers import downstream_response_headers, upstream_request_headers
-from .live import Live, Snapshot
-from .metrics import Metrics
-from .monitor import UpstreamMonitor
-from .paths import RestTarget, check_rest_target
-from .signer import HEADER_TIMESTAMP, Signer
-from .signing_engine import SigningEngine
-from .upstream import UpstreamFailure, classify, describe, send_once
+from signing_proxy import __version__
+from signing_proxy.config import AccessConfig
+from signing_proxy.errors import proxy_error
+from signing_proxy.kalshi.signer import HEADER_TIMESTAMP, Signer
+from signing_proxy.ops.health import UpstreamMonitor
+from signing_proxy.ops.metrics import Metrics
+from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
+from signing_proxy.proxy.live import Live, Snapshot
+from signing_proxy.proxy.paths import RestTarget, check_rest_target
+from signing_proxy.proxy.signing_engine import SigningEngine
+from signing_proxy.proxy.upstream import UpstreamFailure, classify, describe, send_once
 
 USER_AGENT = f"signing-proxy/{__version__}"
 # Kalshi's API uses these; anything else (TRACE, CONNECT, made-up tokens) is never signed.

@@ -14,10 +14,10 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import MultiMapping
 
-from .errors import proxy_error
-from .live import Live, Snapshot
-from .paths import Refusal, Route, RouteKind, route_target
-from .proxy import CALL_RECORD
+from signing_proxy.errors import proxy_error
+from signing_proxy.proxy.forward import CALL_RECORD
+from signing_proxy.proxy.live import Live, Snapshot
+from signing_proxy.proxy.paths import Refusal, Route, RouteKind, route_target
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

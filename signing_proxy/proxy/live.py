@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .access import AccessPolicy
-from .config import Config
-from .ratelimit import RateLimiter
-from .signer import Signer
+from signing_proxy.config import Config
+from signing_proxy.kalshi.signer import Signer
+from signing_proxy.proxy.access import AccessPolicy
+from signing_proxy.proxy.ratelimit import RateLimiter
 
 
 @dataclass(frozen=True, slots=True)

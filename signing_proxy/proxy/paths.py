@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from .config import WS_PATH
+from signing_proxy.config import WS_PATH
 
 REST_PREFIX = "/trade-api/v2/"
 # Probes answer without a token: orchestrators call them and they reveal nothing.

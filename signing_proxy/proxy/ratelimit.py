@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from .config import ConfigError, _did_you_mean
+from signing_proxy.config import ConfigError, _did_you_mean
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .signer import Signer
+from signing_proxy.kalshi.signer import Signer
 
 # Calls in flight at or below which signing stays on the event loop.
 INLINE_BELOW = 2

@@ -1056,7 +1056,7 @@ def create_sandbox_app(
         keys, clock=clock, window_ms=window_ms, require_auth_everywhere=require_auth_everywhere
     )
     # The WebSocket endpoint lives in sandbox_ws.py, which builds on this module.
-    from .sandbox_ws import add_ws_endpoint
+    from signing_proxy.sandbox.ws import add_ws_endpoint
 
     add_ws_endpoint(app)
     # One catch-all route: dispatch happens on the raw path, which aiohttp's router decodes.

@@ -10,8 +10,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .app import create_app
-from .config import (
+from signing_proxy.config import (
     Config,
     ConfigError,
     CredentialsConfig,
@@ -22,10 +21,16 @@ from .config import (
     replace,
     with_upstream,
 )
-from .observability import SecretRedactor, configure_logging, get_logger
-from .sandbox import create_sandbox_app
-from .server import install_stop_handlers, remove_stop_handlers, run_event_loop, start
-from .signer import load_signer
+from signing_proxy.kalshi.signer import load_signer
+from signing_proxy.ops.logging import SecretRedactor, configure_logging, get_logger
+from signing_proxy.ops.server import (
+    install_stop_handlers,
+    remove_stop_handlers,
+    run_event_loop,
+    start,
+)
+from signing_proxy.proxy.app import create_app
+from signing_proxy.sandbox.exchange import create_sandbox_app
 
 # The sandbox ignores credentials and upstream settings from the environment; only
 # how it logs may be chosen.

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
-from .sandbox import (
+from signing_proxy.sandbox.exchange import (
     JSON,
     KEY_HEADER,
     SANDBOX_STATE,

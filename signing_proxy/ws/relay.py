@@ -15,13 +15,13 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from .config import WS_PATH
-from .errors import proxy_error
-from .headers import downstream_response_headers
-from .live import Snapshot
-from .observability import get_logger
-from .proxy import CALL_RECORD, USER_AGENT, Forwarder
-from .upstream import classify
+from signing_proxy.config import WS_PATH
+from signing_proxy.errors import proxy_error
+from signing_proxy.ops.logging import get_logger
+from signing_proxy.proxy.forward import CALL_RECORD, USER_AGENT, Forwarder
+from signing_proxy.proxy.headers import downstream_response_headers
+from signing_proxy.proxy.live import Snapshot
+from signing_proxy.proxy.upstream import classify
 
 # How much of Kalshi's stream may wait for a slow client before the proxy cuts it off (1008).
 # Module constants until the config grows a websocket section.

@@ -1,0 +1,1 @@
+"""The trading gateway: risk rules, halt, journal, admin API (issue 13; empty so far)."""

@@ -1,0 +1,1 @@
+"""Operations: server lifecycle, client connections, logging, metrics, health."""

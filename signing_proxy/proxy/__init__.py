@@ -1,0 +1,1 @@
+"""The proxy: app factory, the guard and routing, forwarding, upstream policy."""

@@ -1,0 +1,1 @@
+"""The offline exchange behind `signing-proxy sandbox`; the proxy never imports it."""

@@ -1,0 +1,1 @@
+"""WebSocket: the relay of /trade-api/ws/v2."""
