@@ -12,14 +12,8 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from signing_proxy import __version__
-from signing_proxy.config import (
-    Config,
-    ConfigError,
-    Overrides,
-    check_bind,
-    is_loopback_host,
-    load_config,
-)
+from signing_proxy.config import Config, Overrides, check_bind, is_loopback_host, load_config
+from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer, load_signer
 from signing_proxy.ops.logging import SecretRedactor, configure_logging, get_logger
 from signing_proxy.ops.server import (

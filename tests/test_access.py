@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from signing_proxy.config import ConfigError, Overrides, load_config
+from signing_proxy.config import Overrides, load_config
+from signing_proxy.errors import ConfigError
 from signing_proxy.proxy.access import AccessPolicy, policy_forms, presented_token
 
 from .test_proxy import raw_request

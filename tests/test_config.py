@@ -6,13 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from signing_proxy.config import (
-    DEFAULT_REST_URLS,
-    DEFAULT_WS_URLS,
-    ConfigError,
-    Overrides,
-    load_config,
-)
+from signing_proxy.config import DEFAULT_REST_URLS, DEFAULT_WS_URLS, Overrides, load_config
+from signing_proxy.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> str:

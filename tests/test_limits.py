@@ -9,7 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from signing_proxy.config import ConfigError, load_config
+from signing_proxy.config import load_config
+from signing_proxy.errors import ConfigError
 
 from .upstreams import accepting_upstream
 

@@ -9,13 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signing_proxy.config import ConfigError
-from signing_proxy.proxy.ratelimit import (
-    Decision,
-    RateLimitConfig,
-    RateLimiter,
-    parse_rate_limit,
-)
+from signing_proxy.config.rate_limit import RateLimitConfig, parse_rate_limit
+from signing_proxy.errors import ConfigError
+from signing_proxy.proxy.ratelimit import Decision, RateLimiter
 
 V2 = "/trade-api/v2"
 MARKETS = f"{V2}/markets"  # a read at the default cost, 10

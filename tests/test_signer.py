@@ -11,7 +11,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from signing_proxy.config import ConfigError, CredentialsConfig
+from signing_proxy.config import CredentialsConfig
+from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer, load_signer, normalise_pem
 
 from .conftest import KEY_ID, KeyMaterial, write_key

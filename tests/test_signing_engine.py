@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from signing_proxy.config import ConfigError, load_config
+from signing_proxy.config import load_config
+from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer
 from signing_proxy.proxy.app import FORWARDER, LIVE
 from signing_proxy.proxy.live import make_snapshot

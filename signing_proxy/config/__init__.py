@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
-if TYPE_CHECKING:
-    from signing_proxy.proxy.ratelimit import RateLimitConfig
+from signing_proxy.config.rate_limit import RateLimitConfig, parse_rate_limit
+from signing_proxy.errors import ConfigError, did_you_mean
 
 Environment = Literal["demo", "production"]
 LogFormat = Literal["auto", "json", "console"]
@@ -33,10 +32,6 @@ DEFAULT_WS_URLS: dict[str, str] = {
 REST_PREFIX = "/trade-api/v2"
 WS_PATH = "/trade-api/ws/v2"
 MIN_TOKEN_LENGTH = 16
-
-
-class ConfigError(Exception):
-    """A configuration mistake; the message is one line that names the setting and the problem."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +318,7 @@ def _reason(exc: BaseException) -> str:
 def _check_keys(raw: Mapping[str, Any]) -> None:
     for key, value in raw.items():
         if key not in _SCHEMA:
-            raise ConfigError(f"unknown setting {key!r}{_did_you_mean(str(key), _SCHEMA)}")
+            raise ConfigError(f"unknown setting {key!r}{did_you_mean(str(key), _SCHEMA)}")
         if key in _OPAQUE_SECTIONS:
             if value is not None and not isinstance(value, dict):
                 raise ConfigError(f"{key}: must be a mapping of settings")
@@ -336,13 +331,8 @@ def _check_keys(raw: Mapping[str, Any]) -> None:
                 raise ConfigError(f"{key}: must be a mapping of settings")
             for sub in value:
                 if sub not in section:
-                    hint = _did_you_mean(str(sub), section)
+                    hint = did_you_mean(str(sub), section)
                     raise ConfigError(f"unknown setting '{key}.{sub}'{hint}")
-
-
-def _did_you_mean(word: str, choices: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _flatten_defaults() -> dict[str, Any]:
@@ -407,8 +397,6 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
             LogLevel, _choice(values, "logging.level", ("debug", "info", "warning", "error"))
         ),
     )
-    # Imported here: ratelimit raises this module's ConfigError, so it imports us first.
-    from signing_proxy.proxy.ratelimit import parse_rate_limit
 
     return Config(
         environment=cast(Environment, environment),
@@ -643,7 +631,7 @@ def _tokens(value: Any, env: Mapping[str, str]) -> tuple[TokenConfig, ...]:
         unknown = set(item) - _TOKEN_KEYS
         if unknown:
             key = sorted(unknown)[0]
-            hint = _did_you_mean(key, dict.fromkeys(_TOKEN_KEYS))
+            hint = did_you_mean(key, dict.fromkeys(_TOKEN_KEYS))
             raise ConfigError(f"unknown setting '{where}.{key}'{hint}")
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():

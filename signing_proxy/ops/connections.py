@@ -57,9 +57,7 @@ class BoundedRequestHandler(RequestHandler):
             get_logger().warning("connection_refused", reason="limits.max_connections reached")
             # uvloop's transports are not asyncio.Transport subclasses; they write all the same.
             cast(asyncio.Transport, transport).write(
-                _raw_error(
-                    503, "proxy_too_many_connections", "too many connections to the proxy"
-                )
+                _raw_error(503, "proxy_too_many_connections", "too many connections to the proxy")
             )
             transport.close()
             return
@@ -76,11 +74,7 @@ class BoundedRequestHandler(RequestHandler):
             return
         body = self._body
         # Between requests (no body still arriving), and not a WebSocket: a head arrives.
-        if (
-            (body is None or body.is_eof())
-            and self._payload_parser is None
-            and not self._upgraded
-        ):
+        if (body is None or body.is_eof()) and self._payload_parser is None and not self._upgraded:
             self._count_head(data)
             if self._head_refused:
                 return

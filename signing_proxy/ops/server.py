@@ -13,7 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from signing_proxy.config import ConfigError, LimitsConfig
+from signing_proxy.config import LimitsConfig
+from signing_proxy.errors import ConfigError
 from signing_proxy.ops.connections import BoundedAppRunner
 
 

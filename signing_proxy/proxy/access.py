@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from signing_proxy.config import AccessConfig, RuleConfig, TokenConfig
 from signing_proxy.proxy.paths import Refusal
 
-READ_METHODS = frozenset({"GET", "HEAD"})
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 _MISSING_TOKEN = Refusal(
     401,
     "proxy_unauthorized",
@@ -113,11 +113,11 @@ class AccessPolicy:
 
     def authorize(self, client: Client | None, method: str, raw_path: str) -> Refusal | None:
         """A 403 naming the rule that refuses `method` on `raw_path`, or None to let it pass."""
-        if self._read_only and method not in READ_METHODS:
+        if self._read_only and method not in SAFE_METHODS:
             return _forbidden(f"access.read_only allows only GET and HEAD, not {method}")
         if client is None:
             return None
-        if client.read_only and method not in READ_METHODS:
+        if client.read_only and method not in SAFE_METHODS:
             return _forbidden(f"token {client.name!r} is read_only; {method} is not allowed")
         forms = policy_forms(raw_path)
         for rule in client.deny:

@@ -77,9 +77,7 @@ def _is_port(text: str) -> bool:
     return text.startswith(":") and text[1:].isdigit()
 
 
-def origin_refusal(
-    headers: MultiMapping[str], allowed_origins: tuple[str, ...]
-) -> str | None:
+def origin_refusal(headers: MultiMapping[str], allowed_origins: tuple[str, ...]) -> str | None:
     """Why a browser request from another site is refused, or None when it may pass."""
     # Every copy of a header counts: a second Origin or Sec-Fetch-Site cannot hide behind
     # a first one that would pass.

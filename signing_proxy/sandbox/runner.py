@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing_proxy.config import (
     Config,
-    ConfigError,
     CredentialsConfig,
     ListenConfig,
     Overrides,
@@ -21,6 +20,7 @@ from signing_proxy.config import (
     replace,
     with_upstream,
 )
+from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import load_signer
 from signing_proxy.ops.logging import SecretRedactor, configure_logging, get_logger
 from signing_proxy.ops.server import (
