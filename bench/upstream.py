@@ -11,7 +11,7 @@ fast     a minimal aiohttp upstream: a small JSON answer for any /trade-api/v2/ 
          --verify-every); unsigned ones are answered without verification (the direct
          baseline cannot sign). The age of every signature (receive time minus its
          KALSHI-ACCESS-TIMESTAMP) is recorded, verified or not: count, sum and maximum.
-sandbox  signing_proxy.sandbox.exchange.create_sandbox_app, the realistic Kalshi-like upstream
+sandbox  signing_proxy.sandbox.create_sandbox_app, the realistic Kalshi-like upstream
          that verifies every signature.
 
 Counters are served at /_bench/stats (outside /trade-api/v2/, so the proxy never
@@ -233,7 +233,7 @@ def fast_app(public_key: RSAPublicKey | None, key_id: str, verify_every: int) ->
 
 
 def sandbox_app(public_key: RSAPublicKey, key_id: str) -> web.Application:
-    from signing_proxy.sandbox.exchange import create_sandbox_app
+    from signing_proxy.sandbox import create_sandbox_app
 
     app = create_sandbox_app({key_id: public_key})
     requests = {"n": 0}

@@ -27,7 +27,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from signing_proxy.sandbox.exchange import create_sandbox_app
+from signing_proxy.sandbox import create_sandbox_app
 
 DEFAULT_PUBLIC_KEY_FILE = "/run/secrets/kalshi_public_key"
 

@@ -274,7 +274,7 @@ async def test_websocket_route_needs_a_token_and_obeys_policy(
     import aiohttp
     from aiohttp.test_utils import TestServer
 
-    from signing_proxy.sandbox.exchange import create_sandbox_app
+    from signing_proxy.sandbox import create_sandbox_app
 
     from .conftest import KEY_ID
 

@@ -19,7 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from signing_proxy.ops.health import PROBE_PATH
-from signing_proxy.sandbox.exchange import SANDBOX_STATE, create_sandbox_app
+from signing_proxy.sandbox import create_sandbox_app
+from signing_proxy.sandbox.exchange import SANDBOX_STATE
 
 from .conftest import KEY_ID, KeyMaterial, write_key
 

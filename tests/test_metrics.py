@@ -115,7 +115,7 @@ def test_route_groups_are_bounded(path: str, group: str) -> None:
 async def test_websocket_sessions_and_frames(key_material, make_proxy) -> None:
     from aiohttp.test_utils import TestServer
 
-    from signing_proxy.sandbox.exchange import create_sandbox_app
+    from signing_proxy.sandbox import create_sandbox_app
 
     from .conftest import KEY_ID
 

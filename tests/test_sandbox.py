@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from yarl import URL
 
+from signing_proxy.sandbox import create_sandbox_app
 from signing_proxy.sandbox.exchange import (
     SANDBOX_STATE,
     SandboxState,
     check_auth,
-    create_sandbox_app,
     verify_signature,
 )
 

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing_proxy.ops.health import PROBE_PATH
-from signing_proxy.sandbox.exchange import SANDBOX_STATE, create_sandbox_app
+from signing_proxy.sandbox import create_sandbox_app
+from signing_proxy.sandbox.exchange import SANDBOX_STATE
 
 from .conftest import KEY_ID, KeyMaterial, auth_error, write_key
 from .test_cli import _no_process_outlives_its_test, base_env, start_cli

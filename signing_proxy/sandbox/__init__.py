@@ -1,1 +1,31 @@
 """The offline exchange behind `signing-proxy sandbox`; the proxy never imports it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from signing_proxy.sandbox.exchange import SANDBOX_STATE, SandboxState, handle_request
+from signing_proxy.sandbox.ws import add_ws_endpoint
+
+
+def create_sandbox_app(
+    keys: Mapping[str, RSAPublicKey],
+    *,
+    window_ms: int = 5000,
+    clock: Callable[[], float] = time.time,
+    require_auth_everywhere: bool = True,
+) -> web.Application:
+    """The Kalshi-like upstream; `keys` maps key id -> public key."""
+    app = web.Application()
+    app[SANDBOX_STATE] = SandboxState(
+        keys, clock=clock, window_ms=window_ms, require_auth_everywhere=require_auth_everywhere
+    )
+    # REST and WebSocket are built here, so neither module imports the other's builder.
+    add_ws_endpoint(app)
+    # One catch-all route: dispatch happens on the raw path, which aiohttp's router decodes.
+    app.router.add_route("*", "/{tail:.*}", handle_request)
+    return app

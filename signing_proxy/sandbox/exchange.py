@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -1009,7 +1008,8 @@ def _json_response(status: int, payload: JSON, *, sort_keys: bool = False) -> we
     return web.Response(status=status, text=text, content_type="application/json")
 
 
-async def _handle(request: web.Request) -> web.Response:
+async def handle_request(request: web.Request) -> web.Response:
+    """Answer one request to the offline exchange, as Kalshi would."""
     state = request.app[SANDBOX_STATE]
     body = await request.read()
     path, _, raw_query = request.raw_path.partition("?")
@@ -1041,24 +1041,3 @@ async def _handle(request: web.Request) -> web.Response:
     except _KalshiError as exc:
         return _json_response(exc.status, exc.body)
     return _json_response(status, payload, sort_keys=True)
-
-
-def create_sandbox_app(
-    keys: Mapping[str, RSAPublicKey],
-    *,
-    window_ms: int = 5000,
-    clock: Callable[[], float] = time.time,
-    require_auth_everywhere: bool = True,
-) -> web.Application:
-    """The Kalshi-like upstream; `keys` maps key id -> public key."""
-    app = web.Application()
-    app[SANDBOX_STATE] = SandboxState(
-        keys, clock=clock, window_ms=window_ms, require_auth_everywhere=require_auth_everywhere
-    )
-    # The WebSocket endpoint lives in sandbox_ws.py, which builds on this module.
-    from signing_proxy.sandbox.ws import add_ws_endpoint
-
-    add_ws_endpoint(app)
-    # One catch-all route: dispatch happens on the raw path, which aiohttp's router decodes.
-    app.router.add_route("*", "/{tail:.*}", _handle)
-    return app

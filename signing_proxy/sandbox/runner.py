@@ -30,7 +30,7 @@ from signing_proxy.ops.server import (
     start,
 )
 from signing_proxy.proxy.app import create_app
-from signing_proxy.sandbox.exchange import create_sandbox_app
+from signing_proxy.sandbox import create_sandbox_app
 
 # The sandbox ignores credentials and upstream settings from the environment; only
 # how it logs may be chosen.
