@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import http.client
 import json
@@ -439,19 +438,14 @@ FRAME = json.dumps(
 
 
 def _signed_headers(key_file: str, key_id: str, path: str) -> dict[str, str]:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from signing_proxy.kalshi.signer import Signer
 
     key = serialization.load_pem_private_key(Path(key_file).read_bytes(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
-    timestamp = str(time.time_ns() // 1_000_000)
-    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
-    signature = key.sign(f"{timestamp}GET{path}".encode(), pss, hashes.SHA256())
-    return {
-        "KALSHI-ACCESS-KEY": key_id,
-        "KALSHI-ACCESS-TIMESTAMP": timestamp,
-        "KALSHI-ACCESS-SIGNATURE": base64.b64encode(signature).decode(),
-    }
+    return Signer(key_id, key).headers("GET", path)
 
 
 async def run_ws(a: argparse.Namespace) -> dict[str, Any]:

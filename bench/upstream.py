@@ -38,17 +38,20 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from signing_proxy.kalshi.protocol import (
+    HEADER_KEY,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    PSS,
+    SHA256,
+    signed_message,
+)
 
 REST_PREFIX = "/trade-api/v2/"
 WS_PATH = "/trade-api/ws/v2"
-KEY_HEADER = "KALSHI-ACCESS-KEY"
-TIMESTAMP_HEADER = "KALSHI-ACCESS-TIMESTAMP"
-SIGNATURE_HEADER = "KALSHI-ACCESS-SIGNATURE"
-_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
-_SHA256 = hashes.SHA256()
 _WINDOW_MS = 30_000
 
 BALANCE = json.dumps(
@@ -115,17 +118,17 @@ def verify(
 ) -> bool:
     """Kalshi's check: key id known, timestamp fresh, RSA-PSS over ts+METHOD+path."""
     get = headers.get  # type: ignore[attr-defined]
-    if public_key is None or get(KEY_HEADER) != key_id:
+    if public_key is None or get(HEADER_KEY) != key_id:
         return False
-    timestamp = get(TIMESTAMP_HEADER) or ""
+    timestamp = get(HEADER_TIMESTAMP) or ""
     if not (timestamp.isascii() and timestamp.isdigit()):
         return False
     if abs(time.time_ns() // 1_000_000 - int(timestamp)) > _WINDOW_MS:
         return False
     try:
-        signature = base64.b64decode(get(SIGNATURE_HEADER) or "", validate=True)
+        signature = base64.b64decode(get(HEADER_SIGNATURE) or "", validate=True)
         path = raw_path.partition("?")[0]
-        public_key.verify(signature, f"{timestamp}{method}{path}".encode(), _PSS, _SHA256)
+        public_key.verify(signature, signed_message(timestamp, method, path), PSS, SHA256)
     except (ValueError, InvalidSignature):
         return False
     return True
@@ -146,9 +149,9 @@ def fast_app(public_key: RSAPublicKey | None, key_id: str, verify_every: int) ->
         stats.requests += 1
         if not raw.startswith(REST_PREFIX):
             return web.json_response({"error": {"code": "not_found"}}, status=404)
-        if SIGNATURE_HEADER in request.headers:
+        if HEADER_SIGNATURE in request.headers:
             stats.signed += 1
-            stats.record_age(request.headers.get(TIMESTAMP_HEADER))
+            stats.record_age(request.headers.get(HEADER_TIMESTAMP))
             if verify_every and stats.signed % verify_every == 0:
                 if verify(public_key, key_id, request.headers, request.method, raw):
                     stats.verified_ok += 1

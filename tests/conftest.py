@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing_proxy.config import LimitsConfig, Overrides, load_config
 from signing_proxy.kalshi.signer import load_signer
+from signing_proxy.kalshi.verifier import check_auth
 from signing_proxy.ops.connections import BoundedAppRunner
 from signing_proxy.proxy.app import create_app
-from signing_proxy.sandbox.exchange import check_auth
 
 KEY_ID = str(uuid.UUID(int=0x5EED))
 

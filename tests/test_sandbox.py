@@ -15,12 +15,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from yarl import URL
 
+from signing_proxy.kalshi.verifier import check_auth, verify_signature
 from signing_proxy.sandbox import create_sandbox_app
 from signing_proxy.sandbox.exchange import (
     SANDBOX_STATE,
     SandboxState,
-    check_auth,
-    verify_signature,
 )
 
 KEY_ID = "6f1c2e4a-3b5d-4c7e-9f80-1a2b3c4d5e6f"

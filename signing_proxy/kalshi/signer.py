@@ -11,20 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from signing_proxy.config import CredentialsConfig
 from signing_proxy.errors import ConfigError
-
-HEADER_KEY = "KALSHI-ACCESS-KEY"
-HEADER_TIMESTAMP = "KALSHI-ACCESS-TIMESTAMP"
-HEADER_SIGNATURE = "KALSHI-ACCESS-SIGNATURE"
-
-# Kalshi's scheme: PSS with MGF1(SHA-256) and a salt as long as the digest (32 bytes).
-_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
-_SHA256 = hashes.SHA256()
+from signing_proxy.kalshi.protocol import (
+    HEADER_KEY,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    PSS,
+    SHA256,
+    signed_message,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +52,14 @@ class Signer:
 
     def sign(self, message: bytes) -> str:
         """Base64 RSA-PSS-SHA256 signature of `message`."""
-        return base64.b64encode(self._key.sign(message, _PSS, _SHA256)).decode("ascii")
+        return base64.b64encode(self._key.sign(message, PSS, SHA256)).decode("ascii")
 
     def headers(self, method: str, path: str, timestamp_ms: int | None = None) -> dict[str, str]:
         """The three KALSHI-ACCESS-* headers for `method` on `path` (the path without query)."""
         if timestamp_ms is None:
             timestamp_ms = time.time_ns() // 1_000_000
         timestamp = str(timestamp_ms)
-        signature = self.sign(f"{timestamp}{method}{path}".encode())
+        signature = self.sign(signed_message(timestamp, method, path))
         return {
             HEADER_KEY: self.key_id,
             HEADER_TIMESTAMP: timestamp,

@@ -16,7 +16,8 @@ from yarl import URL
 from signing_proxy import __version__
 from signing_proxy.config import AccessConfig
 from signing_proxy.errors import proxy_error
-from signing_proxy.kalshi.signer import HEADER_TIMESTAMP, Signer
+from signing_proxy.kalshi.protocol import HEADER_TIMESTAMP
+from signing_proxy.kalshi.signer import Signer
 from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.metrics import Metrics
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers

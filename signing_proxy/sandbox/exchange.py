@@ -20,22 +20,18 @@ from typing import Any, Final, NamedTuple, TypeVar
 from urllib.parse import parse_qs, unquote
 
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from signing_proxy.kalshi.verifier import check_auth, kalshi_error, parse_ms
 
 JSON = dict[str, Any]
 _T = TypeVar("_T")
 
 PREFIX: Final = "/trade-api/v2"
-KEY_HEADER: Final = "KALSHI-ACCESS-KEY"
-TIMESTAMP_HEADER: Final = "KALSHI-ACCESS-TIMESTAMP"
-SIGNATURE_HEADER: Final = "KALSHI-ACCESS-SIGNATURE"
 SANDBOX_USER_ID: Final = "5a9d3c1e-0b7f-4e2a-9c64-2f1d8e7b6a50"
 STARTING_BALANCE: Final = Decimal("1000.0000")
 
-_PSS: Final = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
 _CENT: Final = Decimal("0.01")
 _TIME_IN_FORCE: Final = ("fill_or_kill", "good_till_canceled", "immediate_or_cancel")
 _SELF_TRADE: Final = ("taker_at_cross", "maker")
@@ -43,77 +39,10 @@ _COUNT_RE: Final = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
 _PRICE_RE: Final = re.compile(r"[0-9]+(\.[0-9]{1,6})?")
 
 
-# --- signatures ---------------------------------------------------------------------------
-
-
-def _error(code: str, message: str, **extra: str) -> JSON:
-    """Kalshi's nested error body; keys keep Kalshi's order (code, message, details/service)."""
-    return {"error": {"code": code, "message": message, **extra}}
-
-
-_NOT_FOUND: Final = _error("not_found", "not found", service="exchange")
+_NOT_FOUND: Final = kalshi_error("not_found", "not found", service="exchange")
 # Not recorded here; third parties report these bodies (Kalshi names no field in them).
-_INVALID_PARAMETERS: Final = _error("invalid_parameters", "invalid parameters")
-_INVALID_PRICE: Final = _error("invalid_price", "invalid price", service="exchange")
-
-
-def _parse_ms(value: str | None) -> int | None:
-    # Only plain ASCII digits count as "milliseconds since the epoch, decimal string".
-    if value and value.isascii() and value.isdigit():
-        return int(value)
-    return None
-
-
-def verify_signature(public_key: RSAPublicKey, message: bytes, signature_b64: str) -> bool:
-    """Whether `signature_b64` is a valid RSA-PSS/SHA-256 (salt 32) signature of `message`."""
-    try:
-        signature = base64.b64decode(signature_b64, validate=True)
-    except ValueError:  # binascii.Error, and non-ASCII text: malformed base64 is a bad signature
-        return False
-    try:
-        public_key.verify(signature, message, _PSS, hashes.SHA256())
-    except InvalidSignature:
-        return False
-    return True
-
-
-def check_auth(
-    headers: Mapping[str, str],
-    method: str,
-    raw_path: str,
-    keys: Mapping[str, RSAPublicKey],
-    now_ms: int,
-    window_ms: int,
-) -> tuple[int, dict[str, Any]] | None:
-    """Verify Kalshi's three headers: (401, Kalshi's error body) on failure, None when valid."""
-    lowered = {name.lower(): value for name, value in headers.items()}
-    key_id = lowered.get(KEY_HEADER.lower(), "")
-    timestamp = lowered.get(TIMESTAMP_HEADER.lower(), "")
-    signature = lowered.get(SIGNATURE_HEADER.lower(), "")
-    if not key_id:
-        # Not recorded from Kalshi: modelled on the recorded missing-signature body.
-        return 401, _error("api_key_is_missing_from_headers", "api key is missing from headers")
-    if not timestamp:
-        # Not recorded from Kalshi: modelled on the recorded missing-signature body.
-        return 401, _error("timestamp_is_missing_from_headers", "timestamp is missing from headers")
-    if not signature:
-        return 401, _error("signature_is_missing_from_headers", "signature is missing from headers")
-    public_key = keys.get(key_id)
-    if public_key is None:
-        return 401, _error("authentication_error", "authentication_error", details="NOT_FOUND")
-    sent_ms = _parse_ms(timestamp)
-    # A timestamp that is not decimal milliseconds can never be inside the window (the
-    # answer to a malformed one is not recorded from Kalshi).
-    if sent_ms is None or abs(now_ms - sent_ms) > window_ms:
-        return 401, _error("header_timestamp_expired", "header timestamp expired")
-    # The path as it arrived on the wire, percent-encoding kept; the query is not signed.
-    path = raw_path.partition("?")[0]
-    message = f"{timestamp}{method}{path}".encode("utf-8", "surrogateescape")
-    if not verify_signature(public_key, message, signature):
-        return 401, _error(
-            "authentication_error", "authentication_error", details="INCORRECT_API_KEY_SIGNATURE"
-        )
-    return None
+_INVALID_PARAMETERS: Final = kalshi_error("invalid_parameters", "invalid parameters")
+_INVALID_PRICE: Final = kalshi_error("invalid_price", "invalid price", service="exchange")
 
 
 # --- formatting -----------------------------------------------------------------------------
@@ -595,7 +524,7 @@ def _order_or_404(state: SandboxState, order_id: str, *, resting: bool = False) 
 def _claim_client_order_id(state: SandboxState, client_order_id: str) -> None:
     if client_order_id in state.client_order_ids:
         raise _KalshiError(
-            409, _error("order_already_exists", "order already exists", service="exchange")
+            409, kalshi_error("order_already_exists", "order already exists", service="exchange")
         )
     state.client_order_ids.add(client_order_id)
 
@@ -666,7 +595,7 @@ def _place(
     market = _market_or_404(state, doc["ticker"])
     if market["status"] != "active":
         # Not recorded from Kalshi: the shape of its other exchange errors.
-        raise _KalshiError(400, _error("market_closed", "market closed", service="exchange"))
+        raise _KalshiError(400, kalshi_error("market_closed", "market closed", service="exchange"))
     client_order_id = str(doc.get("client_order_id") or uuid.uuid4())
     _claim_client_order_id(state, client_order_id)
     now = state.now_ms()
@@ -716,7 +645,8 @@ def _legacy_yes_price(doc: JSON) -> Decimal:
         # Reported by third parties (not recorded here).
         details = "exactly one of yes_price, no_price, yes_price_dollars, or no_price_dollars"
         raise _KalshiError(
-            400, _error("invalid_order", "invalid order", details=f"{details} should be provided")
+            400,
+            kalshi_error("invalid_order", "invalid order", details=f"{details} should be provided"),
         )
     name = given[0]
     if name.endswith("_dollars"):
@@ -994,7 +924,7 @@ def _authenticate(
 ) -> tuple[bool, tuple[int, JSON] | None]:
     """Whether the request carries a valid signature, and the 401 to answer when it must."""
     headers = request.headers
-    signed = any(name in headers for name in (KEY_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER))
+    signed = any(name in headers for name in (HEADER_KEY, HEADER_TIMESTAMP, HEADER_SIGNATURE))
     if route is not None and route.public and not signed and not state.require_auth_everywhere:
         return False, None
     now, window = state.now_ms(), state.window_ms
@@ -1023,10 +953,10 @@ async def handle_request(request: web.Request) -> web.Response:
         SeenRequest(
             method=request.method,
             raw_path=request.raw_path,
-            key_id=request.headers.get(KEY_HEADER) or None,
+            key_id=request.headers.get(HEADER_KEY) or None,
             authenticated=authenticated,
             auth_error=None if error is None else error.get("details", error["code"]),
-            timestamp_ms=_parse_ms(request.headers.get(TIMESTAMP_HEADER)),
+            timestamp_ms=parse_ms(request.headers.get(HEADER_TIMESTAMP)),
             body=body,
         )
     )

@@ -20,15 +20,9 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
-from signing_proxy.sandbox.exchange import (
-    JSON,
-    KEY_HEADER,
-    SANDBOX_STATE,
-    TIMESTAMP_HEADER,
-    SandboxState,
-    SeenRequest,
-    check_auth,
-)
+from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_TIMESTAMP
+from signing_proxy.kalshi.verifier import check_auth
+from signing_proxy.sandbox.exchange import JSON, SANDBOX_STATE, SandboxState, SeenRequest
 
 WS_PATH: Final = "/trade-api/ws/v2"
 HEARTBEAT_PAYLOAD: Final = b"heartbeat"
@@ -111,12 +105,12 @@ def _record_handshake(
     state: SandboxState, request: web.Request, failure: tuple[int, JSON] | None
 ) -> None:
     error = failure[1]["error"] if failure else None
-    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+    timestamp = request.headers.get(HEADER_TIMESTAMP, "")
     state.seen.append(
         SeenRequest(
             method=request.method,
             raw_path=request.raw_path,
-            key_id=request.headers.get(KEY_HEADER) or None,
+            key_id=request.headers.get(HEADER_KEY) or None,
             authenticated=failure is None,
             auth_error=None if error is None else error.get("details", error["code"]),
             timestamp_ms=int(timestamp) if timestamp.isascii() and timestamp.isdigit() else None,
