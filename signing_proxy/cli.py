@@ -27,7 +27,6 @@ from signing_proxy.proxy.app import LIFECYCLE, LIVE, METRICS, create_app
 from signing_proxy.proxy.live import make_snapshot
 
 EXIT_OK = 0
-EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 

@@ -641,8 +641,8 @@ def _tokens(value: Any, env: Mapping[str, str]) -> tuple[TokenConfig, ...]:
                 name=name.strip(),
                 token=_token_value(item, where, env),
                 read_only=_bool({"v": item.get("read_only", False)}, "v", f"{where}.read_only"),
-                allow=_rules(item.get("allow"), f"{where}.allow"),
-                deny=_rules(item.get("deny"), f"{where}.deny"),
+                allow=_policy_rules(item.get("allow"), f"{where}.allow"),
+                deny=_policy_rules(item.get("deny"), f"{where}.deny"),
             )
         )
     names = [t.name for t in tokens]
@@ -655,7 +655,7 @@ _TOKEN_KEYS = frozenset({"name", "token", "token_env", "read_only", "allow", "de
 _METHODS = frozenset({"*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def _rules(value: Any, where: str) -> tuple[RuleConfig, ...]:
+def _policy_rules(value: Any, where: str) -> tuple[RuleConfig, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
@@ -776,11 +776,6 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def replace(config: Config, **changes: Any) -> Config:
-    """A copy of `config` with top-level sections replaced (config is immutable)."""
-    return dataclasses.replace(config, **changes)
 
 
 def with_upstream(config: Config, rest_url: str) -> Config:

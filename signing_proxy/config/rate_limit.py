@@ -90,7 +90,7 @@ def parse_rate_limit(raw: Mapping[str, Any] | None) -> RateLimitConfig | None:
     read_capacity = _number(raw, "read_capacity", read_rate * READ_CAPACITY_SECONDS, positive=True)
     write_capacity = _number(raw, "write_capacity", write_rate * write_seconds, positive=True)
     max_wait = _number(raw, "max_wait", DEFAULT_MAX_WAIT, positive=False)
-    costs = _rules(raw.get("costs"))
+    costs = _cost_rules(raw.get("costs"))
     capacities = {READ: read_capacity, WRITE: write_capacity}
     for name, capacity in capacities.items():
         if capacity < DEFAULT_COST:
@@ -143,7 +143,7 @@ def _number(raw: Mapping[str, Any], key: str, default: float, *, positive: bool)
     return number
 
 
-def _rules(value: Any) -> tuple[CostRule, ...]:
+def _cost_rules(value: Any) -> tuple[CostRule, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -152,7 +152,7 @@ def _rules(value: Any) -> tuple[CostRule, ...]:
     seen: dict[tuple[str, str], int] = {}
     for index, item in enumerate(value):
         where = f"rate_limit.costs[{index}]"
-        rule = _rule(item, where)
+        rule = _cost_rule(item, where)
         key = (rule.method, rule.path)
         if key in seen:
             raise ConfigError(
@@ -163,7 +163,7 @@ def _rules(value: Any) -> tuple[CostRule, ...]:
     return tuple(rules)
 
 
-def _rule(item: Any, where: str) -> CostRule:
+def _cost_rule(item: Any, where: str) -> CostRule:
     if not isinstance(item, Mapping):
         raise ConfigError(f"{where}: must be a mapping with method, path and cost")
     for key in item:

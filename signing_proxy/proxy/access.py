@@ -90,11 +90,6 @@ class AccessPolicy:
         self._read_only = config.read_only
         self._tokens = tuple((t.token.encode(), _client(t)) for t in config.tokens)
 
-    @property
-    def requires_token(self) -> bool:
-        """Whether clients must present an inbound token."""
-        return bool(self._tokens)
-
     def authenticate(self, headers: Mapping[str, str]) -> Client | Refusal | None:
         """The client behind the presented token; None when no tokens are configured."""
         if not self._tokens:

@@ -17,7 +17,6 @@ from signing_proxy import __version__
 from signing_proxy.config import AccessConfig
 from signing_proxy.errors import proxy_error
 from signing_proxy.kalshi.protocol import HEADER_TIMESTAMP
-from signing_proxy.kalshi.signer import Signer
 from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.metrics import Metrics
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
@@ -54,7 +53,6 @@ class CallRecord:
     bytes_in: int = 0
     bytes_out: int = 0
     upstream_ms: float | None = None
-    upstream_status: int | None = None
     retries: int = 0
     rate_wait_ms: float | None = None
     error: str | None = None
@@ -118,11 +116,6 @@ class Forwarder:
         self.metrics = metrics
         self.engine = engine
         self.session: aiohttp.ClientSession | None = None
-
-    @property
-    def signer(self) -> Signer:
-        """The signer of the current generation (it changes on key reload)."""
-        return self.live.current.signer
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward one request, or refuse it in the proxy's JSON error shape."""
@@ -249,7 +242,6 @@ class Forwarder:
                 record.retries += 1
                 continue
             try:
-                record.upstream_status = upstream.status
                 prefix = b""
                 if upstream.status == 401:
                     self.metrics.upstream_401.inc()

@@ -218,10 +218,6 @@ class RateLimiter:
             bucket.refill(now)
         return {name: bucket.tokens for name, bucket in self._buckets.items()}
 
-    def capacities(self) -> dict[str, float]:
-        """The size of each bucket; a request dearer than its bucket is always refused."""
-        return {name: bucket.capacity for name, bucket in self._buckets.items()}
-
     def queued(self) -> dict[str, int]:
         """How many requests wait in each bucket's queue."""
         return {name: len(bucket.queue) for name, bucket in self._buckets.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import uuid
@@ -17,7 +18,6 @@ from signing_proxy.config import (
     Overrides,
     is_loopback_host,
     load_config,
-    replace,
     with_upstream,
 )
 from signing_proxy.errors import ConfigError
@@ -76,7 +76,7 @@ def run_sandbox(host: str, port: int) -> int:
         # Only logging settings come from the usual sources; everything else is fixed.
         logging_env = {k: os.environ[k] for k in _LOGGING_ENV if k in os.environ}
         base = load_config(None, logging_env, Overrides())
-        config = replace(
+        config = dataclasses.replace(
             base,
             credentials=CredentialsConfig(api_key_id=key_id, private_key_file=str(key_path)),
             listen=ListenConfig(host=host, port=port),

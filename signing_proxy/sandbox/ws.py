@@ -63,7 +63,6 @@ class SandboxWs:
     """The WebSocket endpoint's settings, and counters tests may inspect."""
 
     settings: WsSettings = field(default_factory=WsSettings)
-    open_connections: int = 0
     heartbeat_pongs: int = 0  # Pongs that answered a `heartbeat` Ping
 
 
@@ -253,7 +252,6 @@ class _Connection:
 
     async def run(self) -> None:
         """Serve until the client closes."""
-        self._counters.open_connections += 1
         background = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._feed())]
         try:
             await self._read()
@@ -261,7 +259,6 @@ class _Connection:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            self._counters.open_connections -= 1
 
     async def _read(self) -> None:
         async for msg in self._ws:

@@ -426,7 +426,6 @@ class WebSocketRelay:
 
     async def _refused(self, handshake: _Handshake, status: int) -> web.Response:
         """Kalshi's own status and body for a refused handshake."""
-        handshake.record.upstream_status = status
         # aiohttp's ws_connect drops the body of a refused handshake (its exception carries
         # the status only), so the handshake is sent once more as a plain request to read it.
         headers = handshake.headers(upgrade=True)
@@ -452,7 +451,6 @@ class WebSocketRelay:
         upstream: aiohttp.ClientWebSocketResponse,
     ) -> None:
         request, record = handshake.request, handshake.record
-        record.upstream_status = 101
         fields: dict[str, object] = {
             "request_id": record.request_id,
             "client": record.client or request.remote,
