@@ -186,6 +186,18 @@ def test_example_config_is_valid_and_complete() -> None:
         if isinstance(keys, dict):
             for key in keys:
                 assert f"{key}:" in text, f"config.example.yaml does not document {section}.{key}"
+    # Every value the example writes is the default: the two cannot drift apart.
+    assert config == load_config(None, {})
+
+
+def test_every_signing_setting_in_the_file_takes_effect(tmp_path: Path) -> None:
+    config = load_config(None, {}, Overrides())
+    assert config.signing.learn_hot_routes == 8
+    text = "signing:\n  learn_hot_routes: 0\n  threads: 3\n  presign_depth: 4\n"
+    path = tmp_path / "signing.yaml"
+    path.write_text(text)
+    signing = load_config(str(path), {}).signing
+    assert (signing.learn_hot_routes, signing.threads, signing.presign_depth) == (0, 3, 4)
 
 
 # How os.environ holds the bytes b"\xff\xfe" of a variable that is not UTF-8 (on POSIX).

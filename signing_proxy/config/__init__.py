@@ -457,12 +457,12 @@ def _signing(values: Mapping[str, Any]) -> SigningConfig:
             f"got {max_age:g}"
         )
     depth = _int(values, "signing.presign_depth", minimum=1)
-    threads = _int(values, "signing.threads", minimum=1)
     return SigningConfig(
         presign_routes=tuple(parsed),
         presign_max_age=max_age,
         presign_depth=depth,
-        threads=threads,
+        learn_hot_routes=_int(values, "signing.learn_hot_routes", minimum=0),
+        threads=_int(values, "signing.threads", minimum=1),
     )
 
 
