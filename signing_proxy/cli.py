@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -17,10 +16,9 @@ from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer, load_signer
 from signing_proxy.ops.logging import SecretRedactor, configure_logging, get_logger
 from signing_proxy.ops.server import (
-    drain_within,
-    install_stop_handlers,
-    remove_stop_handlers,
+    ServeHooks,
     run_event_loop,
+    serve,
     start,
 )
 from signing_proxy.proxy.app import LIFECYCLE, LIVE, METRICS, create_app
@@ -130,41 +128,34 @@ async def _serve(
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    # Signals are caught before "started" is announced, so none can meet the default action.
-    loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    stop_signal = install_stop_handlers()
-    log = get_logger()
-    log.info(
-        "started",
-        listen=served.url,
-        upstream=config.upstream.rest_url,
-        environment=config.environment,
-        key_id=signer.key_id,
-        fingerprint=signer.info.fingerprint,
-    )
-    if config.access.allow_unauthenticated_remote and not is_loopback_host(config.listen.host):
-        log.warning(
-            "unauthenticated_remote_access",
+    def announce() -> None:
+        log = get_logger()
+        log.info(
+            "started",
             listen=served.url,
-            message="anyone who can reach this address can trade with this key "
-            "(access.allow_unauthenticated_remote is true)",
+            upstream=config.upstream.rest_url,
+            environment=config.environment,
+            key_id=signer.key_id,
+            fingerprint=signer.info.fingerprint,
         )
-    name = await stop_signal
-    loop.remove_signal_handler(signal.SIGHUP)
-    # Report not ready at once, then stop listening, close WebSockets with 1001 and let
-    # requests in flight finish, up to shutdown_timeout.
-    app[LIFECYCLE].draining = True
-    log.info("stopping", signal=name, shutdown_timeout=config.shutdown_timeout)
-    # A second SIGTERM or SIGINT cuts the drain short at once.
-    second_signal = install_stop_handlers()
-    cut = await drain_within(
-        served, config.shutdown_timeout, second_signal, app[LIFECYCLE].start_cutting
+        if config.access.allow_unauthenticated_remote and not is_loopback_host(
+            config.listen.host
+        ):
+            log.warning(
+                "unauthenticated_remote_access",
+                listen=served.url,
+                message="anyone who can reach this address can trade with this key "
+                "(access.allow_unauthenticated_remote is true)",
+            )
+
+    lifecycle = app[LIFECYCLE]
+    hooks = ServeHooks(
+        announce=announce,
+        stopping=lifecycle.start_draining,
+        cut=lifecycle.start_cutting,
+        reload=on_sighup,
     )
-    remove_stop_handlers()
-    if cut is not None:
-        log.warning("stopped", forced=True, reason=cut)
-    else:
-        log.info("stopped")
+    await serve(served, config.shutdown_timeout, hooks)
 
 
 async def _reload(

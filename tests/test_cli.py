@@ -295,9 +295,11 @@ async def test_sandbox_command_serves_balance_and_removes_its_key() -> None:
     status, body = await curl(f"{base}/trade-api/v2/portfolio/balance")
     assert status == 200
     assert isinstance(json.loads(body)["balance"], int)
-    code, _, err = await proc.stop(signal.SIGINT)
+    code, out, err = await proc.stop(signal.SIGINT)
     assert code == 0, err
     assert not Path(key_file).exists()
+    # The same bounded stop as `run`: it reports stopping and stopped.
+    assert '"event": "stopping"' in out and '"event": "stopped"' in out
 
 
 def test_python_dash_m_is_the_cli() -> None:

@@ -16,6 +16,7 @@ from aiohttp import web
 from signing_proxy.config import LimitsConfig
 from signing_proxy.errors import ConfigError
 from signing_proxy.ops.connections import BoundedAppRunner
+from signing_proxy.ops.logging import get_logger
 
 
 @dataclass(slots=True)
@@ -131,6 +132,41 @@ async def drain_within(
         with contextlib.suppress(asyncio.CancelledError):
             await drain
     return reason
+
+
+@dataclass(frozen=True, slots=True)
+class ServeHooks:
+    """What the command serving an app does at each step of its life."""
+
+    announce: Callable[[], None]  # once the signals are caught: say where it listens
+    stopping: Callable[[], None]  # at the first SIGTERM or SIGINT: report not ready
+    cut: Callable[[], None]  # when the drain's time runs out: calls cancelled now are cut
+    reload: Callable[[], None] | None = None  # on SIGHUP, if the command reloads
+
+
+async def serve(served: Served, grace: float, hooks: ServeHooks) -> None:
+    """Serve until SIGTERM or SIGINT, then drain for at most `grace` seconds.
+
+    Signals are caught before the announcement, so none can meet the default action; a
+    second SIGTERM or SIGINT during the drain cuts it at once.
+    """
+    loop = asyncio.get_running_loop()
+    if hooks.reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, hooks.reload)
+    stop_signal = install_stop_handlers()
+    hooks.announce()
+    name = await stop_signal
+    if hooks.reload is not None:
+        loop.remove_signal_handler(signal.SIGHUP)
+    hooks.stopping()
+    log = get_logger()
+    log.info("stopping", signal=name, shutdown_timeout=grace)
+    cut = await drain_within(served, grace, install_stop_handlers(), hooks.cut)
+    remove_stop_handlers()
+    if cut is not None:
+        log.warning("stopped", forced=True, reason=cut)
+    else:
+        log.info("stopped")
 
 
 def remove_stop_handlers() -> None:

@@ -37,6 +37,10 @@ class Lifecycle:
     # Set when the drain's time is up and calls still in flight are being cut.
     cutting: bool = False
 
+    def start_draining(self) -> None:
+        """Report not ready from now on: the proxy is shutting down."""
+        self.draining = True
+
     def start_cutting(self) -> None:
         """Calls cancelled from now on were cut by the shutdown, not left by their client."""
         self.cutting = True

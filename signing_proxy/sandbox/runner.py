@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import tempfile
@@ -23,18 +24,15 @@ from signing_proxy.config import (
 from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import load_signer
 from signing_proxy.ops.logging import SecretRedactor, configure_logging, get_logger
-from signing_proxy.ops.server import (
-    install_stop_handlers,
-    remove_stop_handlers,
-    run_event_loop,
-    start,
-)
-from signing_proxy.proxy.app import create_app
+from signing_proxy.ops.server import ServeHooks, run_event_loop, serve, start
+from signing_proxy.proxy.app import LIFECYCLE, create_app
 from signing_proxy.sandbox import create_sandbox_app
 
 # The sandbox ignores credentials and upstream settings from the environment; only
 # how it logs may be chosen.
 _LOGGING_ENV = ("SIGNING_PROXY_LOG_FORMAT", "SIGNING_PROXY_LOG_LEVEL")
+# The exchange serves only the proxy, which has drained by then: it stops at once.
+_EXCHANGE_STOP_SECONDS = 2.0
 
 
 def write_throwaway_key(directory: Path) -> Path:
@@ -92,8 +90,9 @@ async def _serve_sandbox(config: Config) -> None:
     upstream = await start(upstream_app, "127.0.0.1", 0)
     try:
         config = with_upstream(config, upstream.url)
+        proxy_app = create_app(config, signer)
         proxy = await start(
-            create_app(config, signer),
+            proxy_app,
             config.listen.host,
             config.listen.port,
             limits=config.limits,
@@ -101,26 +100,30 @@ async def _serve_sandbox(config: Config) -> None:
     except BaseException:
         await upstream.runner.cleanup()
         raise
-    stop_signal = install_stop_handlers()
-    log = get_logger()
-    log.info(
-        "sandbox_started",
-        proxy=proxy.url,
-        upstream=upstream.url,
-        key_id=signer.key_id,
-        fingerprint=signer.info.fingerprint,
-        key_file=config.credentials.private_key_file,
-    )
-    print(
-        f"\nsigning-proxy sandbox: proxy on {proxy.url}, offline Kalshi-like upstream on "
-        f"{upstream.url}\n(every request is signed with a throwaway key and verified upstream)"
-        f"\n\ntry:\n  curl -s {proxy.url}/trade-api/v2/portfolio/balance\n"
-        f"  curl -s '{proxy.url}/trade-api/v2/markets?limit=2'\n\nCtrl-C to stop.\n",
-        flush=True,
+    def announce() -> None:
+        get_logger().info(
+            "sandbox_started",
+            proxy=proxy.url,
+            upstream=upstream.url,
+            key_id=signer.key_id,
+            fingerprint=signer.info.fingerprint,
+            key_file=config.credentials.private_key_file,
+        )
+        print(
+            f"\nsigning-proxy sandbox: proxy on {proxy.url}, offline Kalshi-like upstream on "
+            f"{upstream.url}\n(every request is signed with a throwaway key and verified "
+            f"upstream)\n\ntry:\n  curl -s {proxy.url}/trade-api/v2/portfolio/balance\n"
+            f"  curl -s '{proxy.url}/trade-api/v2/markets?limit=2'\n\nCtrl-C to stop.\n",
+            flush=True,
+        )
+
+    lifecycle = proxy_app[LIFECYCLE]
+    hooks = ServeHooks(
+        announce=announce, stopping=lifecycle.start_draining, cut=lifecycle.start_cutting
     )
     try:
-        await stop_signal
+        # The proxy drains first, the same way `run` does, while its upstream still answers.
+        await serve(proxy, config.shutdown_timeout, hooks)
     finally:
-        await proxy.runner.cleanup()
-        await upstream.runner.cleanup()
-        remove_stop_handlers()
+        async with asyncio.timeout(_EXCHANGE_STOP_SECONDS):
+            await upstream.runner.cleanup()
