@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from signing_proxy import __version__
-from signing_proxy.config import Config, Overrides, check_bind, is_loopback_host, load_config
+from signing_proxy.config import (
+    Config,
+    Overrides,
+    check_bind,
+    is_loopback_host,
+    load_config,
+    settings_needing_restart,
+)
 from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer, load_signer
 from signing_proxy.ops.logging import SecretRedactor, configure_logging, get_logger
@@ -138,9 +145,7 @@ async def _serve(
             key_id=signer.key_id,
             fingerprint=signer.info.fingerprint,
         )
-        if config.access.allow_unauthenticated_remote and not is_loopback_host(
-            config.listen.host
-        ):
+        if config.access.allow_unauthenticated_remote and not is_loopback_host(config.listen.host):
             log.warning(
                 "unauthenticated_remote_access",
                 listen=served.url,
@@ -173,12 +178,7 @@ async def _reload(
         log.error("reload_failed", error=str(exc), kept_generation=live.generation)
         return
     old = live.current.config
-    # These are bound at start (the socket, the log setup, the signing threads and pools).
-    needs_restart = [
-        name
-        for name in ("listen", "limits", "logging", "signing")
-        if getattr(config, name) != getattr(old, name)
-    ]
+    needs_restart = settings_needing_restart(old, config)
     if needs_restart:
         log.warning(
             "reload_needs_restart",

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from signing_proxy.config import DEFAULT_REST_URLS, DEFAULT_WS_URLS, Overrides, load_config
+from signing_proxy.config import (
+    DEFAULT_REST_URLS,
+    DEFAULT_WS_URLS,
+    Overrides,
+    load_config,
+    settings_needing_restart,
+)
 from signing_proxy.errors import ConfigError
 
 
@@ -293,3 +299,20 @@ def test_a_bad_upstream_url_is_never_echoed_with_its_secrets(url: str) -> None:
         load_config(None, {"SIGNING_PROXY_UPSTREAM": url})
     assert "SECRETPW" not in str(refused.value)
     assert str(refused.value).startswith("upstream.rest_url:")
+
+
+def test_a_reload_names_every_setting_that_needs_a_restart(tmp_path: Path) -> None:
+    old = load_config(None, {})
+    path = tmp_path / "new.yaml"
+    path.write_text(
+        "shutdown_timeout: 5\nupstream: {probe_interval: 10, timeout: 7}\n"
+        "access: {client_timeout: 9}\nlimits: {max_connections: 10}\n"
+    )
+    new = load_config(str(path), {})
+    assert settings_needing_restart(old, new) == [
+        "limits",
+        "shutdown_timeout",
+        "upstream.probe_interval",
+        "access.client_timeout",
+    ]  # upstream.timeout follows a reload: it is not named
+    assert settings_needing_restart(old, old) == []

@@ -778,6 +778,33 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+# Bound when the process starts (the socket, connection bounds, the log setup, signing
+# threads and pools, the probe's timer, aiohttp's keep-alive, the drain): a reload that
+# changes them says so instead of pretending they changed.
+_RESTART_SETTINGS = (
+    "listen",
+    "limits",
+    "logging",
+    "signing",
+    "shutdown_timeout",
+    "upstream.probe_interval",
+    "access.client_timeout",
+)
+
+
+def settings_needing_restart(old: Config, new: Config) -> list[str]:
+    """The settings that differ between `old` and `new` and take effect only at a start."""
+    changed = []
+    for dotted in _RESTART_SETTINGS:
+        section, _, key = dotted.partition(".")
+        before, after = getattr(old, section), getattr(new, section)
+        if key:
+            before, after = getattr(before, key), getattr(after, key)
+        if before != after:
+            changed.append(dotted)
+    return changed
+
+
 def with_upstream(config: Config, rest_url: str) -> Config:
     """A copy of `config` pointed at `rest_url`, the WebSocket URL derived from it."""
     url = _rest_url(rest_url, config.environment)
