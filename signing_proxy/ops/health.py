@@ -16,7 +16,7 @@ from yarl import URL
 from signing_proxy.kalshi.signer import Signer
 from signing_proxy.ops.logging import get_logger
 from signing_proxy.proxy.live import Live
-from signing_proxy.proxy.upstream import classify
+from signing_proxy.proxy.upstream import UpstreamSessions, classify
 
 PROBE_PATH = "/trade-api/v2/exchange/status"
 # An answer this recent means the upstream is reachable; older, and /readyz probes again.
@@ -63,9 +63,9 @@ def clock_offset(date_header: str | None, sent: float, received: float) -> float
 class UpstreamMonitor:
     """Tracks whether the upstream answers and whether our clock agrees with its."""
 
-    def __init__(self, live: Live) -> None:
+    def __init__(self, live: Live, sessions: UpstreamSessions) -> None:
         self._live = live
-        self.session: aiohttp.ClientSession | None = None
+        self._sessions = sessions
         self.last_answer: float | None = None
         self.offset: float | None = None
         # The signer whose key a probe saw accepted; None until then, after any 401 and after
@@ -99,7 +99,6 @@ class UpstreamMonitor:
 
     async def probe(self) -> ProbeResult:
         """A signed GET of exchange/status: reachability, key acceptance and clock offset."""
-        assert self.session is not None, "the client session is set in cleanup_ctx"
         snapshot = self._live.current
         origin = snapshot.config.upstream.rest_url
         headers = snapshot.signer.headers("GET", PROBE_PATH)
@@ -107,7 +106,7 @@ class UpstreamMonitor:
         try:
             async with (
                 asyncio.timeout(_PROBE_TIMEOUT),
-                self.session.get(
+                self._sessions.rest.get(
                     URL(origin + PROBE_PATH, encoded=True), headers=headers, allow_redirects=False
                 ) as resp,
             ):

@@ -6,12 +6,10 @@ import asyncio
 import contextlib
 import os
 import re
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -26,6 +24,7 @@ from signing_proxy.proxy.guard import ROUTE, add_cors_headers, make_guard
 from signing_proxy.proxy.live import Live
 from signing_proxy.proxy.paths import NOT_PROXIED, RouteKind
 from signing_proxy.proxy.signing_engine import SigningEngine
+from signing_proxy.proxy.upstream import UpstreamSessions
 from signing_proxy.ws.relay import WS_RELAY, WebSocketRelay
 
 
@@ -52,6 +51,7 @@ FORWARDER = web.AppKey("forwarder", Forwarder)
 MONITOR = web.AppKey("monitor", UpstreamMonitor)
 METRICS = web.AppKey("metrics", Metrics)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+SESSIONS = web.AppKey("sessions", UpstreamSessions)
 
 # A client's X-Request-ID is kept only when it is short and plain, so it is safe to log.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -86,7 +86,8 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     app = web.Application(
         middlewares=[_call_middleware, make_guard(live)], handler_args=handler_args
     )
-    monitor = UpstreamMonitor(live)
+    sessions = UpstreamSessions()
+    monitor = UpstreamMonitor(live, sessions)
     signing = config.signing
     engine = SigningEngine(
         lambda: live.current.signer,
@@ -98,8 +99,9 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     )
     metrics = Metrics(live, engine)
     forwarder = Forwarder(
-        live, monitor, metrics, engine, BodyBudget(config.limits.body_memory_bytes)
+        live, monitor, metrics, engine, BodyBudget(config.limits.body_memory_bytes), sessions
     )
+    app[SESSIONS] = sessions
     app[METRICS] = metrics
     app[CONFIG] = config
     app[LIVE] = live
@@ -111,7 +113,9 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     app.cleanup_ctx.append(_client_session)
     if background_probe and config.upstream.probe_interval > 0:
         app.cleanup_ctx.append(_probe_loop)
-    relay = WebSocketRelay(forwarder, max_sessions=config.limits.websocket_sessions)
+    relay = WebSocketRelay(
+        live, metrics, sessions, max_sessions=config.limits.websocket_sessions
+    )
     app[WS_RELAY] = relay
     app.on_shutdown.append(relay.on_shutdown)
     # One route: the guard has already decided what the request is for (paths.route_target),
@@ -159,48 +163,16 @@ def _method_not_allowed(method: str, allowed: tuple[str, ...]) -> web.Response:
     )
 
 
-# REST calls (cancels included) never wait behind WebSocket sessions: each has its own pool.
-_REST_POOL = 256
-# Beyond limits.websocket_sessions, room for the replays that read a refused handshake's body.
-_WS_POOL_SPARE = 8
-
-
-def _new_session(app: web.Application, pool: int) -> aiohttp.ClientSession:
-    """A keep-alive ClientSession with its own pool of `pool` upstream connections."""
-    # The system CA store; OpenSSL honours SSL_CERT_FILE and SSL_CERT_DIR here.
-    ssl_context = ssl.create_default_context()
-    connector = aiohttp.TCPConnector(ssl=ssl_context, limit=pool, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
-        connector=connector,
-        # The default for calls that pass none (the probe, WebSocket handshakes); the
-        # forwarder passes its snapshot's timeouts, which follow reloads.
-        timeout=app[LIVE].current.client_timeout,
-        # Bodies pass through as Kalshi sent them (gzip stays gzip).
-        auto_decompress=False,
-        # Cookies set by the upstream belong to the client that received them, not to
-        # every client of the proxy.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        # Send only the headers the client sent (plus User-Agent when it sent none).
-        skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
-        requote_redirect_url=False,
-        middlewares=Forwarder.CLIENT_MIDDLEWARES,  # aiohttp never resends on its own
-    )
-
-
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
-    """The upstream sessions, one for REST and one for WebSockets, for the app's whole life."""
-    rest = _new_session(app, _REST_POOL)
-    websocket = _new_session(app, app[CONFIG].limits.websocket_sessions + _WS_POOL_SPARE)
-    app[FORWARDER].session = rest
-    app[MONITOR].session = rest
-    app[WS_RELAY].session = websocket
+    """The upstream pools and the signing engine, for the app's whole life."""
+    sessions = app[SESSIONS]
+    sessions.open(app[CONFIG].limits.websocket_sessions, app[LIVE].current.client_timeout)
     engine = app[FORWARDER].engine
     engine.start()
     yield
     await engine.close()
     await app[MONITOR].close()
-    await rest.close()
-    await websocket.close()
+    await sessions.close()
 
 
 async def _probe_loop(app: web.Application) -> AsyncIterator[None]:

@@ -6,7 +6,6 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import aiohttp
 from aiohttp import web
@@ -23,7 +22,7 @@ from signing_proxy.proxy.headers import downstream_response_headers, upstream_re
 from signing_proxy.proxy.live import Live, Snapshot
 from signing_proxy.proxy.paths import RestTarget, check_rest_target
 from signing_proxy.proxy.signing_engine import SigningEngine
-from signing_proxy.proxy.upstream import UpstreamFailure, classify, describe, send_once
+from signing_proxy.proxy.upstream import UpstreamFailure, UpstreamSessions, classify, describe
 
 USER_AGENT = f"signing-proxy/{__version__}"
 # Kalshi's API uses these; anything else (TRACE, CONNECT, made-up tokens) is never signed.
@@ -98,10 +97,6 @@ class BodyBudget:
 class Forwarder:
     """Signs each request under /trade-api/v2/ and streams it to the upstream and back."""
 
-    # For the shared ClientSession: aiohttp must never resend a request on its own, so the
-    # retry policy of _exchange (GET and HEAD, each attempt signed afresh) is the only one.
-    CLIENT_MIDDLEWARES: ClassVar[tuple[aiohttp.ClientMiddlewareType, ...]] = (send_once,)
-
     def __init__(
         self,
         live: Live,
@@ -109,13 +104,14 @@ class Forwarder:
         metrics: Metrics,
         engine: SigningEngine,
         bodies: BodyBudget,
+        sessions: UpstreamSessions,
     ) -> None:
         self.bodies = bodies
+        self._sessions = sessions
         self.live = live
         self.monitor = monitor
         self.metrics = metrics
         self.engine = engine
-        self.session: aiohttp.ClientSession | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward one request, or refuse it in the proxy's JSON error shape."""
@@ -264,7 +260,6 @@ class Forwarder:
         deadline: float,
     ) -> tuple[aiohttp.ClientResponse, float]:
         """One attempt, signed afresh (the timestamp must be current); the answer and when sent."""
-        assert self.session is not None, "client session is created in the app's cleanup_ctx"
         signing_started = time.perf_counter()
         headers.update(await self.engine.headers(method, path))
         self.metrics.signing.observe(time.perf_counter() - signing_started)
@@ -272,7 +267,7 @@ class Forwarder:
         timeout = min(snapshot.config.upstream.timeout, remaining)
         sent = time.time()
         async with asyncio.timeout(timeout):
-            upstream = await self.session.request(
+            upstream = await self._sessions.rest.request(
                 method,
                 url,
                 headers=headers,

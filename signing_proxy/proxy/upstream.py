@@ -15,6 +15,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
+# REST calls (cancels included) never wait behind WebSocket sessions: each has its own pool.
+REST_POOL = 256
+# Beyond limits.websocket_sessions, room for the replays that read a refused handshake's body.
+WS_POOL_SPARE = 8
+
 
 class ConnectionLost(aiohttp.ClientConnectionError):
     """The upstream connection broke after the request was (maybe) sent, before an answer."""
@@ -122,3 +127,66 @@ def _tls_reason(exc: aiohttp.ClientSSLError) -> str:
 def _strerror(code: int) -> str:
     text = os.strerror(code)
     return text[:1].lower() + text[1:]
+
+
+def open_session(pool: int, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
+    """A keep-alive ClientSession with its own pool of `pool` upstream connections."""
+    # The system CA store; OpenSSL honours SSL_CERT_FILE and SSL_CERT_DIR here.
+    ssl_context = ssl.create_default_context()
+    connector = aiohttp.TCPConnector(ssl=ssl_context, limit=pool, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        # The default for calls that pass none (the probe, WebSocket handshakes); the
+        # forwarder passes its snapshot's timeouts, which follow reloads.
+        timeout=timeout,
+        # Bodies pass through as Kalshi sent them (gzip stays gzip).
+        auto_decompress=False,
+        # Cookies set by the upstream belong to the client that received them, not to
+        # every client of the proxy.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        # Send only the headers the client sent (plus User-Agent when it sent none).
+        skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
+        requote_redirect_url=False,
+        middlewares=(send_once,),  # aiohttp never resends on its own
+    )
+
+
+class UpstreamSessions:
+    """The proxy's two upstream pools, REST and WebSocket, open while the app runs.
+
+    Built with the app and handed to everything that calls the upstream; the pools
+    themselves are opened in the app's cleanup_ctx (a ClientSession needs the running
+    loop) and closed with it.
+    """
+
+    __slots__ = ("_rest", "_websocket")
+
+    def __init__(self) -> None:
+        self._rest: aiohttp.ClientSession | None = None
+        self._websocket: aiohttp.ClientSession | None = None
+
+    @property
+    def rest(self) -> aiohttp.ClientSession:
+        """The pool for REST calls and probes."""
+        if self._rest is None:
+            raise RuntimeError("the upstream sessions are opened when the app starts")
+        return self._rest
+
+    @property
+    def websocket(self) -> aiohttp.ClientSession:
+        """The pool for WebSocket sessions."""
+        if self._websocket is None:
+            raise RuntimeError("the upstream sessions are opened when the app starts")
+        return self._websocket
+
+    def open(self, websocket_sessions: int, timeout: aiohttp.ClientTimeout) -> None:
+        """Open both pools (on the running loop)."""
+        self._rest = open_session(REST_POOL, timeout)
+        self._websocket = open_session(websocket_sessions + WS_POOL_SPARE, timeout)
+
+    async def close(self) -> None:
+        """Close both pools."""
+        for session in (self._rest, self._websocket):
+            if session is not None:
+                await session.close()
+        self._rest = self._websocket = None

@@ -18,10 +18,11 @@ from yarl import URL
 from signing_proxy.config import WS_PATH
 from signing_proxy.errors import proxy_error
 from signing_proxy.ops.logging import get_logger
-from signing_proxy.proxy.forward import CALL_RECORD, USER_AGENT, Forwarder
+from signing_proxy.ops.metrics import Metrics
+from signing_proxy.proxy.forward import CALL_RECORD, USER_AGENT
 from signing_proxy.proxy.headers import downstream_response_headers
-from signing_proxy.proxy.live import Snapshot
-from signing_proxy.proxy.upstream import classify
+from signing_proxy.proxy.live import Live, Snapshot
+from signing_proxy.proxy.upstream import UpstreamSessions, classify
 
 # How much of Kalshi's stream may wait for a slow client before the proxy cuts it off (1008).
 # Module constants until the config grows a websocket section.
@@ -307,14 +308,18 @@ class WebSocketRelay:
     """Relays /trade-api/ws/v2: a signed handshake upstream first, then frames both ways."""
 
     def __init__(
-        self, forwarder: Forwarder, limits: QueueLimits | None = None, max_sessions: int = 64
+        self,
+        live: Live,
+        metrics: Metrics,
+        sessions: UpstreamSessions,
+        limits: QueueLimits | None = None,
+        max_sessions: int = 64,
     ) -> None:
-        # The forwarder owns the live settings (a reload swaps the signer and config, so
-        # both are read at each handshake, never cached).
-        self._forwarder = forwarder
+        # A reload swaps the signer and config, so both are read at each handshake.
+        self._live = live
+        self._metrics = metrics
+        self._upstream = sessions
         self.limits = limits or QueueLimits()
-        # Its own pool, set in the app's cleanup_ctx: sessions never take REST's connections.
-        self.session: aiohttp.ClientSession | None = None
         self._max_sessions = max_sessions
         # Handshakes under way count against limits.websocket_sessions too, so a burst of
         # them cannot overshoot it.
@@ -323,7 +328,7 @@ class WebSocketRelay:
         # Frames of sessions already closed; open ones are added at scrape time, so the
         # relay pays nothing per frame for metrics.
         self._closed_frames = [0, 0]
-        forwarder.metrics.watch_websockets(self.frame_totals, lambda: len(self._sessions))
+        metrics.watch_websockets(self.frame_totals, lambda: len(self._sessions))
 
     @property
     def open_sessions(self) -> int:
@@ -363,7 +368,7 @@ class WebSocketRelay:
                 headers={"Retry-After": "1"},
             )
         # One generation of settings for the whole handshake, as for REST calls.
-        handshake = _Handshake(request, self._forwarder.live.current)
+        handshake = _Handshake(request, self._live.current)
         self._opening += 1
         try:
             opened = await self._connect(handshake)
@@ -392,9 +397,8 @@ class WebSocketRelay:
         await self.close_all()
 
     def _session(self) -> aiohttp.ClientSession:
-        session = self.session
-        assert session is not None, "client session is created in the app's cleanup_ctx"
-        return session
+        # Its own pool: WebSocket sessions never take the connections REST calls need.
+        return self._upstream.websocket
 
     async def _connect(
         self, handshake: _Handshake
@@ -457,7 +461,7 @@ class WebSocketRelay:
             "upstream": handshake.url.host_port_subcomponent,
         }
         get_logger().info("ws_open", **fields)
-        self._forwarder.metrics.ws_sessions_total.inc()
+        self._metrics.ws_sessions_total.inc()
 
         def closed(session: _Session) -> None:
             self._sessions.discard(session)
