@@ -45,14 +45,24 @@ class KeyMaterial:
         )
 
 
-@pytest.fixture(scope="session")
-def key_material() -> KeyMaterial:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pkcs8 = key.private_bytes(
+def new_rsa_key() -> rsa.RSAPrivateKey:
+    """A fresh RSA-2048 key, as Kalshi issues them."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pkcs8_pem(key: rsa.RSAPrivateKey) -> bytes:
+    """`key` as an unencrypted PKCS#8 PEM, the form Kalshi's download has."""
+    return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+@pytest.fixture(scope="session")
+def key_material() -> KeyMaterial:
+    key = new_rsa_key()
+    pkcs8 = pkcs8_pem(key)
     pkcs1 = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,

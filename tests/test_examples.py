@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .conftest import new_rsa_key, pkcs8_pem, write_key
 
 pytestmark = pytest.mark.e2e
 
@@ -180,16 +181,8 @@ def test_kalshi_sdk_example(sandbox: str) -> None:
 @pytest.fixture
 def key_pair(tmp_path: Path) -> tuple[Path, Path]:
     """A throwaway RSA key: (private PEM, mode 0600; public PEM)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = tmp_path / "private.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    private.chmod(0o600)
+    key = new_rsa_key()
+    private = write_key(tmp_path, pkcs8_pem(key), name="private.pem")
     public = tmp_path / "public.pem"
     public.write_bytes(
         key.public_key().public_bytes(

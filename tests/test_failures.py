@@ -13,7 +13,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import rsa
 from structlog.testing import capture_logs
 
 from signing_proxy.kalshi.signer import Signer
@@ -21,6 +20,7 @@ from signing_proxy.ops.health import clock_offset, kalshi_error_code
 from signing_proxy.proxy.app import LIFECYCLE, LIVE, MONITOR
 from signing_proxy.proxy.live import make_snapshot
 
+from .conftest import new_rsa_key
 from .upstreams import SSH_BANNER, banner_server, self_signed_certificate, tls_server
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -470,9 +470,7 @@ async def test_readiness_probes_again_after_a_key_reload(make_upstream, make_pro
     client = await make_proxy(upstream.url)
     assert (await client.get("/readyz")).status == 200
     live = client.app[LIVE]
-    stranger = Signer(
-        str(uuid.uuid4()), rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    )
+    stranger = Signer(str(uuid.uuid4()), new_rsa_key())
     live.swap(make_snapshot(live.current.config, stranger, live.current))
     resp = await client.get("/readyz")
     assert resp.status == 503  # the acceptance belonged to the previous key

@@ -22,6 +22,8 @@ from signing_proxy.sandbox.exchange import (
     SandboxState,
 )
 
+from .conftest import new_rsa_key
+
 KEY_ID = "6f1c2e4a-3b5d-4c7e-9f80-1a2b3c4d5e6f"
 NOW_MS = 1_781_200_000_000
 API = "/trade-api/v2"
@@ -97,7 +99,7 @@ async def fetch(
 
 @pytest.fixture(scope="module")
 def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return new_rsa_key()
 
 
 @pytest.fixture

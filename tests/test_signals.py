@@ -14,14 +14,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing_proxy.ops.health import PROBE_PATH
 from signing_proxy.sandbox import create_sandbox_app
 from signing_proxy.sandbox.exchange import SANDBOX_STATE
 
-from .conftest import KEY_ID, KeyMaterial, auth_error, write_key
+from .conftest import KEY_ID, KeyMaterial, auth_error, new_rsa_key, pkcs8_pem, write_key
 from .test_cli import _no_process_outlives_its_test, base_env, start_cli
 
 __all__ = ["_no_process_outlives_its_test"]  # autouse here too: kills leftover proxies
@@ -33,15 +32,7 @@ NEW_KEY_ID = str(uuid.UUID(int=0xB0B))
 
 @pytest.fixture(scope="module")
 def new_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    return new_rsa_key()
 
 
 def write_config(
@@ -139,7 +130,7 @@ async def test_sighup_rotates_the_key_under_load_without_a_failure(
 ) -> None:
     upstream = str(both_keys_upstream.make_url("")).rstrip("/")
     old_file = write_key(tmp_path, key_material.pkcs8, name="old.pem")
-    new_file = write_key(tmp_path, pem(new_key), name="new.pem")
+    new_file = write_key(tmp_path, pkcs8_pem(new_key), name="new.pem")
     config = tmp_path / "c.yaml"
     write_config(config, KEY_ID, old_file, upstream)
     proc = await start_cli("run", "--config", str(config), env=base_env())

@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing_proxy.config import load_config
 from signing_proxy.errors import ConfigError
@@ -18,7 +17,7 @@ from signing_proxy.proxy.app import FORWARDER, LIVE
 from signing_proxy.proxy.live import make_snapshot
 from signing_proxy.proxy.signing_engine import SigningEngine
 
-from .conftest import KEY_ID
+from .conftest import KEY_ID, new_rsa_key
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -98,9 +97,7 @@ async def test_presigned_signature_of_an_old_key_is_never_used(
     engine = client.app[FORWARDER].engine
     await wait_for_pool(engine, "POST", ORDERS)
     live = client.app[LIVE]
-    other = Signer(
-        str(uuid.uuid4()), rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    )
+    other = Signer(str(uuid.uuid4()), new_rsa_key())
     old_signatures = len(engine._pools[("POST", ORDERS)])
     discarded = engine.presigned_discarded
     live.swap(make_snapshot(live.current.config, other, live.current))
