@@ -22,6 +22,8 @@ from signing_proxy.kalshi.verifier import check_auth
 from signing_proxy.ops.connections import BoundedAppRunner
 from signing_proxy.proxy.app import create_app
 
+from .processes import stop_leftovers
+
 KEY_ID = str(uuid.UUID(int=0x5EED))
 
 
@@ -221,3 +223,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("KALSHI_", "SIGNING_PROXY_")):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+async def no_leftover_processes() -> AsyncIterator[None]:
+    """A failing test must not leave a proxy running: kill what is still alive."""
+    yield
+    await stop_leftovers()

@@ -18,12 +18,11 @@ from aiohttp.test_utils import TestServer
 from signing_proxy.ops.logging import exception_summary
 
 from .conftest import KEY_ID, KeyMaterial, write_key
-from .test_cli import Proc, _no_process_outlives_its_test, base_env, start_cli
+from .processes import Proc, base_env, start_cli
 from .upstreams import accepting_upstream
 
-__all__ = ["_no_process_outlives_its_test"]  # autouse here too: kills leftover proxies
-
-pytestmark = pytest.mark.e2e
+# Every CLI process a test starts is killed if the test leaves it running.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_leftover_processes")]
 
 TOKEN = "inbound-token-0123456789abcdef"
 

@@ -21,11 +21,10 @@ from signing_proxy.sandbox import create_sandbox_app
 from signing_proxy.sandbox.exchange import SANDBOX_STATE
 
 from .conftest import KEY_ID, KeyMaterial, auth_error, new_rsa_key, pkcs8_pem, write_key
-from .test_cli import _no_process_outlives_its_test, base_env, start_cli
+from .processes import base_env, start_cli
 
-__all__ = ["_no_process_outlives_its_test"]  # autouse here too: kills leftover proxies
-
-pytestmark = pytest.mark.e2e
+# Every CLI process a test starts is killed if the test leaves it running.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_leftover_processes")]
 
 NEW_KEY_ID = str(uuid.UUID(int=0xB0B))
 
