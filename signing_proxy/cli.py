@@ -1,35 +1,20 @@
-"""Command line: run, check, sandbox; exit 0 on a normal stop, 2 on a configuration error."""
+"""Command line: parse the arguments and dispatch run, check, sandbox; exit 0, or 2 on a
+configuration error (one line on stderr)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from signing_proxy import __version__
-from signing_proxy.config import (
-    Config,
-    Overrides,
-    check_bind,
-    is_loopback_host,
-    load_config,
-    settings_needing_restart,
-)
+from signing_proxy.config import Config, Overrides, load_config
 from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer, load_signer
-from signing_proxy.ops.logging import SecretRedactor, configure_logging, get_logger
-from signing_proxy.ops.server import (
-    ServeHooks,
-    run_event_loop,
-    serve,
-    start,
-)
-from signing_proxy.proxy.app import LIFECYCLE, LIVE, METRICS, create_app
-from signing_proxy.proxy.live import make_snapshot
+from signing_proxy.ops.logging import SecretRedactor, configure_logging
+from signing_proxy.ops.run import run_proxy
+from signing_proxy.ops.server import run_event_loop
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -112,104 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     config, signer = _load(args)
     redactor = SecretRedactor(config.secret_values())
     configure_logging(config.logging, redactor)
-    run_event_loop(_serve(args, config, signer, redactor))
+    run_event_loop(run_proxy(config, signer, redactor, lambda: _load(args)))
     return EXIT_OK
-
-
-async def _serve(
-    args: argparse.Namespace, config: Config, signer: Signer, redactor: SecretRedactor
-) -> None:
-    app = create_app(config, signer)
-    served = await start(
-        app,
-        config.listen.host,
-        config.listen.port,
-        shutdown_timeout=config.shutdown_timeout,
-        limits=config.limits,
-    )
-    loop = asyncio.get_running_loop()
-    reloads: set[asyncio.Task[None]] = set()
-
-    def on_sighup() -> None:
-        task = loop.create_task(_reload(args, app, redactor, served.host))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    def announce() -> None:
-        log = get_logger()
-        log.info(
-            "started",
-            listen=served.url,
-            upstream=config.upstream.rest_url,
-            environment=config.environment,
-            key_id=signer.key_id,
-            fingerprint=signer.info.fingerprint,
-        )
-        if config.access.allow_unauthenticated_remote and not is_loopback_host(config.listen.host):
-            log.warning(
-                "unauthenticated_remote_access",
-                listen=served.url,
-                message="anyone who can reach this address can trade with this key "
-                "(access.allow_unauthenticated_remote is true)",
-            )
-
-    lifecycle = app[LIFECYCLE]
-    hooks = ServeHooks(
-        announce=announce,
-        stopping=lifecycle.start_draining,
-        cut=lifecycle.start_cutting,
-        reload=on_sighup,
-    )
-    await serve(served, config.shutdown_timeout, hooks)
-
-
-async def _reload(
-    args: argparse.Namespace, app: web.Application, redactor: SecretRedactor, bound_host: str
-) -> None:
-    """Re-read configuration and key; swap them in atomically, or keep the old on error."""
-    log = get_logger()
-    live = app[LIVE]
-    try:
-        # Reading files and parsing the key stay off the event loop.
-        config, signer = await asyncio.to_thread(_load, args)
-        _check_bound_socket(bound_host, config)
-    except ConfigError as exc:
-        app[METRICS].reloads.labels(result="failed").inc()
-        log.error("reload_failed", error=str(exc), kept_generation=live.generation)
-        return
-    old = live.current.config
-    needs_restart = settings_needing_restart(old, config)
-    if needs_restart:
-        log.warning(
-            "reload_needs_restart",
-            settings=", ".join(needs_restart),
-            message="these settings take effect at the next start",
-        )
-    # Redact the new secrets before any event could mention them.
-    redactor.update((*config.secret_values(), *old.secret_values()))
-    live.swap(make_snapshot(config, signer, live.current))
-    redactor.update(config.secret_values())
-    app[METRICS].reloads.labels(result="ok").inc()
-    log.info(
-        "reloaded",
-        generation=live.generation,
-        key_id=signer.key_id,
-        fingerprint=signer.info.fingerprint,
-        upstream=config.upstream.rest_url,
-    )
-
-
-def _check_bound_socket(bound_host: str, config: Config) -> None:
-    # The socket stays where it was bound at start (listen changes need a restart), so the
-    # new access settings must protect that address, not the one the new file names.
-    try:
-        check_bind(bound_host, config.access)
-    except ConfigError:
-        raise ConfigError(
-            f"access.tokens: the new configuration has none, but the proxy stays bound to "
-            f"{bound_host} (not loopback) until a restart; keep an inbound token, or set "
-            "access.allow_unauthenticated_remote: true on a private network"
-        ) from None
 
 
 def _sandbox(args: argparse.Namespace) -> int:
