@@ -152,7 +152,8 @@ async def test_deny_rule_holds_for_every_spelling_a_server_might_route(guarded, 
         f"DELETE {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {BOT}\r\nConnection: close\r\n\r\n",
     )
-    assert reply.startswith(b"HTTP/1.1 403")
+    # Refused by the rule (403), or earlier as a malformed path (400: an encoded '%').
+    assert reply.startswith((b"HTTP/1.1 403", b"HTTP/1.1 400"))
     assert upstream.seen == []
 
 

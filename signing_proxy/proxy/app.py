@@ -20,9 +20,9 @@ from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.logging import drop_none, get_logger
 from signing_proxy.ops.metrics import Metrics
 from signing_proxy.proxy.forward import CALL_RECORD, BodyBudget, CallRecord, Forwarder
-from signing_proxy.proxy.guard import ROUTE, add_cors_headers, make_guard
+from signing_proxy.proxy.guard import add_cors_headers, make_guard
 from signing_proxy.proxy.live import Live
-from signing_proxy.proxy.paths import NOT_PROXIED, RouteKind
+from signing_proxy.proxy.paths import NOT_PROXIED, ROUTE, RouteKind
 from signing_proxy.proxy.signing_engine import SigningEngine
 from signing_proxy.proxy.upstream import UpstreamSessions
 from signing_proxy.ws.relay import WS_RELAY, WebSocketRelay

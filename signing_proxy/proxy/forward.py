@@ -20,7 +20,7 @@ from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.metrics import Metrics
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
 from signing_proxy.proxy.live import Live, Snapshot
-from signing_proxy.proxy.paths import RestTarget, check_rest_target
+from signing_proxy.proxy.paths import ROUTE, Route
 from signing_proxy.proxy.signing_engine import SigningEngine
 from signing_proxy.proxy.upstream import UpstreamFailure, UpstreamSessions, classify, describe
 
@@ -115,9 +115,7 @@ class Forwarder:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward one request, or refuse it in the proxy's JSON error shape."""
-        target = check_rest_target(request.raw_path)
-        if not isinstance(target, RestTarget):
-            return proxy_error(target.status, target.code, target.message)
+        target = request[ROUTE]  # the guard routed and checked it
         method = request.method
         if method not in FORWARDED_METHODS:
             return proxy_error(
@@ -135,7 +133,7 @@ class Forwarder:
             self.bodies.give_back(hold)
 
     async def _forward(
-        self, request: web.Request, target: RestTarget, hold: list[int]
+        self, request: web.Request, target: Route, hold: list[int]
     ) -> web.StreamResponse:
         method = request.method
         # One snapshot for the whole call, so a reload midway cannot mix generations.

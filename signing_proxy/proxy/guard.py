@@ -17,11 +17,10 @@ from multidict import MultiMapping
 from signing_proxy.errors import proxy_error
 from signing_proxy.proxy.forward import CALL_RECORD
 from signing_proxy.proxy.live import Live, Snapshot
-from signing_proxy.proxy.paths import Refusal, Route, RouteKind, route_target
+from signing_proxy.proxy.paths import ROUTE, Refusal, RouteKind, route_target
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-ROUTE = web.RequestKey("route", Route)
 # Set for requests from an allowed browser origin, so answers carry CORS headers.
 CORS_ORIGIN = web.RequestKey("cors_origin", str)
 

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from aiohttp import web
+
 from signing_proxy.config import WS_PATH
 
 REST_PREFIX = "/trade-api/v2/"
@@ -72,6 +74,10 @@ class Route:
     query: str | None
 
 
+# The guard's decision, for the handler that serves the request.
+ROUTE = web.RequestKey("route", Route)
+
+
 def route_target(raw_target: str) -> Route | Refusal:
     """Decide, from the raw request target alone, which route serves it.
 
@@ -88,6 +94,10 @@ def route_target(raw_target: str) -> Route | Refusal:
     if path == WS_PATH:
         return Route(RouteKind.WEBSOCKET, path, route_query)
     if path.startswith(REST_PREFIX):
+        # Checked here, once: the policy and the forwarder only ever see a clean target.
+        checked = check_rest_target(raw_target)
+        if isinstance(checked, Refusal):
+            return checked
         return Route(RouteKind.REST, path, route_query)
     if _spells_a_route(path):
         return _NON_CANONICAL
