@@ -181,7 +181,7 @@ def test_short_token_is_not_echoed(tmp_path: Path) -> None:
 
 
 def test_example_config_is_valid_and_complete() -> None:
-    from signing_proxy.config import _SCHEMA  # the schema is the source of truth
+    from signing_proxy.config.load import _SCHEMA  # the schema is the source of truth
 
     example = Path(__file__).parent.parent / "config.example.yaml"
     config = load_config(str(example), {})
