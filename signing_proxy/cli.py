@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from signing_proxy import __version__
-from signing_proxy.config import Config, Overrides, load_config
+from signing_proxy.config import Config, ListenConfig, Overrides, flag_keys, load_config
 from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer, load_signer
 from signing_proxy.ops.logging import SecretRedactor, configure_logging
@@ -43,10 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="sign and forward requests")
     _add_config_flag(run)
-    run.add_argument("--host", help="address to listen on (listen.host)")
-    run.add_argument("--port", type=int, help="port to listen on (listen.port)")
-    run.add_argument("--env", choices=("demo", "production"), help="Kalshi environment")
-    run.add_argument("--upstream", help="upstream REST URL (upstream.rest_url)")
+    for key in flag_keys():
+        # The model parses and checks the value, so a bad one is one line and exit 2.
+        run.add_argument(f"--{key.setting.flag}", help=f"{key.setting.doc} ({key.dotted})")
     run.set_defaults(func=_run)
 
     check = commands.add_parser("check", help="validate the configuration and key, then exit")
@@ -56,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser(
         "sandbox", help="offline: a throwaway key, a local Kalshi-like upstream, the proxy"
     )
-    sandbox.add_argument("--host", default="127.0.0.1", help="address of the proxy")
-    sandbox.add_argument("--port", type=int, default=8080, help="port of the proxy")
+    sandbox.add_argument("--host", default=ListenConfig().host, help="address of the proxy")
+    sandbox.add_argument("--port", type=int, default=ListenConfig().port, help="port of the proxy")
     sandbox.set_defaults(func=_sandbox)
     return parser
 
@@ -69,12 +68,11 @@ def _add_config_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, Signer]:
-    overrides = Overrides(
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-        environment=getattr(args, "env", None),
-        upstream=getattr(args, "upstream", None),
-    )
+    # `check` has no flags but --config: every flag is then None.
+    flags = {
+        str(key.setting.flag): getattr(args, str(key.setting.flag), None) for key in flag_keys()
+    }
+    overrides = Overrides(**flags)
     config = load_config(args.config, os.environ, overrides)
     return config, load_signer(config.credentials)
 

@@ -1,27 +1,32 @@
-"""Configuration: frozen dataclasses loaded from YAML, environment and flags, validated once."""
+"""Configuration: one model of every key (model.py), loaded from YAML, environment and
+flags (load.py), validated once into frozen dataclasses."""
 
 from signing_proxy.config.load import (
-    DEFAULT_REST_URLS,
-    DEFAULT_WS_URLS,
-    REST_PREFIX,
-    WS_PATH,
+    Overrides,
+    check_bind,
+    flag_keys,
+    load_config,
+    settings_needing_restart,
+    with_upstream,
+)
+from signing_proxy.config.model import (
     AccessConfig,
     Config,
     CredentialsConfig,
     LimitsConfig,
     ListenConfig,
     LoggingConfig,
-    Overrides,
-    RuleConfig,
     SigningConfig,
-    TokenConfig,
     UpstreamConfig,
-    check_bind,
-    is_loopback_host,
-    load_config,
-    settings_needing_restart,
-    with_upstream,
 )
+from signing_proxy.config.network import (
+    DEFAULT_REST_URLS,
+    DEFAULT_WS_URLS,
+    REST_PREFIX,
+    WS_PATH,
+    is_loopback_host,
+)
+from signing_proxy.config.tokens import RuleConfig, TokenConfig
 
 __all__ = [
     "DEFAULT_REST_URLS",
@@ -40,6 +45,7 @@ __all__ = [
     "TokenConfig",
     "UpstreamConfig",
     "check_bind",
+    "flag_keys",
     "is_loopback_host",
     "load_config",
     "settings_needing_restart",

@@ -19,9 +19,7 @@ from signing_proxy.proxy.live import make_snapshot
 Loader = Callable[[], tuple[Config, Signer]]
 
 
-async def run_proxy(
-    config: Config, signer: Signer, redactor: SecretRedactor, load: Loader
-) -> None:
+async def run_proxy(config: Config, signer: Signer, redactor: SecretRedactor, load: Loader) -> None:
     """Serve the proxy until SIGTERM or SIGINT; SIGHUP reloads with `load`."""
     app = create_app(config, signer)
     served = await start(

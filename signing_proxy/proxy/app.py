@@ -113,9 +113,7 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     app.cleanup_ctx.append(_client_session)
     if background_probe and config.upstream.probe_interval > 0:
         app.cleanup_ctx.append(_probe_loop)
-    relay = WebSocketRelay(
-        live, metrics, sessions, max_sessions=config.limits.websocket_sessions
-    )
+    relay = WebSocketRelay(live, metrics, sessions, max_sessions=config.limits.websocket_sessions)
     app[WS_RELAY] = relay
     app.on_shutdown.append(relay.on_shutdown)
     # One route: the guard has already decided what the request is for (paths.route_target),

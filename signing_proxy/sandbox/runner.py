@@ -100,6 +100,7 @@ async def _serve_sandbox(config: Config) -> None:
     except BaseException:
         await upstream.runner.cleanup()
         raise
+
     def announce() -> None:
         get_logger().info(
             "sandbox_started",
