@@ -21,8 +21,7 @@ from signing_proxy.kalshi.signer import load_signer
 from signing_proxy.kalshi.verifier import check_auth
 from signing_proxy.ops.connections import BoundedAppRunner
 from signing_proxy.proxy.app import create_app
-
-from .processes import stop_leftovers
+from tests.support.processes import stop_leftovers
 
 KEY_ID = str(uuid.UUID(int=0x5EED))
 

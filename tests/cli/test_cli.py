@@ -20,9 +20,8 @@ from aiohttp.test_utils import TestServer
 from signing_proxy.ops.health import PROBE_PATH
 from signing_proxy.sandbox import create_sandbox_app
 from signing_proxy.sandbox.exchange import SANDBOX_STATE
-
-from .conftest import KEY_ID, KeyMaterial, write_key
-from .processes import base_env, run_cli, start_cli
+from tests.conftest import KEY_ID, KeyMaterial, write_key
+from tests.support.processes import base_env, run_cli, start_cli
 
 # Every CLI process a test starts is killed if the test leaves it running.
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_leftover_processes")]

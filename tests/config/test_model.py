@@ -13,7 +13,7 @@ import yaml
 from signing_proxy.config import Config, Overrides, flag_keys, load_config
 from signing_proxy.config.fields import all_keys
 
-EXAMPLE = Path(__file__).parent.parent / "config.example.yaml"
+EXAMPLE = Path(__file__).parent.parent.parent / "config.example.yaml"
 
 # A valid value other than the default for every key a file may set. A new key without
 # one here fails test_sample_table_covers_every_key: each key's effect is then tested.

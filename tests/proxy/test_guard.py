@@ -17,8 +17,7 @@ from multidict import CIMultiDict
 
 from signing_proxy.config import load_config
 from signing_proxy.proxy.guard import host_allowed, origin_refusal
-
-from .upstreams import accepting_upstream
+from tests.support.upstreams import accepting_upstream
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

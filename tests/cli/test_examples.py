@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from .conftest import new_rsa_key, pkcs8_pem, write_key
+from tests.conftest import new_rsa_key, pkcs8_pem, write_key
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = ROOT / "examples"
 CLI = str(Path(sys.executable).parent / "signing-proxy")
 TOKEN = "example-bot-token-0123456789abcdef"

@@ -11,8 +11,7 @@ import pytest
 
 from signing_proxy.config import load_config
 from signing_proxy.errors import ConfigError
-
-from .upstreams import accepting_upstream
+from tests.support.upstreams import accepting_upstream
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

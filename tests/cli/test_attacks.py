@@ -16,10 +16,9 @@ from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.test_utils import TestServer
 
 from signing_proxy.ops.logging import exception_summary
-
-from .conftest import KEY_ID, KeyMaterial, write_key
-from .processes import Proc, base_env, start_cli
-from .upstreams import accepting_upstream
+from tests.conftest import KEY_ID, KeyMaterial, write_key
+from tests.support.processes import Proc, base_env, start_cli
+from tests.support.upstreams import accepting_upstream
 
 # Every CLI process a test starts is killed if the test leaves it running.
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_leftover_processes")]

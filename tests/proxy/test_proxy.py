@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from .conftest import KEY_ID, echo
+from tests.conftest import KEY_ID, echo
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

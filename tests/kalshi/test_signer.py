@@ -14,8 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from signing_proxy.config import CredentialsConfig
 from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer, load_signer, normalise_pem
-
-from .conftest import KEY_ID, KeyMaterial, write_key
+from tests.conftest import KEY_ID, KeyMaterial, write_key
 
 KALSHI_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
