@@ -3,130 +3,46 @@
 from __future__ import annotations
 
 import os
-import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing_proxy.config import LimitsConfig, Overrides, load_config
 from signing_proxy.kalshi.signer import load_signer
-from signing_proxy.kalshi.verifier import check_auth
 from signing_proxy.ops.connections import BoundedAppRunner
 from signing_proxy.proxy.app import create_app
+from tests.support.keys import KEY_ID, KeyMaterial, key_material_of, new_rsa_key, write_key
 from tests.support.processes import stop_leftovers
-
-KEY_ID = str(uuid.UUID(int=0x5EED))
-
-
-@dataclass(frozen=True)
-class KeyMaterial:
-    """One RSA key in the encodings users bring."""
-
-    key: rsa.RSAPrivateKey
-    pkcs8: bytes
-    pkcs1: bytes
-
-    @property
-    def public_key(self) -> rsa.RSAPublicKey:
-        return self.key.public_key()
-
-    def encrypted(self, passphrase: str) -> bytes:
-        return self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(passphrase.encode()),
-        )
-
-
-def new_rsa_key() -> rsa.RSAPrivateKey:
-    """A fresh RSA-2048 key, as Kalshi issues them."""
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def pkcs8_pem(key: rsa.RSAPrivateKey) -> bytes:
-    """`key` as an unencrypted PKCS#8 PEM, the form Kalshi's download has."""
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+from tests.support.upstreams import (
+    Seen,
+    UpstreamHandler,
+    VerifyingUpstream,
+    auth_error,
+    echo,
+)
 
 
 @pytest.fixture(scope="session")
 def key_material() -> KeyMaterial:
-    key = new_rsa_key()
-    pkcs8 = pkcs8_pem(key)
-    pkcs1 = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    return KeyMaterial(key=key, pkcs8=pkcs8, pkcs1=pkcs1)
-
-
-def write_key(directory: Path, pem: bytes, name: str = "key.pem", mode: int = 0o600) -> Path:
-    path = directory / name
-    path.write_bytes(pem)
-    path.chmod(mode)
-    return path
+    """One RSA key for the whole session (generating one takes a while)."""
+    return key_material_of(new_rsa_key())
 
 
 @pytest.fixture
 def key_file(tmp_path: Path, key_material: KeyMaterial) -> Path:
+    """The session key as a PKCS#8 file with mode 0600."""
     return write_key(tmp_path, key_material.pkcs8)
-
-
-@dataclass
-class Seen:
-    """One request as the upstream received it."""
-
-    method: str
-    raw_path: str
-    headers: dict[str, str]
-    body: bytes
-    auth_error: dict[str, Any] | None
-
-
-@dataclass
-class VerifyingUpstream:
-    """A local upstream that verifies every signature with the public key and records calls."""
-
-    server: TestServer
-    seen: list[Seen] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("")).rstrip("/")
-
-
-UpstreamHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-async def echo(request: web.Request) -> web.Response:
-    """Describe the request back, so tests see exactly what the proxy forwarded."""
-    body = await request.read()
-    return web.json_response(
-        {
-            "method": request.method,
-            "raw_path": request.raw_path,
-            "body_len": len(body),
-            "headers": {k.lower(): v for k, v in request.headers.items()},
-        }
-    )
 
 
 @pytest.fixture
 async def make_upstream(
     key_material: KeyMaterial,
 ) -> AsyncIterator[Callable[..., Awaitable[VerifyingUpstream]]]:
+    """A factory of loopback upstreams that verify every signature and record each call."""
     servers: list[TestServer] = []
 
     async def factory(handler: UpstreamHandler = echo, *, verify: bool = True) -> VerifyingUpstream:
@@ -163,20 +79,6 @@ async def make_upstream(
         await server.close()
 
 
-def auth_error(
-    request: web.Request, key_material: KeyMaterial
-) -> tuple[int, dict[str, Any]] | None:
-    """Kalshi's verdict on the request's signature: None when it verifies."""
-    return check_auth(
-        request.headers,
-        request.method,
-        request.raw_path,
-        {KEY_ID: key_material.public_key},
-        now_ms=time.time_ns() // 1_000_000,
-        window_ms=5000,
-    )
-
-
 class ProxyTestServer(TestServer):
     """A TestServer that serves the app as `signing-proxy run` does: connections bounded."""
 
@@ -192,6 +94,7 @@ class ProxyTestServer(TestServer):
 async def make_proxy(
     key_file: Path,
 ) -> AsyncIterator[Callable[..., Awaitable[TestClient[web.Request, web.Application]]]]:
+    """A factory of in-process proxies (create_app, bounded connections) for an upstream."""
     clients: list[TestClient[web.Request, web.Application]] = []
 
     async def factory(

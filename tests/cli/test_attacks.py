@@ -16,7 +16,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.test_utils import TestServer
 
 from signing_proxy.ops.logging import exception_summary
-from tests.conftest import KEY_ID, KeyMaterial, write_key
+from tests.support.keys import KEY_ID, KeyMaterial, write_key
 from tests.support.processes import Proc, base_env, start_cli
 from tests.support.upstreams import accepting_upstream
 

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from signing_proxy.ops.health import PROBE_PATH
 from signing_proxy.sandbox import create_sandbox_app
 from signing_proxy.sandbox.exchange import SANDBOX_STATE
-from tests.conftest import KEY_ID, KeyMaterial, write_key
+from tests.support.keys import KEY_ID, KeyMaterial, write_key
 from tests.support.processes import base_env, run_cli, start_cli
 
 # Every CLI process a test starts is killed if the test leaves it running.

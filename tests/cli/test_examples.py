@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -19,52 +16,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import new_rsa_key, pkcs8_pem, write_key
+from tests.support.keys import new_rsa_key, pkcs8_pem, write_key
+from tests.support.processes import CLI, Background, base_env
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = ROOT / "examples"
-CLI = str(Path(sys.executable).parent / "signing-proxy")
 TOKEN = "example-bot-token-0123456789abcdef"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without the developer's KALSHI_* / SIGNING_PROXY_*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KALSHI_", "SIGNING_PROXY_"))}
-    env.pop("PROXY_TOKEN", None)
-    env.update(extra)
-    return env
-
-
-class Background:
-    """A server subprocess whose output goes to a file (a pipe nobody reads could fill up)."""
-
-    def __init__(self, args: list[str], log: Path, env: dict[str, str]) -> None:
-        self.log = log
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-    def wait_for(self, pattern: str, timeout: float = 20) -> re.Match[str]:
-        """The first match of `pattern` in the output, waiting for it to appear."""
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.log.read_text(errors="replace")
-            if match := re.search(pattern, text):
-                return match
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{pattern!r} not seen; output:\n{text}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not stop within 10 s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +31,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`signing-proxy sandbox --port 0`; yields the proxy's URL."""
     log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
     server = Background(
-        [CLI, "sandbox", "--port", "0"], log, clean_env(SIGNING_PROXY_LOG_FORMAT="json")
+        [CLI, "sandbox", "--port", "0"], log, base_env(SIGNING_PROXY_LOG_FORMAT="json")
     )
     try:
         event = server.wait_for(r'\{[^\n]*"event": "sandbox_started"[^\n]*\}').group(0)
@@ -84,7 +43,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run one example to completion; its output is shown when an assertion fails."""
     result = subprocess.run(
-        list(args), capture_output=True, text=True, timeout=90, env=env or clean_env(), cwd=ROOT
+        list(args), capture_output=True, text=True, timeout=90, env=env or base_env(), cwd=ROOT
     )
     print(result.stdout, result.stderr, sep="\n")
     return result
@@ -114,7 +73,7 @@ def test_curl_example_sends_the_token_without_showing_it(sandbox: str) -> None:
     # checks that the token path of the script works and never echoes the token.
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
-    result = run("bash", str(EXAMPLES / "curl.sh"), sandbox, env=clean_env(PROXY_TOKEN=TOKEN))
+    result = run("bash", str(EXAMPLES / "curl.sh"), sandbox, env=base_env(PROXY_TOKEN=TOKEN))
     assert result.returncode == 0, result.stderr
     assert TOKEN not in result.stdout + result.stderr
 
@@ -221,7 +180,7 @@ def test_compose_pieces_sandbox_upstream_config_and_client(
             str(public),
         ],
         tmp_path / "upstream.log",
-        clean_env(KALSHI_API_KEY_ID=key_id),
+        base_env(KALSHI_API_KEY_ID=key_id),
     )
     proxy: Background | None = None
     try:
@@ -229,7 +188,7 @@ def test_compose_pieces_sandbox_upstream_config_and_client(
         proxy = Background(
             [CLI, "run", "--port", "0", "--upstream", upstream_url],
             tmp_path / "proxy.log",
-            clean_env(
+            base_env(
                 KALSHI_API_KEY_ID=key_id,
                 KALSHI_PRIVATE_KEY_FILE=str(private),
                 SIGNING_PROXY_CONFIG=str(EXAMPLES / "signing-proxy.yaml"),
@@ -249,7 +208,7 @@ def test_compose_pieces_sandbox_upstream_config_and_client(
         client = run(
             sys.executable,
             str(EXAMPLES / "compose_client.py"),
-            env=clean_env(PROXY_URL=proxy_url, PROXY_TOKEN=TOKEN),
+            env=base_env(PROXY_URL=proxy_url, PROXY_TOKEN=TOKEN),
         )
         assert client.returncode == 0, client.stderr
         assert "balance: 100000 cents" in client.stdout

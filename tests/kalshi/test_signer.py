@@ -9,14 +9,12 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from signing_proxy.config import CredentialsConfig
 from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer, load_signer, normalise_pem
-from tests.conftest import KEY_ID, KeyMaterial, write_key
-
-KALSHI_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+from tests.support.keys import KALSHI_PSS, KEY_ID, KeyMaterial, write_key
 
 
 def verify(key_material: KeyMaterial, message: bytes, signature_b64: str) -> None:

@@ -116,7 +116,7 @@ async def test_websocket_sessions_and_frames(key_material, make_proxy) -> None:
     from aiohttp.test_utils import TestServer
 
     from signing_proxy.sandbox import create_sandbox_app
-    from tests.conftest import KEY_ID
+    from tests.support.keys import KEY_ID
 
     sandbox = TestServer(create_sandbox_app({KEY_ID: key_material.public_key}))
     await sandbox.start_server()

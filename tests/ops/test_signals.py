@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from signing_proxy.ops.health import PROBE_PATH
 from signing_proxy.sandbox import create_sandbox_app
 from signing_proxy.sandbox.exchange import SANDBOX_STATE
-from tests.conftest import KEY_ID, KeyMaterial, auth_error, new_rsa_key, pkcs8_pem, write_key
+from tests.support.keys import KEY_ID, KeyMaterial, new_rsa_key, pkcs8_pem, write_key
 from tests.support.processes import base_env, start_cli
+from tests.support.upstreams import auth_error
 
 # Every CLI process a test starts is killed if the test leaves it running.
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_leftover_processes")]

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 from signing_proxy.config import Overrides, load_config
 from signing_proxy.errors import ConfigError
 from signing_proxy.proxy.access import AccessPolicy, policy_forms, presented_token
-from tests.proxy.test_proxy import raw_request
+from tests.support.clients import raw_request
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -275,7 +275,7 @@ async def test_websocket_route_needs_a_token_and_obeys_policy(
     from aiohttp.test_utils import TestServer
 
     from signing_proxy.sandbox import create_sandbox_app
-    from tests.conftest import KEY_ID
+    from tests.support.keys import KEY_ID
 
     sandbox = TestServer(create_sandbox_app({KEY_ID: key_material.public_key}))
     await sandbox.start_server()

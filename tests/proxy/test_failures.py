@@ -19,7 +19,7 @@ from signing_proxy.kalshi.signer import Signer
 from signing_proxy.ops.health import clock_offset, kalshi_error_code
 from signing_proxy.proxy.app import LIFECYCLE, LIVE, MONITOR
 from signing_proxy.proxy.live import make_snapshot
-from tests.conftest import new_rsa_key
+from tests.support.keys import new_rsa_key
 from tests.support.upstreams import SSH_BANNER, banner_server, self_signed_certificate, tls_server
 
 pytestmark = pytest.mark.usefixtures("clean_env")

@@ -15,7 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from tests.conftest import KEY_ID, echo
+from tests.support.clients import raw_request
+from tests.support.keys import KEY_ID
+from tests.support.upstreams import echo
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -313,15 +315,6 @@ async def test_dot_segments_are_refused_on_the_wire(make_upstream, make_proxy, r
     assert reply.startswith(b"HTTP/1.1 400")
     assert b'"proxy_invalid_path"' in reply
     assert upstream.seen == []
-
-
-async def raw_request(port: int, text: str) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(text.encode("latin-1"))
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    return data
 
 
 async def test_unreachable_upstream_is_502(make_proxy) -> None:

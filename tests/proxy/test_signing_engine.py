@@ -16,7 +16,7 @@ from signing_proxy.kalshi.signer import Signer
 from signing_proxy.proxy.app import FORWARDER, LIVE
 from signing_proxy.proxy.live import make_snapshot
 from signing_proxy.proxy.signing_engine import SigningEngine
-from tests.conftest import KEY_ID, new_rsa_key
+from tests.support.keys import KEY_ID, new_rsa_key
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -134,7 +134,7 @@ async def test_threaded_signing_under_load_verifies(key_file) -> None:
 
     from cryptography.hazmat.primitives import hashes
 
-    from tests.kalshi.test_signer import KALSHI_PSS
+    from tests.support.keys import KALSHI_PSS
 
     for i, headers in enumerate(results):
         message = f"{headers['KALSHI-ACCESS-TIMESTAMP']}GET/p/{i}".encode()

@@ -21,7 +21,7 @@ from signing_proxy.sandbox.exchange import (
     SANDBOX_STATE,
     SandboxState,
 )
-from tests.conftest import new_rsa_key
+from tests.support.keys import new_rsa_key
 
 KEY_ID = "6f1c2e4a-3b5d-4c7e-9f80-1a2b3c4d5e6f"
 NOW_MS = 1_781_200_000_000

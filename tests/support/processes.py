@@ -8,18 +8,23 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 CLI = str(Path(sys.executable).parent / "signing-proxy")
 
 
 def base_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the developer's KALSHI_*, SIGNING_PROXY_* and
+    PROXY_TOKEN (the examples read it), plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KALSHI_", "SIGNING_PROXY_"))}
+    env.pop("PROXY_TOKEN", None)
     env.update(extra)
     return env
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `signing-proxy *args` to completion (30 s at most)."""
     return subprocess.run(
         [CLI, *args], env=env or base_env(), capture_output=True, text=True, timeout=30
     )
@@ -76,6 +81,7 @@ RUNNING: list[asyncio.subprocess.Process] = []
 
 
 async def start_cli(*args: str, env: dict[str, str]) -> Proc:
+    """Start `signing-proxy *args` with its output drained; stop_leftovers kills it."""
     process = await asyncio.create_subprocess_exec(
         CLI, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -90,3 +96,33 @@ async def stop_leftovers() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+class Background:
+    """A server subprocess whose output goes to a file (a pipe nobody reads could fill up)."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str]) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    def wait_for(self, pattern: str, timeout: float = 20) -> re.Match[str]:
+        """The first match of `pattern` in the output, waiting for it to appear."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log.read_text(errors="replace")
+            if match := re.search(pattern, text):
+                return match
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{pattern!r} not seen; output:\n{text}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not stop within 10 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

@@ -1,21 +1,27 @@
-"""Upstreams on loopback: one that accepts WebSockets, and broken ones (a TLS server with a
-self-signed certificate, a non-HTTP one)."""
+"""Upstreams on loopback: one that verifies every signature like Kalshi, one that accepts
+WebSockets, and broken ones (a TLS server with a self-signed certificate, a non-HTTP one)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestServer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from signing_proxy.kalshi.verifier import check_auth
+from tests.support.keys import KEY_ID, KeyMaterial
 
 SSH_BANNER = b"SSH-2.0-OpenSSH_9.6\r\n"
 
@@ -124,3 +130,56 @@ async def banner_server(
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+@dataclass
+class Seen:
+    """One request as the upstream received it."""
+
+    method: str
+    raw_path: str
+    headers: dict[str, str]
+    body: bytes
+    auth_error: dict[str, Any] | None
+
+
+@dataclass
+class VerifyingUpstream:
+    """A local upstream that verifies every signature with the public key and records calls."""
+
+    server: TestServer
+    seen: list[Seen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+
+UpstreamHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def echo(request: web.Request) -> web.Response:
+    """Describe the request back, so tests see exactly what the proxy forwarded."""
+    body = await request.read()
+    return web.json_response(
+        {
+            "method": request.method,
+            "raw_path": request.raw_path,
+            "body_len": len(body),
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+        }
+    )
+
+
+def auth_error(
+    request: web.Request, key_material: KeyMaterial
+) -> tuple[int, dict[str, Any]] | None:
+    """Kalshi's verdict on the request's signature: None when it verifies."""
+    return check_auth(
+        request.headers,
+        request.method,
+        request.raw_path,
+        {KEY_ID: key_material.public_key},
+        now_ms=time.time_ns() // 1_000_000,
+        window_ms=5000,
+    )

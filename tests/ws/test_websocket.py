@@ -24,7 +24,7 @@ from signing_proxy.sandbox import create_sandbox_app
 from signing_proxy.sandbox.exchange import SANDBOX_STATE
 from signing_proxy.sandbox.ws import SANDBOX_WS, WsSettings
 from signing_proxy.ws.relay import WS_RELAY, QueueLimits
-from tests.conftest import KEY_ID
+from tests.support.keys import KEY_ID
 from tests.support.upstreams import SSH_BANNER, banner_server, self_signed_certificate, tls_server
 
 pytestmark = pytest.mark.usefixtures("clean_env")
