@@ -1,0 +1,38 @@
+"""Paths, the loopback host, the Kalshi routes and the order body every part of the bench shares."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+PY = sys.executable
+MIB = 1 << 20
+HOST = "127.0.0.1"
+
+BALANCE_PATH = "/trade-api/v2/portfolio/balance"
+ORDERS_PATH = "/trade-api/v2/portfolio/orders"  # pre-signed by default in the proxy
+# A write route with the same upstream cost that the proxy does not pre-sign by default:
+# it shows what the same order costs when signed on demand.
+BATCHED_PATH = "/trade-api/v2/portfolio/orders/batched"
+STREAM_PATH = "/trade-api/v2/bench/stream"
+WS_PATH = "/trade-api/ws/v2"
+ORDER_BODY = json.dumps(
+    {
+        "ticker": "KXBENCH-26JUN11-T1",
+        "side": "yes",
+        "action": "buy",
+        "count": 1,
+        "type": "limit",
+        "yes_price": 1,
+        "client_order_id": "0b6c7f1e-5a4d-4c3b-9e2f-1a0d9c8b7e6f",
+    },
+    separators=(",", ":"),
+)
+
+
+# Kalshi accepts a timestamp about 5 s old; a signature older than half that is suspect.
+T_SIG_AGE_MAX_MS = 2500.0
