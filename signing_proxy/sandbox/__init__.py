@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from signing_proxy.sandbox.exchange import SANDBOX_STATE, SandboxState, handle_request
+from signing_proxy.sandbox.exchange import handle_request
+from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState
 from signing_proxy.sandbox.ws import add_ws_endpoint
 
 

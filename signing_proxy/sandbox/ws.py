@@ -22,7 +22,8 @@ from aiohttp import WSMsgType, web
 
 from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_TIMESTAMP
 from signing_proxy.kalshi.verifier import check_auth
-from signing_proxy.sandbox.exchange import JSON, SANDBOX_STATE, SandboxState, SeenRequest
+from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState, SeenRequest
+from signing_proxy.sandbox.wire import JSON
 
 WS_PATH: Final = "/trade-api/ws/v2"
 HEARTBEAT_PAYLOAD: Final = b"heartbeat"

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from signing_proxy.ops.health import PROBE_PATH
 from signing_proxy.sandbox import create_sandbox_app
-from signing_proxy.sandbox.exchange import SANDBOX_STATE
+from signing_proxy.sandbox.state import SANDBOX_STATE
 from tests.support.keys import KEY_ID, KeyMaterial, write_key
 from tests.support.processes import base_env, run_cli, start_cli
 

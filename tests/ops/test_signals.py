@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing_proxy.ops.health import PROBE_PATH
 from signing_proxy.sandbox import create_sandbox_app
-from signing_proxy.sandbox.exchange import SANDBOX_STATE
+from signing_proxy.sandbox.state import SANDBOX_STATE
 from tests.support.keys import KEY_ID, KeyMaterial, new_rsa_key, pkcs8_pem, write_key
 from tests.support.processes import base_env, start_cli
 from tests.support.upstreams import auth_error

@@ -17,7 +17,7 @@ from yarl import URL
 
 from signing_proxy.kalshi.verifier import check_auth, verify_signature
 from signing_proxy.sandbox import create_sandbox_app
-from signing_proxy.sandbox.exchange import (
+from signing_proxy.sandbox.state import (
     SANDBOX_STATE,
     SandboxState,
 )

@@ -21,7 +21,7 @@ from signing_proxy.kalshi.signer import load_signer
 from signing_proxy.ops.server import Served, start
 from signing_proxy.proxy.app import create_app
 from signing_proxy.sandbox import create_sandbox_app
-from signing_proxy.sandbox.exchange import SANDBOX_STATE
+from signing_proxy.sandbox.state import SANDBOX_STATE
 from signing_proxy.sandbox.ws import SANDBOX_WS, WsSettings
 from signing_proxy.ws.relay import WS_RELAY, QueueLimits
 from tests.support.keys import KEY_ID

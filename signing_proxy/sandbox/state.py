@@ -1,0 +1,153 @@
+"""The sandbox exchange's state in memory: markets, orders, positions, balance, requests seen."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from signing_proxy.kalshi.verifier import kalshi_error
+from signing_proxy.sandbox.markets import _generate_markets
+from signing_proxy.sandbox.wire import (
+    _NOT_FOUND,
+    JSON,
+    SANDBOX_USER_ID,
+    STARTING_BALANCE,
+    _dollars,
+    _fp,
+    _iso_ms,
+    _KalshiError,
+)
+
+# --- state ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SeenRequest:
+    """One request as the sandbox received it, for tests to inspect."""
+
+    method: str
+    raw_path: str  # path and query exactly as received (request.raw_path), never decoded
+    key_id: str | None
+    authenticated: bool  # a valid signature was verified
+    auth_error: str | None  # Kalshi's error `details`, else its `code`, when verification failed
+    timestamp_ms: int | None
+    body: bytes  # as received, byte for byte
+
+
+@dataclass(slots=True)
+class _Order:
+    seq: int
+    order_id: str
+    client_order_id: str
+    ticker: str
+    side: str  # legacy yes|no, kept as the client sent it
+    action: str  # legacy buy|sell
+    book_side: str  # bid buys YES; ask sells YES (that is, buys NO)
+    yes_price: Decimal
+    initial_count: Decimal
+    remaining_count: Decimal
+    self_trade_prevention_type: str
+    created_ms: int
+    updated_ms: int
+    status: str = "resting"
+    fill_count: Decimal = Decimal(0)
+    fill_cost: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+
+    def to_json(self) -> JSON:
+        return {
+            "action": self.action,
+            "book_side": self.book_side,
+            "client_order_id": self.client_order_id,
+            "created_time": _iso_ms(self.created_ms),
+            "fill_count_fp": _fp(self.fill_count),
+            "initial_count_fp": _fp(self.initial_count),
+            "last_update_time": _iso_ms(self.updated_ms),
+            "maker_fees_dollars": "0.000000",
+            "maker_fill_cost_dollars": "0.000000",
+            "no_price_dollars": _dollars(1 - self.yes_price),
+            "order_id": self.order_id,
+            "outcome_side": "yes" if self.book_side == "bid" else "no",
+            "remaining_count_fp": _fp(self.remaining_count),
+            "self_trade_prevention_type": self.self_trade_prevention_type,
+            "side": self.side,
+            "status": self.status,
+            "subaccount_number": 0,
+            "taker_fees_dollars": _dollars(self.fees, 6),
+            "taker_fill_cost_dollars": _dollars(self.fill_cost, 6),
+            "ticker": self.ticker,
+            "type": "limit",
+            "user_id": SANDBOX_USER_ID,
+            "yes_price_dollars": _dollars(self.yes_price),
+        }
+
+
+@dataclass(slots=True)
+class _Position:
+    ticker: str
+    event_ticker: str
+    updated_ms: int
+    position: Decimal = Decimal(0)  # positive: YES contracts; negative: NO contracts
+    exposure: Decimal = Decimal(0)  # what the open contracts cost
+    realized_pnl: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    traded: Decimal = Decimal(0)
+    traded_count: Decimal = Decimal(0)
+
+
+class SandboxState:
+    """What the sandbox remembers: keys, markets, orders, positions, balance, requests seen."""
+
+    def __init__(
+        self,
+        keys: Mapping[str, RSAPublicKey],
+        *,
+        clock: Callable[[], float],
+        window_ms: int,
+        require_auth_everywhere: bool,
+    ) -> None:
+        self.keys: dict[str, RSAPublicKey] = dict(keys)
+        self.clock = clock
+        self.window_ms = window_ms
+        self.require_auth_everywhere = require_auth_everywhere
+        self.markets: dict[str, JSON] = {m["ticker"]: m for m in _generate_markets()}
+        self.orders: dict[str, _Order] = {}
+        # Kalshi never lets a client_order_id be reused, even after the order is gone.
+        self.client_order_ids: set[str] = set()
+        self.positions: dict[str, _Position] = {}
+        self.balance: Decimal = STARTING_BALANCE
+        self.seen: deque[SeenRequest] = deque(maxlen=10_000)
+
+    def now_ms(self) -> int:
+        """The sandbox clock in milliseconds since the epoch."""
+        return int(self.clock() * 1000)
+
+
+SANDBOX_STATE: web.AppKey[SandboxState] = web.AppKey("sandbox_state", SandboxState)
+
+
+def _market_or_404(state: SandboxState, ticker: str) -> JSON:
+    market = state.markets.get(ticker)
+    if market is None:
+        raise _KalshiError(404, _NOT_FOUND)
+    return market
+
+
+def _order_or_404(state: SandboxState, order_id: str, *, resting: bool = False) -> _Order:
+    order = state.orders.get(order_id)
+    if order is None or (resting and order.status != "resting"):
+        raise _KalshiError(404, _NOT_FOUND)
+    return order
+
+
+def _claim_client_order_id(state: SandboxState, client_order_id: str) -> None:
+    if client_order_id in state.client_order_ids:
+        raise _KalshiError(
+            409, kalshi_error("order_already_exists", "order already exists", service="exchange")
+        )
+    state.client_order_ids.add(client_order_id)
