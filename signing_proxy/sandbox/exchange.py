@@ -17,26 +17,26 @@ from aiohttp import web
 from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from signing_proxy.kalshi.verifier import check_auth, parse_ms
 from signing_proxy.sandbox.handlers import (
-    _account_limits,
-    _amend_order,
-    _balance,
-    _cancel_order,
-    _cancel_order_v2,
-    _create_order,
-    _create_order_v2,
-    _exchange_status,
-    _get_market,
-    _get_order,
-    _list_markets,
-    _list_orders,
-    _positions,
+    account_limits,
+    amend_order,
+    balance,
+    cancel_order,
+    cancel_order_v2,
+    create_order,
+    create_order_v2,
+    exchange_status,
+    get_market,
+    get_order,
+    list_markets,
+    list_orders,
+    positions,
 )
 from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState, SeenRequest
-from signing_proxy.sandbox.wire import _NOT_FOUND, JSON, PREFIX, _Call, _KalshiError
+from signing_proxy.sandbox.wire import JSON, NOT_FOUND, PREFIX, Call, KalshiError
 
 # --- routing --------------------------------------------------------------------------------
 
-_Handler = Callable[[SandboxState, _Call], tuple[int, JSON]]
+_Handler = Callable[[SandboxState, Call], tuple[int, JSON]]
 
 
 class _Route(NamedTuple):
@@ -47,19 +47,19 @@ class _Route(NamedTuple):
 
 
 _ROUTES: Final = (
-    _Route("GET", ("exchange", "status"), _exchange_status, public=True),
-    _Route("GET", ("markets",), _list_markets, public=True),
-    _Route("GET", ("markets", "{}"), _get_market, public=True),
-    _Route("GET", ("account", "limits"), _account_limits),
-    _Route("GET", ("portfolio", "balance"), _balance),
-    _Route("GET", ("portfolio", "positions"), _positions),
-    _Route("GET", ("portfolio", "orders"), _list_orders),
-    _Route("POST", ("portfolio", "orders"), _create_order),
-    _Route("GET", ("portfolio", "orders", "{}"), _get_order),
-    _Route("DELETE", ("portfolio", "orders", "{}"), _cancel_order),
-    _Route("POST", ("portfolio", "orders", "{}", "amend"), _amend_order),
-    _Route("POST", ("portfolio", "events", "orders"), _create_order_v2),
-    _Route("DELETE", ("portfolio", "events", "orders", "{}"), _cancel_order_v2),
+    _Route("GET", ("exchange", "status"), exchange_status, public=True),
+    _Route("GET", ("markets",), list_markets, public=True),
+    _Route("GET", ("markets", "{}"), get_market, public=True),
+    _Route("GET", ("account", "limits"), account_limits),
+    _Route("GET", ("portfolio", "balance"), balance),
+    _Route("GET", ("portfolio", "positions"), positions),
+    _Route("GET", ("portfolio", "orders"), list_orders),
+    _Route("POST", ("portfolio", "orders"), create_order),
+    _Route("GET", ("portfolio", "orders", "{}"), get_order),
+    _Route("DELETE", ("portfolio", "orders", "{}"), cancel_order),
+    _Route("POST", ("portfolio", "orders", "{}", "amend"), amend_order),
+    _Route("POST", ("portfolio", "events", "orders"), create_order_v2),
+    _Route("DELETE", ("portfolio", "events", "orders", "{}"), cancel_order_v2),
 )
 
 
@@ -119,11 +119,11 @@ async def handle_request(request: web.Request) -> web.Response:
     if failure is not None:
         return _json_response(*failure)
     if matched is None:
-        return _json_response(404, _NOT_FOUND)
+        return _json_response(404, NOT_FOUND)
     route, params = matched
     query = parse_qs(raw_query, keep_blank_values=True)
     try:
-        status, payload = route.handler(state, _Call(params, query, body))
-    except _KalshiError as exc:
+        status, payload = route.handler(state, Call(params, query, body))
+    except KalshiError as exc:
         return _json_response(exc.status, exc.body)
     return _json_response(status, payload, sort_keys=True)

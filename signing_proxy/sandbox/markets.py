@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final, NamedTuple
 
-from signing_proxy.sandbox.wire import _CENT, JSON, _dollars, _fp, _iso
+from signing_proxy.sandbox.wire import CENT, JSON, dollars, fixed_point, iso
 
 # --- generated markets ----------------------------------------------------------------------
 
@@ -122,45 +122,45 @@ def _quotes(fair: Decimal | None, seq: int) -> JSON:
     # An unopened or finished market has an empty book; Kalshi then shows 0 for YES and 1 for NO.
     bid = ask = Decimal(0)
     if fair is not None:
-        bid, ask = max(fair - _CENT, _CENT), min(fair + _CENT, 1 - _CENT)
+        bid, ask = max(fair - CENT, CENT), min(fair + CENT, 1 - CENT)
     size = Decimal(0) if fair is None else Decimal(25 + seq * 37 % 400)
     return {
-        "yes_bid_dollars": _dollars(bid),
-        "yes_ask_dollars": _dollars(ask),
-        "no_bid_dollars": _dollars(1 - ask),
-        "no_ask_dollars": _dollars(1 - bid),
-        "yes_bid_size_fp": _fp(size),
-        "yes_ask_size_fp": _fp(size + 15),
+        "yes_bid_dollars": dollars(bid),
+        "yes_ask_dollars": dollars(ask),
+        "no_bid_dollars": dollars(1 - ask),
+        "no_ask_dollars": dollars(1 - bid),
+        "yes_bid_size_fp": fixed_point(size),
+        "yes_ask_size_fp": fixed_point(size + 15),
     }
 
 
 def _market(
     event: str, status: str, when: datetime, outcome: _Outcome, seq: int, result: str
 ) -> JSON:
-    fair = Decimal(outcome.fair).quantize(_CENT)
+    fair = Decimal(outcome.fair).quantize(CENT)
     opened, closes = when - timedelta(days=3), when + timedelta(hours=23, minutes=59)
     volume = Decimal(seq * 1_531 % 40_000)
     return {
         "can_close_early": True,
-        "close_time": _iso(closes),
-        "created_time": _iso(opened - timedelta(hours=2)),
+        "close_time": iso(closes),
+        "created_time": iso(opened - timedelta(hours=2)),
         "early_close_condition": "This market will close and expire after the outcome is known.",
         "event_ticker": event,
-        "expected_expiration_time": _iso(closes + timedelta(hours=2)),
-        "expiration_time": _iso(closes + timedelta(days=7)),
+        "expected_expiration_time": iso(closes + timedelta(hours=2)),
+        "expiration_time": iso(closes + timedelta(days=7)),
         "expiration_value": "",
         "fractional_trading_enabled": True,
-        "last_price_dollars": _dollars(fair),
-        "latest_expiration_time": _iso(closes + timedelta(days=7)),
-        "liquidity_dollars": _dollars(Decimal(seq * 977 % 9_000)),
+        "last_price_dollars": dollars(fair),
+        "latest_expiration_time": iso(closes + timedelta(days=7)),
+        "liquidity_dollars": dollars(Decimal(seq * 977 % 9_000)),
         "market_type": "binary",
         "no_sub_title": outcome.subtitle,
         "notional_value_dollars": "1.0000",
-        "open_interest_fp": _fp(volume // 3),
-        "open_time": _iso(opened),
-        "previous_price_dollars": _dollars(fair),
-        "previous_yes_ask_dollars": _dollars(min(fair + _CENT, 1 - _CENT)),
-        "previous_yes_bid_dollars": _dollars(max(fair - _CENT, _CENT)),
+        "open_interest_fp": fixed_point(volume // 3),
+        "open_time": iso(opened),
+        "previous_price_dollars": dollars(fair),
+        "previous_yes_ask_dollars": dollars(min(fair + CENT, 1 - CENT)),
+        "previous_yes_bid_dollars": dollars(max(fair - CENT, CENT)),
         "price_level_structure": "linear_cent",
         "price_ranges": [{"end": "1.0000", "start": "0.0000", "step": "0.0100"}],
         "response_price_units": "usd_cent",
@@ -171,16 +171,16 @@ def _market(
         "status": status,
         "ticker": f"{event}-{outcome.suffix}",
         "title": outcome.title,
-        "updated_time": _iso(opened),
-        "volume_24h_fp": _fp(volume // 10),
-        "volume_fp": _fp(volume),
+        "updated_time": iso(opened),
+        "volume_24h_fp": fixed_point(volume // 10),
+        "volume_fp": fixed_point(volume),
         "yes_sub_title": outcome.subtitle,
         **_quotes(fair if status == "active" else None, seq),
         **outcome.strike,
     }
 
 
-def _generate_markets() -> list[JSON]:
+def generate_markets() -> list[JSON]:
     markets: list[JSON] = []
     for event, status, days, outcomes in _EVENTS:
         when = _BASE_DAY + timedelta(days=days, hours=21)

@@ -7,20 +7,20 @@ from decimal import ROUND_CEILING, Decimal
 
 from signing_proxy.kalshi.verifier import kalshi_error
 from signing_proxy.sandbox.state import (
+    Order,
+    Position,
     SandboxState,
-    _claim_client_order_id,
-    _market_or_404,
-    _Order,
-    _Position,
+    claim_client_order_id,
+    market_or_404,
 )
 from signing_proxy.sandbox.wire import (
-    _SELF_TRADE,
-    _TIME_IN_FORCE,
     JSON,
-    _choice,
-    _dollars,
-    _fp,
-    _KalshiError,
+    SELF_TRADE,
+    TIME_IN_FORCE,
+    KalshiError,
+    choice,
+    dollars,
+    fixed_point,
 )
 
 # --- matching -------------------------------------------------------------------------------
@@ -32,7 +32,7 @@ def _taker_fee(count: Decimal, price: Decimal) -> Decimal:
     return fee.quantize(Decimal("0.0001"), rounding=ROUND_CEILING)
 
 
-def _apply_fill(state: SandboxState, order: _Order, count: Decimal, price: Decimal) -> None:
+def _apply_fill(state: SandboxState, order: Order, count: Decimal, price: Decimal) -> None:
     """Book a taker fill of `count` contracts at YES `price` into the balance and position."""
     buying_yes = order.book_side == "bid"
     cost = count * (price if buying_yes else 1 - price)
@@ -62,12 +62,12 @@ def _apply_fill(state: SandboxState, order: _Order, count: Decimal, price: Decim
     pos.position += sign * (count - closing)
     pos.exposure += (count - closing) * cost / count
     market = state.markets[order.ticker]
-    market["last_price_dollars"] = _dollars(price)
-    market["volume_fp"] = _fp(Decimal(market["volume_fp"]) + count)
-    market["volume_24h_fp"] = _fp(Decimal(market["volume_24h_fp"]) + count)
+    market["last_price_dollars"] = dollars(price)
+    market["volume_fp"] = fixed_point(Decimal(market["volume_fp"]) + count)
+    market["volume_24h_fp"] = fixed_point(Decimal(market["volume_24h_fp"]) + count)
 
 
-def _match(state: SandboxState, order: _Order, time_in_force: str) -> None:
+def match_order(state: SandboxState, order: Order, time_in_force: str) -> None:
     """Fill an order that crosses the quoted book at the touch; otherwise it rests."""
     market = state.markets[order.ticker]
     bid, ask = Decimal(market["yes_bid_dollars"]), Decimal(market["yes_ask_dollars"])
@@ -80,20 +80,20 @@ def _match(state: SandboxState, order: _Order, time_in_force: str) -> None:
         order.remaining_count, order.status = Decimal(0), "canceled"
 
 
-def _place(
+def place_order(
     state: SandboxState, doc: JSON, *, side: str, action: str, yes_price: Decimal, count: Decimal
-) -> _Order:
+) -> Order:
     """Create an order from validated fields, match it, and remember it."""
-    time_in_force = _choice(doc, "time_in_force", _TIME_IN_FORCE, "good_till_canceled")
-    self_trade = _choice(doc, "self_trade_prevention_type", _SELF_TRADE, "taker_at_cross")
-    market = _market_or_404(state, doc["ticker"])
+    time_in_force = choice(doc, "time_in_force", TIME_IN_FORCE, "good_till_canceled")
+    self_trade = choice(doc, "self_trade_prevention_type", SELF_TRADE, "taker_at_cross")
+    market = market_or_404(state, doc["ticker"])
     if market["status"] != "active":
         # Not recorded from Kalshi: the shape of its other exchange errors.
-        raise _KalshiError(400, kalshi_error("market_closed", "market closed", service="exchange"))
+        raise KalshiError(400, kalshi_error("market_closed", "market closed", service="exchange"))
     client_order_id = str(doc.get("client_order_id") or uuid.uuid4())
-    _claim_client_order_id(state, client_order_id)
+    claim_client_order_id(state, client_order_id)
     now = state.now_ms()
-    order = _Order(
+    order = Order(
         seq=len(state.orders) + 1,
         order_id=str(uuid.uuid4()),
         client_order_id=client_order_id,
@@ -109,6 +109,6 @@ def _place(
         updated_ms=now,
     )
     state.orders[order.order_id] = order
-    state.positions.setdefault(order.ticker, _Position(order.ticker, market["event_ticker"], now))
-    _match(state, order, time_in_force)
+    state.positions.setdefault(order.ticker, Position(order.ticker, market["event_ticker"], now))
+    match_order(state, order, time_in_force)
     return order

@@ -11,16 +11,16 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from signing_proxy.kalshi.verifier import kalshi_error
-from signing_proxy.sandbox.markets import _generate_markets
+from signing_proxy.sandbox.markets import generate_markets
 from signing_proxy.sandbox.wire import (
-    _NOT_FOUND,
     JSON,
+    NOT_FOUND,
     SANDBOX_USER_ID,
     STARTING_BALANCE,
-    _dollars,
-    _fp,
-    _iso_ms,
-    _KalshiError,
+    KalshiError,
+    dollars,
+    fixed_point,
+    iso_ms,
 )
 
 # --- state ----------------------------------------------------------------------------------
@@ -40,7 +40,7 @@ class SeenRequest:
 
 
 @dataclass(slots=True)
-class _Order:
+class Order:
     seq: int
     order_id: str
     client_order_id: str
@@ -64,31 +64,31 @@ class _Order:
             "action": self.action,
             "book_side": self.book_side,
             "client_order_id": self.client_order_id,
-            "created_time": _iso_ms(self.created_ms),
-            "fill_count_fp": _fp(self.fill_count),
-            "initial_count_fp": _fp(self.initial_count),
-            "last_update_time": _iso_ms(self.updated_ms),
+            "created_time": iso_ms(self.created_ms),
+            "fill_count_fp": fixed_point(self.fill_count),
+            "initial_count_fp": fixed_point(self.initial_count),
+            "last_update_time": iso_ms(self.updated_ms),
             "maker_fees_dollars": "0.000000",
             "maker_fill_cost_dollars": "0.000000",
-            "no_price_dollars": _dollars(1 - self.yes_price),
+            "no_price_dollars": dollars(1 - self.yes_price),
             "order_id": self.order_id,
             "outcome_side": "yes" if self.book_side == "bid" else "no",
-            "remaining_count_fp": _fp(self.remaining_count),
+            "remaining_count_fp": fixed_point(self.remaining_count),
             "self_trade_prevention_type": self.self_trade_prevention_type,
             "side": self.side,
             "status": self.status,
             "subaccount_number": 0,
-            "taker_fees_dollars": _dollars(self.fees, 6),
-            "taker_fill_cost_dollars": _dollars(self.fill_cost, 6),
+            "taker_fees_dollars": dollars(self.fees, 6),
+            "taker_fill_cost_dollars": dollars(self.fill_cost, 6),
             "ticker": self.ticker,
             "type": "limit",
             "user_id": SANDBOX_USER_ID,
-            "yes_price_dollars": _dollars(self.yes_price),
+            "yes_price_dollars": dollars(self.yes_price),
         }
 
 
 @dataclass(slots=True)
-class _Position:
+class Position:
     ticker: str
     event_ticker: str
     updated_ms: int
@@ -115,11 +115,11 @@ class SandboxState:
         self.clock = clock
         self.window_ms = window_ms
         self.require_auth_everywhere = require_auth_everywhere
-        self.markets: dict[str, JSON] = {m["ticker"]: m for m in _generate_markets()}
-        self.orders: dict[str, _Order] = {}
+        self.markets: dict[str, JSON] = {m["ticker"]: m for m in generate_markets()}
+        self.orders: dict[str, Order] = {}
         # Kalshi never lets a client_order_id be reused, even after the order is gone.
         self.client_order_ids: set[str] = set()
-        self.positions: dict[str, _Position] = {}
+        self.positions: dict[str, Position] = {}
         self.balance: Decimal = STARTING_BALANCE
         self.seen: deque[SeenRequest] = deque(maxlen=10_000)
 
@@ -131,23 +131,23 @@ class SandboxState:
 SANDBOX_STATE: web.AppKey[SandboxState] = web.AppKey("sandbox_state", SandboxState)
 
 
-def _market_or_404(state: SandboxState, ticker: str) -> JSON:
+def market_or_404(state: SandboxState, ticker: str) -> JSON:
     market = state.markets.get(ticker)
     if market is None:
-        raise _KalshiError(404, _NOT_FOUND)
+        raise KalshiError(404, NOT_FOUND)
     return market
 
 
-def _order_or_404(state: SandboxState, order_id: str, *, resting: bool = False) -> _Order:
+def order_or_404(state: SandboxState, order_id: str, *, resting: bool = False) -> Order:
     order = state.orders.get(order_id)
     if order is None or (resting and order.status != "resting"):
-        raise _KalshiError(404, _NOT_FOUND)
+        raise KalshiError(404, NOT_FOUND)
     return order
 
 
-def _claim_client_order_id(state: SandboxState, client_order_id: str) -> None:
+def claim_client_order_id(state: SandboxState, client_order_id: str) -> None:
     if client_order_id in state.client_order_ids:
-        raise _KalshiError(
+        raise KalshiError(
             409, kalshi_error("order_already_exists", "order already exists", service="exchange")
         )
     state.client_order_ids.add(client_order_id)

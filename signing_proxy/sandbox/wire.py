@@ -21,35 +21,35 @@ PREFIX: Final = "/trade-api/v2"
 SANDBOX_USER_ID: Final = "5a9d3c1e-0b7f-4e2a-9c64-2f1d8e7b6a50"
 STARTING_BALANCE: Final = Decimal("1000.0000")
 
-_CENT: Final = Decimal("0.01")
-_TIME_IN_FORCE: Final = ("fill_or_kill", "good_till_canceled", "immediate_or_cancel")
-_SELF_TRADE: Final = ("taker_at_cross", "maker")
+CENT: Final = Decimal("0.01")
+TIME_IN_FORCE: Final = ("fill_or_kill", "good_till_canceled", "immediate_or_cancel")
+SELF_TRADE: Final = ("taker_at_cross", "maker")
 _COUNT_RE: Final = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
 _PRICE_RE: Final = re.compile(r"[0-9]+(\.[0-9]{1,6})?")
 
 
-_NOT_FOUND: Final = kalshi_error("not_found", "not found", service="exchange")
+NOT_FOUND: Final = kalshi_error("not_found", "not found", service="exchange")
 # Not recorded here; third parties report these bodies (Kalshi names no field in them).
-_INVALID_PARAMETERS: Final = kalshi_error("invalid_parameters", "invalid parameters")
+INVALID_PARAMETERS: Final = kalshi_error("invalid_parameters", "invalid parameters")
 _INVALID_PRICE: Final = kalshi_error("invalid_price", "invalid price", service="exchange")
 
 
 # --- formatting -----------------------------------------------------------------------------
 
 
-def _dollars(amount: Decimal, places: int = 4) -> str:
+def dollars(amount: Decimal, places: int = 4) -> str:
     return f"{amount:.{places}f}"
 
 
-def _fp(count: Decimal) -> str:
+def fixed_point(count: Decimal) -> str:
     return f"{count:.2f}"
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _iso_ms(ms: int) -> str:
+def iso_ms(ms: int) -> str:
     moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -57,7 +57,7 @@ def _iso_ms(ms: int) -> str:
 # --- request helpers ------------------------------------------------------------------------
 
 
-class _KalshiError(Exception):
+class KalshiError(Exception):
     """An error answer in one of Kalshi's shapes, raised from inside a handler."""
 
     def __init__(self, status: int, body: JSON) -> None:
@@ -67,20 +67,20 @@ class _KalshiError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _Call:
+class Call:
     params: tuple[str, ...]
     query: dict[str, list[str]]
     body: bytes
 
 
-def _bad_request(details: str) -> _KalshiError:
+def _bad_request(details: str) -> KalshiError:
     # The flat shape Kalshi uses when the body fails to decode (wire/orders__numeric_field_types).
-    return _KalshiError(400, {"code": "bad_request", "message": "bad request", "details": details})
+    return KalshiError(400, {"code": "bad_request", "message": "bad request", "details": details})
 
 
-def _param_error(operation: str, field: str, tag: str) -> _KalshiError:
+def param_error(operation: str, field: str, tag: str) -> KalshiError:
     # Go's validator wording, as recorded in wire/markets__limit_over_max.json.
-    return _KalshiError(
+    return KalshiError(
         400,
         {
             "msg": f"Parameter validation failed for {operation}: Key: '{operation}Params.{field}' "
@@ -89,21 +89,21 @@ def _param_error(operation: str, field: str, tag: str) -> _KalshiError:
     )
 
 
-def _first(query: Mapping[str, list[str]], name: str) -> str:
+def first_param(query: Mapping[str, list[str]], name: str) -> str:
     return query.get(name, [""])[0]
 
 
-def _limit(query: Mapping[str, list[str]], operation: str, tags: tuple[str, str]) -> int:
-    raw = _first(query, "limit")
+def limit_param(query: Mapping[str, list[str]], operation: str, tags: tuple[str, str]) -> int:
+    raw = first_param(query, "limit")
     if not re.fullmatch(r"-?[0-9]+", raw or "0"):
         # Not recorded from Kalshi: Go's parse error in the shape of its validation errors.
         message = f'strconv.ParseInt: parsing "{raw}": invalid syntax'
-        raise _KalshiError(400, {"msg": f"Invalid format for parameter limit: {message}"})
+        raise KalshiError(400, {"msg": f"Invalid format for parameter limit: {message}"})
     limit = int(raw or "0")
     if limit < 0:
-        raise _param_error(operation, "Limit", tags[0])
+        raise param_error(operation, "Limit", tags[0])
     if limit > 1000:
-        raise _param_error(operation, "Limit", tags[1])
+        raise param_error(operation, "Limit", tags[1])
     return limit or 100  # "omitempty": Go's validator treats 0 as absent, hence the default
 
 
@@ -111,8 +111,8 @@ def _encode_cursor(kind: str, position: int) -> str:
     return base64.urlsafe_b64encode(f"{kind}:{position}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(query: Mapping[str, list[str]], kind: str) -> int | None:
-    raw = _first(query, "cursor")
+def decode_cursor(query: Mapping[str, list[str]], kind: str) -> int | None:
+    raw = first_param(query, "cursor")
     if not raw:
         return None
     try:
@@ -123,10 +123,10 @@ def _decode_cursor(query: Mapping[str, list[str]], kind: str) -> int | None:
     except ValueError:
         pass
     # Not recorded from Kalshi: the bare shape of its other parameter errors.
-    raise _KalshiError(400, {"msg": f"Parameter validation failed: invalid cursor {raw!r}"})
+    raise KalshiError(400, {"msg": f"Parameter validation failed: invalid cursor {raw!r}"})
 
 
-def _paginate(
+def paginate(
     items: Sequence[_T], position: Callable[[_T], int], after: int | None, limit: int, kind: str
 ) -> tuple[list[_T], str]:
     """One page of `items` (ordered by ascending position) and the next cursor, "" on the last."""
@@ -151,7 +151,7 @@ def _fits(value: object, go_type: str) -> bool:
     return _go_kind(value) == go_type
 
 
-def _decode(body: bytes, struct: str, types: Mapping[str, str]) -> JSON:
+def decode_body(body: bytes, struct: str, types: Mapping[str, str]) -> JSON:
     """Decode a JSON object as Go's encoding/json would, failing with Kalshi's flat 400."""
     try:
         doc = json.loads(body)
@@ -181,24 +181,24 @@ def _decode(body: bytes, struct: str, types: Mapping[str, str]) -> JSON:
     return doc
 
 
-def _choice(doc: JSON, name: str, allowed: Sequence[str], default: str | None = None) -> str:
+def choice(doc: JSON, name: str, allowed: Sequence[str], default: str | None = None) -> str:
     value = doc.get(name) or default
     if value not in allowed:
-        raise _KalshiError(400, _INVALID_PARAMETERS)
+        raise KalshiError(400, INVALID_PARAMETERS)
     return str(value)
 
 
-def _parse_count(value: object) -> Decimal:
+def parse_count(value: object) -> Decimal:
     if not isinstance(value, str) or not _COUNT_RE.fullmatch(value) or Decimal(value) <= 0:
-        raise _KalshiError(400, _INVALID_PARAMETERS)
+        raise KalshiError(400, INVALID_PARAMETERS)
     return Decimal(value)
 
 
-def _parse_price(value: object) -> Decimal:
+def parse_price(value: object) -> Decimal:
     # Every generated market is "linear_cent": whole cents strictly between 0 and 1.
     if not isinstance(value, str) or not _PRICE_RE.fullmatch(value):
-        raise _KalshiError(400, _INVALID_PRICE)
+        raise KalshiError(400, _INVALID_PRICE)
     price = Decimal(value)
-    if not _CENT <= price <= 1 - _CENT or price % _CENT:
-        raise _KalshiError(400, _INVALID_PRICE)
+    if not CENT <= price <= 1 - CENT or price % CENT:
+        raise KalshiError(400, _INVALID_PRICE)
     return price

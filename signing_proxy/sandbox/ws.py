@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_TIMESTAMP
 from signing_proxy.kalshi.verifier import check_auth
 from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState, SeenRequest
-from signing_proxy.sandbox.wire import JSON
+from signing_proxy.sandbox.wire import CENT, JSON
 
 WS_PATH: Final = "/trade-api/ws/v2"
 HEARTBEAT_PAYLOAD: Final = b"heartbeat"
@@ -46,7 +46,6 @@ CHANNELS: Final = frozenset(
     }
 )
 _UPDATE_ACTIONS: Final = ("add_markets", "delete_markets", "get_snapshot")
-_CENT: Final = Decimal("0.01")
 # Stable market ids: the REST markets carry none, Kalshi's messages do.
 _MARKET_ID_NAMESPACE: Final = uuid.UUID("6f1c2b1e-3a51-4d0e-9b7a-2c8e5d4f1a90")
 
@@ -169,8 +168,8 @@ class _Book:
 
 
 def _levels(best: Decimal, size: int) -> dict[Decimal, Decimal]:
-    prices = (best - 2 * _CENT, best - _CENT, best)
-    return {p: Decimal(size + 40 * i) for i, p in enumerate(prices) if p >= _CENT}
+    prices = (best - 2 * CENT, best - CENT, best)
+    return {p: Decimal(size + 40 * i) for i, p in enumerate(prices) if p >= CENT}
 
 
 @dataclass(slots=True)
