@@ -6,32 +6,50 @@ import datetime as dt
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import HOST
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 # --- keys and certificates -------------------------------------------------------------------
 
 
 def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to a new file that only its owner can read (0600 from the start)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 
 
-def make_signing_key(tmp: Path) -> tuple[str, Path, Path]:
-    from cryptography.hazmat.primitives import serialization
+def _new_rsa_key() -> rsa.RSAPrivateKey:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key_path, pub_path = tmp / "kalshi-bench.pem", tmp / "kalshi-bench.pub.pem"
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _write_private_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    from cryptography.hazmat.primitives import serialization
+
     write_private(
-        key_path,
+        path,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
     )
+
+
+def make_signing_key(tmp: Path) -> tuple[str, Path, Path]:
+    """A fresh RSA-2048 key pair in `tmp`: (key id, private key file, public key file)."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = _new_rsa_key()
+    key_path, pub_path = tmp / "kalshi-bench.pem", tmp / "kalshi-bench.pub.pem"
+    _write_private_key(key_path, key)
     pub_path.write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -40,17 +58,13 @@ def make_signing_key(tmp: Path) -> tuple[str, Path, Path]:
     return str(uuid.uuid4()), key_path, pub_path
 
 
-def make_tls(tmp: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1 (RSA-2048, like most sites)."""
-    import ipaddress
-
+def _ca_certificate(
+    now: dt.datetime, ca_key: rsa.RSAPrivateKey
+) -> tuple[x509.Certificate, x509.Name, x509.SubjectKeyIdentifier]:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
 
-    now = dt.datetime.now(dt.UTC)
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "signing-proxy bench CA")])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca = (
@@ -79,8 +93,23 @@ def make_tls(tmp: Path) -> tuple[Path, Path, Path]:
         .add_extension(ca_ski, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert = (
+    return ca, ca_name, ca_ski
+
+
+def _server_certificate(
+    now: dt.datetime,
+    key: rsa.RSAPrivateKey,
+    ca_key: rsa.RSAPrivateKey,
+    ca_name: x509.Name,
+    ca_ski: x509.SubjectKeyIdentifier,
+) -> x509.Certificate:
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
         .issuer_name(ca_name)
@@ -102,15 +131,19 @@ def make_tls(tmp: Path) -> tuple[Path, Path, Path]:
         )
         .sign(ca_key, hashes.SHA256())
     )
+
+
+def make_tls(tmp: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (RSA-2048, like most sites)."""
+    from cryptography.hazmat.primitives import serialization
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = _new_rsa_key()
+    ca, ca_name, ca_ski = _ca_certificate(now, ca_key)
+    key = _new_rsa_key()
+    cert = _server_certificate(now, key, ca_key, ca_name, ca_ski)
     ca_path, cert_path, key_path = tmp / "ca.pem", tmp / "server.pem", tmp / "server-key.pem"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    write_private(
-        key_path,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
+    _write_private_key(key_path, key)
     return ca_path, cert_path, key_path

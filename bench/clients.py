@@ -19,6 +19,7 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 
 def _ms(text: str) -> float:
+    """A wrk duration ("812.00us", "1.20ms", "2.00s") in milliseconds."""
     m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
     if not m:
         raise ValueError(f"cannot parse wrk latency {text!r}")
@@ -26,6 +27,7 @@ def _ms(text: str) -> float:
 
 
 def wrk_version() -> str | None:
+    """`wrk x.y.z` when wrk is installed, else None."""
     exe = shutil.which("wrk")
     if not exe:
         return None
@@ -43,6 +45,7 @@ def run_wrk(
     method: str = "GET",
     body: str | None = None,
 ) -> dict[str, Any]:
+    """One wrk run (one thread, keep-alive, closed loop), parsed into the harness's figures."""
     cmd = [
         "wrk",
         "-t1",
@@ -93,11 +96,44 @@ def run_wrk(
     }
 
 
+def loadgen_command(mode: str, *args: str) -> list[str]:
+    """The command line of bench/loadgen.py in `mode`."""
+    return [PY, str(BENCH / "loadgen.py"), mode, "--uvloop", *args]
+
+
 def run_loadgen(mode: str, *args: str, timeout: float) -> dict[str, Any]:
-    cmd = [PY, str(BENCH / "loadgen.py"), mode, "--uvloop", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    """Run bench/loadgen.py in `mode` to its end; the JSON line it printed last."""
+    out = subprocess.run(
+        loadgen_command(mode, *args), capture_output=True, text=True, timeout=timeout
+    )
     lines = [line for line in out.stdout.splitlines() if line.strip()]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"loadgen {mode} failed ({out.returncode}): {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+def closed_loop(
+    loadgen: str,
+    url: str,
+    concurrency: int,
+    duration: float,
+    tmp: Path,
+    method: str = "GET",
+    body: str | None = None,
+) -> dict[str, Any]:
+    """Keep-alive closed loop at `concurrency` for `duration` s: wrk, or bench/loadgen.py."""
+    if loadgen == "wrk":
+        return run_wrk(url, concurrency, duration, tmp, method, body)
+    extra = ["--method", method] + (["--body", body] if body else [])
+    return run_loadgen(
+        "http",
+        "--url",
+        url,
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(duration),
+        *extra,
+        timeout=duration + 60,
+    )

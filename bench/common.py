@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -36,3 +38,15 @@ ORDER_BODY = json.dumps(
 
 # Kalshi accepts a timestamp about 5 s old; a signature older than half that is suspect.
 T_SIG_AGE_MAX_MS = 2500.0
+
+
+def loop_factory(want_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when wanted and installed, else None (asyncio's)."""
+    if want_uvloop:
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop
+        except ImportError:
+            pass
+    return None

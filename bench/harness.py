@@ -17,19 +17,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from certs import make_signing_key, make_tls
+from certs import make_signing_key
 from clients import wrk_version
-from common import BALANCE_PATH, HOST, MIB, ROOT, STREAM_PATH, WS_PATH
-from measure_http import http_scenario, oneshot_scenario, sandbox_scenario
-from measure_streams import idle_scenario, stream_scenario, ws_scenario
-from processes import proc_status_kib, stop, stop_all
+from common import MIB, ROOT
+from processes import stop_all
 from records import Ctx
-from scenarios import paced_group
-from servers import start_proxy, start_upstream, warm_up
+from scenarios import FAST_GROUPS, fast_groups, oneshot_group, sandbox_group
 from targets import targets
+
+ALL_GROUPS = {"keepalive", "paced", "stream", "idle", "ws", "oneshot", "sandbox"}
 
 
 def machine_info(loadgen: str) -> dict[str, Any]:
+    """CPUs, memory, kernel, versions and the git commit, for the report's header."""
     cpu_model = "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -84,19 +84,12 @@ def machine_info(loadgen: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every chosen group, with all processes stopped at the end; the report."""
     started = time.monotonic()
     now = dt.datetime.now(dt.UTC)
-    loadgen = args.loadgen
-    if loadgen == "auto":
-        loadgen = "wrk" if shutil.which("wrk") else "python"
-    elif loadgen == "wrk" and not shutil.which("wrk"):
-        raise SystemExit("--loadgen wrk: wrk is not installed (apt-get install -y wrk)")
+    loadgen = choose_loadgen(args.loadgen)
     info = machine_info(loadgen)
-    groups = (
-        {"paced" if g == "post" else g for g in args.only.split(",")}  # "post": older name
-        if args.only
-        else {"keepalive", "paced", "stream", "idle", "ws", "oneshot", "sandbox"}
-    )
+    groups = chosen_groups(args.only)
     print(
         f"signing-proxy bench: {args.duration:g} s per scenario, load generator {loadgen}; "
         f"groups: {', '.join(sorted(groups))}",
@@ -104,178 +97,60 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     with contextlib.ExitStack() as stack:
-        if args.keep_tmp:
-            tmp = Path(tempfile.mkdtemp(prefix="signing-proxy-bench-"))
-            print(f"temp dir kept: {tmp}")
-        else:
-            tmp = Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="signing-proxy-bench-"))
-            )
+        tmp = temp_dir(stack, args.keep_tmp)
         stack.callback(stop_all)
         key_id, key, pub = make_signing_key(tmp)
         ctx = Ctx(args, tmp, key_id, key, pub, loadgen)
-        d = ctx.duration
-
-        if groups & {"keepalive", "paced", "stream", "idle", "ws"}:
-            up = start_upstream(
-                tmp,
-                "upstream-fast",
-                key_id,
-                pub,
-                verify_every=args.verify_every,
-                uvloop=not args.no_uvloop,
-            )
-            px = start_proxy(tmp, "proxy-fast", up, key_id, key, args.proxy_log_level)
-            info["proxy_rss_after_start_mib"] = round(
-                (proc_status_kib(px.pid, "VmRSS") or 0) / 1024, 2
-            )
-            direct, proxied = f"{up.url}{BALANCE_PATH}", f"{px.url}{BALANCE_PATH}"
-            warm_up(direct)
-            warm_up(proxied)
-            if "keepalive" in groups:
-                for c in args.concurrency:
-                    http_scenario(
-                        ctx,
-                        f"direct_c{c}",
-                        f"direct GET balance, c={c}",
-                        direct,
-                        c,
-                        via="direct",
-                        upstream=up,
-                    )
-                    http_scenario(
-                        ctx,
-                        f"proxy_c{c}",
-                        f"proxy  GET balance, c={c}",
-                        proxied,
-                        c,
-                        via="proxy",
-                        upstream=up,
-                        proxy=px,
-                        baseline=f"direct_c{c}",
-                    )
-            if "paced" in groups:
-                paced_group(ctx, up, px)
-            if "stream" in groups:
-                size = args.stream_mib * MIB
-                q = f"{STREAM_PATH}?bytes={size}"
-                stream_scenario(
-                    ctx,
-                    "direct_stream",
-                    f"direct stream {args.stream_mib} MiB",
-                    f"{up.url}{q}",
-                    size,
-                    via="direct",
-                    proxy=None,
-                    baseline=None,
-                )
-                stream_scenario(
-                    ctx,
-                    "proxy_stream",
-                    f"proxy  stream {args.stream_mib} MiB",
-                    f"{px.url}{q}",
-                    size,
-                    via="proxy",
-                    proxy=px,
-                    baseline="direct_stream",
-                )
-            if "idle" in groups:
-                idle_scenario(
-                    ctx,
-                    "proxy_idle",
-                    f"proxy  {args.idle_connections} idle connections",
-                    px,
-                    args.idle_connections,
-                )
-            if "ws" in groups:
-                ws_scenario(
-                    ctx,
-                    "direct_ws",
-                    "direct WebSocket feed + echo, 1 session",
-                    f"ws://{HOST}:{up.port}{WS_PATH}",
-                    via="direct",
-                    upstream=up,
-                    proxy=None,
-                    baseline=None,
-                    sign=True,
-                )
-                ws_scenario(
-                    ctx,
-                    "proxy_ws",
-                    "proxy  WebSocket feed + echo, 1 session",
-                    f"ws://{HOST}:{px.port}{WS_PATH}",
-                    via="proxy",
-                    upstream=up,
-                    proxy=px,
-                    baseline="direct_ws",
-                    sign=False,
-                )
-            ctx.stop_proxy("proxy-fast", px)
-            stop(up.proc)
-
+        if groups & set(FAST_GROUPS):
+            fast_groups(ctx, groups, info)
         if "oneshot" in groups:
-            tls = make_tls(tmp)
-            up = start_upstream(
-                tmp,
-                "upstream-tls",
-                key_id,
-                pub,
-                verify_every=args.verify_every,
-                tls=tls,
-                uvloop=not args.no_uvloop,
-            )
-            px = start_proxy(
-                tmp,
-                "proxy-tls",
-                up,
-                key_id,
-                key,
-                args.proxy_log_level,
-                {"SSL_CERT_FILE": str(tls[0])},
-            )
-            direct, proxied = f"{up.url}{BALANCE_PATH}", f"{px.url}{BALANCE_PATH}"
-            warm_up(direct, n=3, ssl_context=up.ssl_context)
-            warm_up(proxied, n=3)
-            oneshot_scenario(
-                ctx,
-                "direct_oneshot",
-                "direct one-shot HTTPS, c=1",
-                direct,
-                via="direct",
-                upstream=up,
-                proxy=None,
-                baseline=None,
-                cafile=tls[0],
-            )
-            oneshot_scenario(
-                ctx,
-                "proxy_oneshot",
-                "proxy  one-shot (http->pooled TLS), c=1",
-                proxied,
-                via="proxy",
-                upstream=up,
-                proxy=px,
-                baseline="direct_oneshot",
-            )
-            ctx.stop_proxy("proxy-tls", px)
-            stop(up.proc)
-
+            oneshot_group(ctx)
         if "sandbox" in groups:
-            up = start_upstream(
-                tmp, "upstream-sandbox", key_id, pub, sandbox=True, uvloop=not args.no_uvloop
-            )
-            px = start_proxy(tmp, "proxy-sandbox", up, key_id, key, args.proxy_log_level)
-            warm_up(f"{px.url}{BALANCE_PATH}", n=20)
-            sandbox_scenario(ctx, up, px)
-            ctx.stop_proxy("proxy-sandbox", px)
-            stop(up.proc)
+            sandbox_group(ctx)
 
     info["loadavg_end"] = os.getloadavg()
-    report = {
+    report = build_report(args, ctx, info, now, time.monotonic() - started)
+    report["targets"] = targets(ctx)
+    return report
+
+
+def choose_loadgen(choice: str) -> str:
+    """The closed-loop load generator: "wrk" or "python" (auto: wrk when installed)."""
+    loadgen = choice
+    if loadgen == "auto":
+        loadgen = "wrk" if shutil.which("wrk") else "python"
+    elif loadgen == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("--loadgen wrk: wrk is not installed (apt-get install -y wrk)")
+    return loadgen
+
+
+def chosen_groups(only: str | None) -> set[str]:
+    """The groups --only names ("post" is the older name of "paced"), or all of them."""
+    return (
+        {"paced" if g == "post" else g for g in only.split(",")}  # "post": older name
+        if only
+        else set(ALL_GROUPS)
+    )
+
+
+def temp_dir(stack: contextlib.ExitStack, keep: bool) -> Path:
+    """A temp dir for keys and logs: removed when `stack` closes, unless `keep`."""
+    if keep:
+        tmp = Path(tempfile.mkdtemp(prefix="signing-proxy-bench-"))
+        print(f"temp dir kept: {tmp}")
+        return tmp
+    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="signing-proxy-bench-")))
+
+
+def build_report(
+    args: argparse.Namespace, ctx: Ctx, info: dict[str, Any], now: dt.datetime, wall_s: float
+) -> dict[str, Any]:
+    """The JSON report of the run, without its targets."""
+    return {
         "date": now.isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full",
-        "duration_per_scenario_s": d,
-        "wall_s": round(time.monotonic() - started, 1),
+        "duration_per_scenario_s": ctx.duration,
+        "wall_s": round(wall_s, 1),
         "machine": info,
         "settings": {
             "upstream": "bench/upstream.py (aiohttp"
@@ -284,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "upstream_verification": _verify_text(args.verify_every),
             "proxy": "signing-proxy run (subprocess), RSA-2048 throwaway key, logs "
             f"{args.proxy_log_level} as JSON to a file",
-            "loadgen": loadgen,
+            "loadgen": ctx.loadgen,
             "paced_rate": args.paced_rate,
             "stream_mib": args.stream_mib,
             "idle_connections": args.idle_connections,
@@ -292,11 +167,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "scenarios": ctx.results,
         "proxy_logs": ctx.proxy_logs,
     }
-    report["targets"] = targets(ctx)
-    return report
 
 
 def _verify_text(every: int) -> str:
+    """What the header says of the fast upstream's verification."""
     if every <= 0:
         return "signatures are not verified by the fast upstream"
     if every == 1:

@@ -29,13 +29,15 @@ import asyncio
 import json
 import sys
 
+from common import loop_factory
 from loadgen_http import run_http, run_http_paced, run_oneshot
 from loadgen_streams import run_idle, run_stream, run_ws
 
 # --- main -------------------------------------------------------------------------------------
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of the load generator."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("http", "oneshot", "stream", "idle", "ws"))
     parser.add_argument("--url", required=True)
@@ -66,6 +68,12 @@ def main() -> int:
     parser.add_argument("--feed-seconds", type=float, default=1.0)
     parser.add_argument("--rtt-count", type=int, default=5000)
     parser.add_argument("--uvloop", action="store_true", help="use uvloop when installed")
+    return parser
+
+
+def main() -> int:
+    """Run one mode and print its figures as one JSON line."""
+    parser = build_parser()
     a = parser.parse_args()
     if a.rate is not None:
         if a.mode != "http":
@@ -83,17 +91,10 @@ def main() -> int:
         "idle": run_idle,
         "ws": run_ws,
     }[a.mode]
-    loop_factory = None
-    if a.uvloop:
-        try:
-            import uvloop
-
-            loop_factory = uvloop.new_event_loop
-        except ImportError:
-            pass
-    with asyncio.Runner(loop_factory=loop_factory) as r:
+    factory = loop_factory(a.uvloop)
+    with asyncio.Runner(loop_factory=factory) as r:
         result = r.run(runner(a))
-    result["event_loop"] = "uvloop" if loop_factory else "asyncio"
+    result["event_loop"] = "uvloop" if factory else "asyncio"
     print(json.dumps(result), flush=True)
     return 0
 

@@ -10,6 +10,8 @@ import socket
 import ssl
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +29,7 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 
 def latency_summary(latencies_s: list[float]) -> dict[str, Any]:
+    """p50, p90, p99, max and mean in ms of latencies in seconds, and their count."""
     values = sorted(latencies_s)
     ms = [v * 1000 for v in values]
     return {
@@ -40,6 +43,7 @@ def latency_summary(latencies_s: list[float]) -> dict[str, Any]:
 
 
 def parse_headers(args_headers: list[str]) -> dict[str, str]:
+    """--header "Name: value" arguments as a dict."""
     headers: dict[str, str] = {}
     for item in args_headers:
         name, _, value = item.partition(":")
@@ -47,46 +51,64 @@ def parse_headers(args_headers: list[str]) -> dict[str, str]:
     return headers
 
 
+async def _closed_loop(
+    a: argparse.Namespace,
+    call: Callable[[], Awaitable[int]],
+    failures: tuple[type[BaseException], ...],
+) -> tuple[list[float], Counter[int], Counter[str], float]:
+    """--concurrency workers, each making its next `call` as soon as the last one answered,
+    for --duration seconds or --max-requests calls: latencies, statuses, errors, elapsed."""
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    issued = 0
+    deadline = time.perf_counter() + a.duration
+
+    async def worker() -> None:
+        nonlocal issued
+        while time.perf_counter() < deadline and issued < a.max_requests:
+            issued += 1
+            started = time.perf_counter()
+            try:
+                status = await call()
+            except failures as exc:
+                errors[type(exc).__name__] += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+            statuses[status] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(a.concurrency)))
+    elapsed = time.perf_counter() - started
+    return latencies, statuses, errors, elapsed
+
+
 # --- http: keep-alive, fixed concurrency ------------------------------------------------------
 
 
 async def run_http(a: argparse.Namespace) -> dict[str, Any]:
+    """Closed loop on keep-alive aiohttp connections at --concurrency."""
     body = a.body.encode() if a.body is not None else None
     headers = parse_headers(a.header)
     if body is not None:
         headers.setdefault("Content-Type", "application/json")
     connector = aiohttp.TCPConnector(limit=a.concurrency, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=IO_TIMEOUT)
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    errors: Counter[str] = Counter()
-    issued = 0
     async with aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
         auto_decompress=False,
         skip_auto_headers=("Accept-Encoding", "User-Agent"),
     ) as session:
-        deadline = time.perf_counter() + a.duration
 
-        async def worker() -> None:
-            nonlocal issued
-            while time.perf_counter() < deadline and issued < a.max_requests:
-                issued += 1
-                started = time.perf_counter()
-                try:
-                    async with session.request(a.method, a.url, data=body, headers=headers) as r:
-                        await r.read()
-                        status = r.status
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    errors[type(exc).__name__] += 1
-                    continue
-                latencies.append(time.perf_counter() - started)
-                statuses[status] += 1
+        async def call() -> int:
+            async with session.request(a.method, a.url, data=body, headers=headers) as r:
+                await r.read()
+                return r.status
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(a.concurrency)))
-        elapsed = time.perf_counter() - started
+        latencies, statuses, errors, elapsed = await _closed_loop(
+            a, call, (aiohttp.ClientError, TimeoutError, OSError)
+        )
     return _http_result(latencies, statuses, errors, elapsed, "python-aiohttp keep-alive")
 
 
@@ -121,9 +143,23 @@ class _Connection(http.client.HTTPConnection):
     connects = 0
 
     def connect(self) -> None:
+        """Connect, with TCP_NODELAY, and count it."""
         super().connect()
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connects += 1
+
+
+@dataclass
+class _Paced:
+    """What a paced run measured, in seconds."""
+
+    latencies: list[float] = field(default_factory=list)
+    service: list[float] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    unsent: int = 0
+    elapsed: float = 0.0
 
 
 def run_http_paced(a: argparse.Namespace) -> dict[str, Any]:
@@ -144,12 +180,6 @@ def run_http_paced(a: argparse.Namespace) -> dict[str, Any]:
     interval = 1.0 / a.rate
     planned = max(1, min(a.max_requests, int(a.duration * a.rate)))
     conn = _Connection(url.hostname or "127.0.0.1", url.port or 80, timeout=IO_TIMEOUT)
-    latencies: list[float] = []
-    service: list[float] = []
-    lags: list[float] = []
-    statuses: Counter[int] = Counter()
-    errors: Counter[str] = Counter()
-    warmup_errors = 0
 
     def one() -> int:
         conn.request(a.method, target, body=body, headers=headers)
@@ -158,60 +188,91 @@ def run_http_paced(a: argparse.Namespace) -> dict[str, Any]:
         return response.status
 
     try:
-        for _ in range(max(0, a.warmup)):  # unmeasured: opens the connection
-            try:
-                one()
-            except (OSError, http.client.HTTPException):
-                warmup_errors += 1
-                conn.close()
-        start = time.perf_counter() + interval
-        stop_sending = start + a.duration + IO_TIMEOUT
-        unsent = 0
-        for i in range(planned):
-            scheduled = start + i * interval
-            now = time.perf_counter()
-            if now < scheduled:
-                time.sleep(scheduled - now)
-            elif now > stop_sending:  # far behind schedule: give up on the rest
-                unsent = planned - i
-                break
-            sent = time.perf_counter()
-            try:
-                status = one()
-            except (OSError, http.client.HTTPException) as exc:
-                errors[type(exc).__name__] += 1
-                conn.close()  # the next request reconnects
-                continue
-            done = time.perf_counter()
-            latencies.append(done - scheduled)
-            service.append(done - sent)
-            lags.append(sent - scheduled)
-            statuses[status] += 1
-        elapsed = time.perf_counter() - start
+        warmup_errors = _warm_up(conn, one, a.warmup)
+        paced = _send_on_schedule(conn, one, planned, interval, a.duration)
     finally:
         conn.close()
+    return _paced_result(a, paced, planned, interval, conn.connects, warmup_errors)
+
+
+def _warm_up(conn: _Connection, one: Callable[[], int], n: int) -> int:
+    """`n` unmeasured requests (they open the connection); how many failed."""
+    warmup_errors = 0
+    for _ in range(max(0, n)):
+        try:
+            one()
+        except (OSError, http.client.HTTPException):
+            warmup_errors += 1
+            conn.close()
+    return warmup_errors
+
+
+def _send_on_schedule(
+    conn: _Connection, one: Callable[[], int], planned: int, interval: float, duration: float
+) -> _Paced:
+    """Send request i at start + i * interval, whatever happened before."""
+    latencies: list[float] = []
+    service: list[float] = []
+    lags: list[float] = []
+    statuses: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    start = time.perf_counter() + interval
+    stop_sending = start + duration + IO_TIMEOUT
+    unsent = 0
+    for i in range(planned):
+        scheduled = start + i * interval
+        now = time.perf_counter()
+        if now < scheduled:
+            time.sleep(scheduled - now)
+        elif now > stop_sending:  # far behind schedule: give up on the rest
+            unsent = planned - i
+            break
+        sent = time.perf_counter()
+        try:
+            status = one()
+        except (OSError, http.client.HTTPException) as exc:
+            errors[type(exc).__name__] += 1
+            conn.close()  # the next request reconnects
+            continue
+        done = time.perf_counter()
+        latencies.append(done - scheduled)
+        service.append(done - sent)
+        lags.append(sent - scheduled)
+        statuses[status] += 1
+    elapsed = time.perf_counter() - start
+    return _Paced(latencies, service, lags, statuses, errors, unsent, elapsed)
+
+
+def _paced_result(
+    a: argparse.Namespace,
+    paced: _Paced,
+    planned: int,
+    interval: float,
+    connects: int,
+    warmup_errors: int,
+) -> dict[str, Any]:
     result = _http_result(
-        latencies,
-        statuses,
-        errors,
-        elapsed,
+        paced.latencies,
+        paced.statuses,
+        paced.errors,
+        paced.elapsed,
         f"python http.client paced, open loop, {a.rate:g} req/s on 1 keep-alive connection",
     )
-    lag_ms = sorted(v * 1000 for v in lags)
+    lag_ms = sorted(v * 1000 for v in paced.lags)
     result.update(
         {
             "rate": a.rate,
             "planned": planned,
-            "unsent": unsent,
-            "connects": conn.connects,
+            "unsent": paced.unsent,
+            "connects": connects,
             "warmup_errors": warmup_errors,
-            "service": latency_summary(service),
+            "service": latency_summary(paced.service),
             "send_lag_p50_ms": percentile(lag_ms, 50),
             "send_lag_p99_ms": percentile(lag_ms, 99),
             "send_lag_max_ms": lag_ms[-1] if lag_ms else None,
             # Sends due while the previous answer was still outstanding: the backlog that
             # a closed loop would silently not have sent.
-            "late_sends": sum(1 for v in lags if v > interval),
+            "late_sends": sum(1 for v in paced.lags if v > interval),
         }
     )
     return result
@@ -220,7 +281,8 @@ def run_http_paced(a: argparse.Namespace) -> dict[str, Any]:
 # --- oneshot: a new connection per call -----------------------------------------------------
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
+    """Read one HTTP/1.1 answer: its status and the length of its body."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
@@ -237,6 +299,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
 
 
 async def run_oneshot(a: argparse.Namespace) -> dict[str, Any]:
+    """A new connection (and TLS handshake for https://) per call, Connection: close."""
     url = urlsplit(a.url)
     host = url.hostname or "127.0.0.1"
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -249,11 +312,6 @@ async def run_oneshot(a: argparse.Namespace) -> dict[str, Any]:
         f"GET {target} HTTP/1.1\r\nHost: {url.netloc}\r\nUser-Agent: bench-oneshot\r\n"
         "Accept: */*\r\nConnection: close\r\n\r\n"
     ).encode()
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    errors: Counter[str] = Counter()
-    issued = 0
-    deadline = time.perf_counter() + a.duration
 
     async def one() -> int:
         reader, writer = await asyncio.open_connection(
@@ -262,7 +320,7 @@ async def run_oneshot(a: argparse.Namespace) -> dict[str, Any]:
         try:
             writer.write(request)
             await writer.drain()
-            status, _ = await _read_response(reader)
+            status, _ = await read_response(reader)
             await reader.read()  # the server closes after the answer
             return status
         finally:
@@ -270,29 +328,17 @@ async def run_oneshot(a: argparse.Namespace) -> dict[str, Any]:
             with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
                 await asyncio.wait_for(writer.wait_closed(), 2.0)
 
-    async def worker() -> None:
-        nonlocal issued
-        while time.perf_counter() < deadline and issued < a.max_requests:
-            issued += 1
-            started = time.perf_counter()
-            try:
-                status = await asyncio.wait_for(one(), IO_TIMEOUT)
-            except (
-                TimeoutError,
-                OSError,
-                ssl.SSLError,
-                ValueError,
-                asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError,
-            ) as exc:
-                errors[type(exc).__name__] += 1
-                continue
-            latencies.append(time.perf_counter() - started)
-            statuses[status] += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(a.concurrency)))
-    elapsed = time.perf_counter() - started
+    failures = (
+        TimeoutError,
+        OSError,
+        ssl.SSLError,
+        ValueError,
+        asyncio.IncompleteReadError,
+        asyncio.LimitOverrunError,
+    )
+    latencies, statuses, errors, elapsed = await _closed_loop(
+        a, lambda: asyncio.wait_for(one(), IO_TIMEOUT), failures
+    )
     kind = "TLS 1.3 full handshake" if ssl_context else "plain TCP"
     return _http_result(
         latencies, statuses, errors, elapsed, f"python-asyncio one-shot ({kind}, Connection: close)"

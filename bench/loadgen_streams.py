@@ -9,17 +9,19 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from loadgen_http import IO_TIMEOUT, _read_response, latency_summary
+from loadgen_http import IO_TIMEOUT, latency_summary, read_response
 
 # --- stream: one large body -------------------------------------------------------------------
 
 
 async def run_stream(a: argparse.Namespace) -> dict[str, Any]:
+    """One GET of a large body, read and discarded: bytes, MiB/s, time to the first byte."""
     timeout = aiohttp.ClientTimeout(total=a.duration, sock_read=IO_TIMEOUT)
     received = 0
     status = None
@@ -53,6 +55,7 @@ async def run_stream(a: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run_idle(a: argparse.Namespace) -> dict[str, Any]:
+    """Open --connections connections, one request each, and hold them until told on stdin."""
     url = urlsplit(a.url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
     request = (
@@ -70,7 +73,7 @@ async def run_idle(a: argparse.Namespace) -> dict[str, Any]:
                     asyncio.open_connection(host, port), IO_TIMEOUT
                 )
                 writer.write(request)
-                status, _ = await asyncio.wait_for(_read_response(reader), IO_TIMEOUT)
+                status, _ = await asyncio.wait_for(read_response(reader), IO_TIMEOUT)
             except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError) as exc:
                 errors[type(exc).__name__] += 1
                 return
@@ -130,17 +133,14 @@ FRAME = json.dumps(
 
 
 def _signed_headers(key_file: str, key_id: str, path: str) -> dict[str, str]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from signing_proxy.kalshi.signer import Signer, parse_private_key
 
-    from signing_proxy.kalshi.signer import Signer
-
-    key = serialization.load_pem_private_key(Path(key_file).read_bytes(), password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
+    key = parse_private_key(Path(key_file).read_bytes(), None, key_file)
     return Signer(key_id, key).headers("GET", path)
 
 
 async def run_ws(a: argparse.Namespace) -> dict[str, Any]:
+    """One WebSocket session: round trips, echo throughput, then server-push frames/s."""
     headers: dict[str, str] = {}
     if a.key_file:
         headers = _signed_headers(a.key_file, a.key_id, urlsplit(a.url).path)
@@ -164,7 +164,32 @@ async def run_ws(a: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _ws_measure(ws: aiohttp.ClientWebSocketResponse, a: argparse.Namespace) -> dict[str, Any]:
-    # Round trips: one frame at a time.
+    rtts, rtt_error = await _ws_round_trips(ws, a)
+    if rtt_error is not None:
+        return {"error": rtt_error}
+    sent, received, elapsed, error = await _ws_echo(ws, a)
+    feed = await _ws_feed(ws, a) if error is None else {}
+    summary = latency_summary(rtts)
+    return {
+        "client": "python-aiohttp websocket",
+        "frame_bytes": len(FRAME),
+        "frames_sent": sent,
+        "frames_echoed": received,
+        "echo_elapsed_s": elapsed,
+        "echo_frames_per_s": received / elapsed if elapsed > 0 else 0.0,
+        "window": a.window,
+        **feed,
+        "error": error or feed.get("feed_error"),
+        "rtt_p50_ms": summary["p50_ms"],
+        "rtt_p99_ms": summary["p99_ms"],
+        "rtt_samples": summary["samples"],
+    }
+
+
+async def _ws_round_trips(
+    ws: aiohttp.ClientWebSocketResponse, a: argparse.Namespace
+) -> tuple[list[float], str | None]:
+    """Round trips: one frame at a time; the times, or why they stopped."""
     rtts: list[float] = []
     deadline = time.perf_counter() + a.rtt_seconds
     while time.perf_counter() < deadline and len(rtts) < a.rtt_count:
@@ -172,10 +197,16 @@ async def _ws_measure(ws: aiohttp.ClientWebSocketResponse, a: argparse.Namespace
         await ws.send_str(FRAME)
         msg = await ws.receive(timeout=IO_TIMEOUT)
         if msg.type != aiohttp.WSMsgType.TEXT:
-            return {"error": f"unexpected {msg.type.name} during round trips"}
+            return rtts, f"unexpected {msg.type.name} during round trips"
         rtts.append(time.perf_counter() - started)
+    return rtts, None
 
-    # Throughput: keep up to --window frames in flight, for --duration seconds at most.
+
+async def _ws_echo(
+    ws: aiohttp.ClientWebSocketResponse, a: argparse.Namespace
+) -> tuple[int, int, float, str | None]:
+    """Throughput: keep up to --window frames in flight, for --echo-seconds at most;
+    frames sent, echoes received, seconds to the last echo, and what went wrong."""
     window = asyncio.Semaphore(a.window)
     sent = received = 0
     sending_done = False
@@ -208,37 +239,32 @@ async def _ws_measure(ws: aiohttp.ClientWebSocketResponse, a: argparse.Namespace
             sent += 1
     finally:
         sending_done = True
+    error = await _ws_echo_end(receiving, all_echoed, sent, lambda: received)
+    return sent, received, last - started, error
+
+
+async def _ws_echo_end(
+    receiving: asyncio.Task[None],
+    all_echoed: asyncio.Event,
+    sent: int,
+    received: Callable[[], int],
+) -> str | None:
+    """Wait for the echoes still in flight, stop the receiver; what went wrong, if anything."""
     error = None
-    if received < sent and not receiving.done():
+    if received() < sent and not receiving.done():
         try:
             await asyncio.wait_for(all_echoed.wait(), IO_TIMEOUT)
         except TimeoutError:
-            error = f"{sent - received} echoes missing after {IO_TIMEOUT:g} s"
+            error = f"{sent - received()} echoes missing after {IO_TIMEOUT:g} s"
     if not receiving.done():
         receiving.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await receiving
     elif receiving.exception() is not None:
         error = f"{type(receiving.exception()).__name__} while receiving echoes"
-    if received < sent and error is None:
-        error = f"{sent - received} echoes missing (session ended)"
-    elapsed = last - started
-    feed = await _ws_feed(ws, a) if error is None else {}
-    summary = latency_summary(rtts)
-    return {
-        "client": "python-aiohttp websocket",
-        "frame_bytes": len(FRAME),
-        "frames_sent": sent,
-        "frames_echoed": received,
-        "echo_elapsed_s": elapsed,
-        "echo_frames_per_s": received / elapsed if elapsed > 0 else 0.0,
-        "window": a.window,
-        **feed,
-        "error": error or feed.get("feed_error"),
-        "rtt_p50_ms": summary["p50_ms"],
-        "rtt_p99_ms": summary["p99_ms"],
-        "rtt_samples": summary["samples"],
-    }
+    if received() < sent and error is None:
+        error = f"{sent - received()} echoes missing (session ended)"
+    return error
 
 
 async def _ws_feed(ws: aiohttp.ClientWebSocketResponse, a: argparse.Namespace) -> dict[str, Any]:

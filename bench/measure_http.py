@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clients import run_loadgen, run_wrk
+from clients import closed_loop, run_loadgen
 from common import BALANCE_PATH, T_SIG_AGE_MAX_MS
-from processes import Watch
-from records import Ctx, _http_result, _upstream_delta
+from records import Ctx, http_result, measure
 from servers import Proxy, Upstream
 
 
@@ -28,27 +27,15 @@ def http_scenario(
     loadgen: str | None = None,
     group: str = "keep-alive",
 ) -> dict[str, Any]:
+    """Closed loop at `concurrency` on keep-alive connections (wrk or bench/loadgen.py)."""
     loadgen = loadgen or ctx.loadgen
-    before = upstream.stats(reset_max=True)
-    with Watch(proxy.pid if proxy else None) as watch:
-        if loadgen == "wrk":
-            res = run_wrk(url, concurrency, ctx.duration, ctx.tmp, method, body)
-        else:
-            extra = ["--method", method] + (["--body", body] if body else [])
-            res = run_loadgen(
-                "http",
-                "--url",
-                url,
-                "--concurrency",
-                str(concurrency),
-                "--duration",
-                str(ctx.duration),
-                *extra,
-                timeout=ctx.duration + 60,
-            )
-    delta = _upstream_delta(before, upstream.stats())
+    res, watch, delta = measure(
+        upstream,
+        proxy,
+        lambda: closed_loop(loadgen, url, concurrency, ctx.duration, ctx.tmp, method, body),
+    )
     return ctx.add(
-        _http_result(
+        http_result(
             ctx, key, label, group, via, concurrency, res, watch, delta, baseline, method, url
         )
     )
@@ -76,9 +63,10 @@ def paced_scenario(
     rate = float(ctx.args.paced_rate)
     extra = ["--method", method] + (["--body", body] if body else [])
     counters_before = proxy.presign_counters() if proxy else ({}, None)
-    before = upstream.stats(reset_max=True)
-    with Watch(proxy.pid if proxy else None) as watch:
-        res = run_loadgen(
+    res, watch, delta = measure(
+        upstream,
+        proxy,
+        lambda: run_loadgen(
             "http",
             "--url",
             url,
@@ -90,11 +78,9 @@ def paced_scenario(
             str(int(rate * ctx.duration) + 1),
             *extra,
             timeout=ctx.duration + 60,
-        )
-    delta = _upstream_delta(before, upstream.stats())
-    result = _http_result(
-        ctx, key, label, "paced", via, 1, res, watch, delta, baseline, method, url
+        ),
     )
+    result = http_result(ctx, key, label, "paced", via, 1, res, watch, delta, baseline, method, url)
     result["rate"] = rate
     result["service_p50_ms"] = res["service"]["p50_ms"]
     result["service_p99_ms"] = res["service"]["p99_ms"]
@@ -102,6 +88,14 @@ def paced_scenario(
         result["problems"].append(f"{res['unsent']} requests never sent (far behind schedule)")
     if res.get("connects", 1) > 1:
         result["problems"].append(f"the connection was opened {res['connects']} times")
+    _signature_age(result, delta)
+    if proxy is not None:
+        _presign_check(result, delta, counters_before, proxy.presign_counters(), presigned)
+    return ctx.add(result)
+
+
+def _signature_age(result: dict[str, Any], delta: dict[str, Any]) -> None:
+    """The age of the signatures the upstream saw; a problem when one was too old."""
     if delta.get("sig_age_count"):
         age = {
             "max_ms": round(delta["sig_age_max_ms"], 1),
@@ -114,25 +108,32 @@ def paced_scenario(
                 f"the upstream saw a signature {age['max_ms']:.0f} ms old "
                 f"(> {T_SIG_AGE_MAX_MS:.0f} ms; Kalshi allows about 5 s)"
             )
-    if proxy is not None:
-        counters_after, why = proxy.presign_counters()
-        why = why or counters_before[1]
-        if why:
-            result["presign"] = {"unavailable": why}
-        else:
-            used = counters_after["used"] - counters_before[0]["used"]
-            discarded = counters_after["discarded"] - counters_before[0]["discarded"]
-            result["presign"] = {"used": int(used), "discarded": int(discarded)}
-            if presigned is True and used == 0:
-                result["problems"].append(
-                    f"pre-signing was not used ({delta.get('signed', 0)} requests signed on demand)"
-                )
-            elif presigned is False and used > 0:
-                result["problems"].append(
-                    f"{used:.0f} pre-signed signatures used on a route the bench assumes is "
-                    "signed on demand"
-                )
-    return ctx.add(result)
+
+
+def _presign_check(
+    result: dict[str, Any],
+    delta: dict[str, Any],
+    counters_before: tuple[dict[str, float], str | None],
+    counters_after: tuple[dict[str, float], str | None],
+    presigned: bool | None,
+) -> None:
+    """Pre-signed signatures used and discarded over the scenario, against `presigned`."""
+    why = counters_after[1] or counters_before[1]
+    if why:
+        result["presign"] = {"unavailable": why}
+        return
+    used = counters_after[0]["used"] - counters_before[0]["used"]
+    discarded = counters_after[0]["discarded"] - counters_before[0]["discarded"]
+    result["presign"] = {"used": int(used), "discarded": int(discarded)}
+    if presigned is True and used == 0:
+        result["problems"].append(
+            f"pre-signing was not used ({delta.get('signed', 0)} requests signed on demand)"
+        )
+    elif presigned is False and used > 0:
+        result["problems"].append(
+            f"{used:.0f} pre-signed signatures used on a route the bench assumes is "
+            "signed on demand"
+        )
 
 
 def oneshot_scenario(
@@ -147,37 +148,25 @@ def oneshot_scenario(
     baseline: str | None,
     cafile: Path | None = None,
 ) -> dict[str, Any]:
-    before = upstream.stats(reset_max=True)
+    """A new connection per call at c=1, `Connection: close` (bench/loadgen.py oneshot)."""
     args = ["--url", url, "--concurrency", "1", "--duration", str(ctx.duration)]
     if cafile:
         args += ["--cafile", str(cafile)]
-    with Watch(proxy.pid if proxy else None) as watch:
-        res = run_loadgen("oneshot", *args, timeout=ctx.duration + 60)
-    delta = _upstream_delta(before, upstream.stats())
+    res, watch, delta = measure(
+        upstream, proxy, lambda: run_loadgen("oneshot", *args, timeout=ctx.duration + 60)
+    )
     return ctx.add(
-        _http_result(ctx, key, label, "one-shot", via, 1, res, watch, delta, baseline, "GET", url)
+        http_result(ctx, key, label, "one-shot", via, 1, res, watch, delta, baseline, "GET", url)
     )
 
 
 def sandbox_scenario(ctx: Ctx, upstream: Upstream, proxy: Proxy) -> dict[str, Any]:
+    """GET balance through the proxy to the sandbox upstream, closed loop at c=16."""
     url = f"{proxy.url}{BALANCE_PATH}"
-    before = upstream.stats(reset_max=True)
-    with Watch(proxy.pid) as watch:
-        if ctx.loadgen == "wrk":
-            res = run_wrk(url, 16, ctx.duration, ctx.tmp)
-        else:
-            res = run_loadgen(
-                "http",
-                "--url",
-                url,
-                "--concurrency",
-                "16",
-                "--duration",
-                str(ctx.duration),
-                timeout=ctx.duration + 60,
-            )
-    delta = _upstream_delta(before, upstream.stats())
-    result = _http_result(
+    res, watch, delta = measure(
+        upstream, proxy, lambda: closed_loop(ctx.loadgen, url, 16, ctx.duration, ctx.tmp)
+    )
+    result = http_result(
         ctx,
         "sandbox_proxy_c16",
         "proxy  GET balance, sandbox upstream",

@@ -9,10 +9,10 @@ import subprocess
 import time
 from typing import Any
 
-from clients import run_loadgen
-from common import BALANCE_PATH, BENCH, PY
-from processes import _CHILDREN, Watch, _readline, proc_status_kib, stop
-from records import Ctx, _compare, _upstream_delta
+from clients import loadgen_command, run_loadgen
+from common import BALANCE_PATH
+from processes import Watch, proc_status_kib, read_line, stop, track
+from records import Ctx, compare, measure
 from servers import Proxy, Upstream
 
 
@@ -27,6 +27,7 @@ def stream_scenario(
     proxy: Proxy | None,
     baseline: str | None,
 ) -> dict[str, Any]:
+    """One GET of a `size`-byte body, read and discarded: MiB/s and the proxy's memory."""
     with Watch(proxy.pid if proxy else None) as watch:
         res = run_loadgen(
             "stream", "--url", url, "--expect-bytes", str(size), "--duration", "120", timeout=180
@@ -63,44 +64,17 @@ def stream_scenario(
         peak = watch.peak_mib
         if before is not None and peak is not None:
             result["stream_rss_growth_mib"] = round(peak - before / 1024, 2)
-    _compare(ctx, result)
+    compare(ctx, result)
     return ctx.add(result)
 
 
 def idle_scenario(ctx: Ctx, key: str, label: str, proxy: Proxy, connections: int) -> dict[str, Any]:
+    """`connections` client connections, one request each, then held open and idle."""
     url = f"{proxy.url}{BALANCE_PATH}"
-    hold = 60.0
-    cmd = [
-        PY,
-        str(BENCH / "loadgen.py"),
-        "idle",
-        "--uvloop",
-        "--url",
-        url,
-        "--connections",
-        str(connections),
-        "--hold",
-        str(hold),
-    ]
     rss_idle_kib = proc_status_kib(proxy.pid, "VmRSS")
-    problems: list[str] = []
     with Watch(proxy.pid) as watch:
-        gen = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        _CHILDREN.append(gen)  # type: ignore[arg-type]
-        try:
-            ready = _readline(gen, timeout=60)
-            time.sleep(min(1.0, ctx.duration / 2))  # let the proxy settle with all of them open
-            rss_open_kib = proc_status_kib(proxy.pid, "VmRSS")
-            out, err = gen.communicate(input="done\n", timeout=hold + 30)
-        finally:
-            stop(gen)  # type: ignore[arg-type]
-    lines = [line for line in out.splitlines() if line.strip()]
-    if gen.returncode != 0 or not lines:
-        raise RuntimeError(f"loadgen idle failed: {err[-2000:]}")
-    res = json.loads(lines[-1])
-    res["ready"] = ready
+        res, rss_open_kib = _hold_idle(ctx, proxy, url, connections)
+    problems: list[str] = []
     if res["opened"] < connections:
         problems.append(
             f"only {res['opened']} of {connections} connections opened ({res.get('error_kinds')})"
@@ -131,6 +105,33 @@ def idle_scenario(ctx: Ctx, key: str, label: str, proxy: Proxy, connections: int
     return ctx.add(result)
 
 
+def _hold_idle(
+    ctx: Ctx, proxy: Proxy, url: str, connections: int
+) -> tuple[dict[str, Any], int | None]:
+    """Open the idle connections, read the proxy's RSS with all of them open, close them."""
+    hold = 60.0
+    cmd = loadgen_command(
+        "idle", "--url", url, "--connections", str(connections), "--hold", str(hold)
+    )
+    gen = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    track(gen)
+    try:
+        ready = read_line(gen, timeout=60)
+        time.sleep(min(1.0, ctx.duration / 2))  # let the proxy settle with all of them open
+        rss_open_kib = proc_status_kib(proxy.pid, "VmRSS")
+        out, err = gen.communicate(input="done\n", timeout=hold + 30)
+    finally:
+        stop(gen)
+    lines = [line for line in out.splitlines() if line.strip()]
+    if gen.returncode != 0 or not lines:
+        raise RuntimeError(f"loadgen idle failed: {err[-2000:]}")
+    res: dict[str, Any] = json.loads(lines[-1])
+    res["ready"] = ready
+    return res, rss_open_kib
+
+
 def ws_scenario(
     ctx: Ctx,
     key: str,
@@ -143,6 +144,7 @@ def ws_scenario(
     baseline: str | None,
     sign: bool,
 ) -> dict[str, Any]:
+    """One WebSocket session: frame round trip, echo with a window, server-push frames/s."""
     half = max(1.0, ctx.duration / 2)
     args = [
         "--url",
@@ -158,10 +160,9 @@ def ws_scenario(
     ]
     if sign:
         args += ["--key-file", str(ctx.key), "--key-id", ctx.key_id]
-    before = upstream.stats(reset_max=True)
-    with Watch(proxy.pid if proxy else None) as watch:
-        res = run_loadgen("ws", *args, timeout=3 * half + 90)
-    delta = _upstream_delta(before, upstream.stats())
+    res, watch, delta = measure(
+        upstream, proxy, lambda: run_loadgen("ws", *args, timeout=3 * half + 90)
+    )
     result: dict[str, Any] = {
         "key": key,
         "label": label,
@@ -180,16 +181,30 @@ def ws_scenario(
         "problems": [],
         "raw": res,
     }
-    if not res.get("ok"):
-        status = res.get("handshake_status")
-        if via == "proxy" and status == 404:
-            result["skipped"] = (
-                "the proxy answers 404 at /trade-api/ws/v2 (WebSocket relay not there yet)"
-            )
-        else:
-            result["problems"].append(f"handshake failed: status {status}, {res.get('error')}")
-            result["skipped"] = f"handshake failed (status {status})"
+    if _ws_handshake_failed(result, res, via):
         return ctx.add(result)
+    _ws_figures(result, res, delta)
+    compare(ctx, result)
+    return ctx.add(result)
+
+
+def _ws_handshake_failed(result: dict[str, Any], res: dict[str, Any], via: str) -> bool:
+    """Whether the session never opened; then `result` says why it was skipped."""
+    if res.get("ok"):
+        return False
+    status = res.get("handshake_status")
+    if via == "proxy" and status == 404:
+        result["skipped"] = (
+            "the proxy answers 404 at /trade-api/ws/v2 (WebSocket relay not there yet)"
+        )
+    else:
+        result["problems"].append(f"handshake failed: status {status}, {res.get('error')}")
+        result["skipped"] = f"handshake failed (status {status})"
+    return True
+
+
+def _ws_figures(result: dict[str, Any], res: dict[str, Any], delta: dict[str, Any]) -> None:
+    """Frames/s and round trip into `result`; lost frames and a bad handshake as problems."""
     result.update(
         throughput=res["frames_per_s"], p50_ms=res["rtt_p50_ms"], p99_ms=res["rtt_p99_ms"]
     )
@@ -202,5 +217,3 @@ def ws_scenario(
         )
     if delta.get("ws_handshake_bad"):
         result["problems"].append("the upstream rejected the handshake signature")
-    _compare(ctx, result)
-    return ctx.add(result)

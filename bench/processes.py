@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 
 # --- child processes -------------------------------------------------------------------------
 
-_CHILDREN: list[subprocess.Popen[bytes]] = []
+_CHILDREN: list[subprocess.Popen[Any]] = []
 
 
 def _die_with_parent() -> None:
@@ -30,6 +31,7 @@ def _die_with_parent() -> None:
 def spawn(
     cmd: list[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
+    """Start `cmd` with its output to `log`; it stops with the harness."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd,
@@ -44,7 +46,13 @@ def spawn(
     return proc
 
 
-def stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+def track(proc: subprocess.Popen[Any]) -> None:
+    """Stop `proc`, started elsewhere, with the harness as well."""
+    _CHILDREN.append(proc)
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    """Terminate `proc` (kill it after `grace` seconds) and stop tracking it."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -57,6 +65,7 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
 
 
 def stop_all() -> None:
+    """Stop every child process still running."""
     for proc in list(_CHILDREN):
         with contextlib.suppress(Exception):
             stop(proc)
@@ -69,10 +78,25 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def handle_signals() -> None:
+    """SIGTERM exits through the cleanup; Ctrl-C interrupts even if SIGINT was ignored."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C stops the run even when the harness was started with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def raise_nofile_limit(want: int) -> None:
+    """Raise the soft limit of open files to `want` (at most the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+
+
 # --- /proc -----------------------------------------------------------------------------------
 
 
 def proc_status_kib(pid: int, field_name: str) -> int | None:
+    """A field of /proc/PID/status in KiB (VmRSS, VmHWM), or None."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -84,6 +108,7 @@ def proc_status_kib(pid: int, field_name: str) -> int | None:
 
 
 def proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of `pid` so far, or None."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -150,6 +175,7 @@ class Watch:
 
     @property
     def peak_mib(self) -> float | None:
+        """The peak RSS during the watch in MiB, or None."""
         if self.pid is None:
             return None
         values = [self.sampled_peak_kib]
@@ -159,11 +185,14 @@ class Watch:
 
     @property
     def cpu_pct(self) -> float | None:
+        """CPU time over wall time during the watch, in % of one core."""
         if self.cpu_s is None or not self.wall_s:
             return None
         return 100 * self.cpu_s / self.wall_s
 
     def as_dict(self) -> dict[str, Any]:
+        """The figures in MiB, for the JSON report."""
+
         def kib(v: int | None) -> float | None:
             return None if v is None else round(v / 1024, 2)
 
@@ -179,7 +208,8 @@ class Watch:
         }
 
 
-def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of `proc`'s stdout, waiting at most `timeout` seconds."""
     stdout = proc.stdout
     assert stdout is not None
     box: list[str] = []

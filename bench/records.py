@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from processes import Watch, stop
-from report import _fmt_num
-from servers import Proxy, proxy_log_summary
+from report import fmt_num
+from servers import Proxy, Upstream, proxy_log_summary
 
 # --- scenarios -------------------------------------------------------------------------------
 
 
 @dataclass
 class Ctx:
+    """What every scenario needs: the arguments, the temp dir, the key, the results so far."""
+
     args: argparse.Namespace
     tmp: Path
     key_id: str
@@ -32,21 +35,24 @@ class Ctx:
 
     @property
     def duration(self) -> float:
+        """Seconds per scenario."""
         return float(self.args.duration)
 
     def add(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Keep `result` and print its one-line summary."""
         self.results.append(result)
         print(f"  {result['label']:<46} {_summary(result)}", flush=True)
         return result
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The result of scenario `key`, if it ran."""
         return next((r for r in self.results if r["key"] == key), None)
 
 
 def _summary(r: dict[str, Any]) -> str:
     if r.get("skipped"):
         return f"skipped: {r['skipped']}"
-    parts = [f"{_fmt_num(r.get('throughput'))} {r.get('unit', '')}"]
+    parts = [f"{fmt_num(r.get('throughput'))} {r.get('unit', '')}"]
     if r.get("p50_ms") is not None:
         parts.append(f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")
     if (r.get("proxy") or {}).get("peak_rss_mib"):
@@ -56,7 +62,7 @@ def _summary(r: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def _upstream_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+def upstream_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """Counters: after - before. Maxima (`*_max_ms`): as read after, since `before` was read
     with reset_max=True."""
     out: dict[str, Any] = {}
@@ -68,7 +74,17 @@ def _upstream_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, 
     return out
 
 
-def _http_result(
+def measure(
+    upstream: Upstream, proxy: Proxy | None, load: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], Watch, dict[str, Any]]:
+    """Run `load` with the proxy watched: its result, the watch, the upstream's counters."""
+    before = upstream.stats(reset_max=True)
+    with Watch(proxy.pid if proxy else None) as watch:
+        res = load()
+    return res, watch, upstream_delta(before, upstream.stats())
+
+
+def http_result(
     ctx: Ctx,
     key: str,
     label: str,
@@ -82,6 +98,7 @@ def _http_result(
     method: str,
     url: str,
 ) -> dict[str, Any]:
+    """The record of a request/answer scenario, its problems, and its ratios to the baseline."""
     problems = []
     if res.get("errors"):
         problems.append(f"{res['errors']} socket errors")
@@ -114,11 +131,12 @@ def _http_result(
         "problems": problems,
         "raw": {k: v for k, v in res.items() if k != "raw"},
     }
-    _compare(ctx, result)
+    compare(ctx, result)
     return result
 
 
-def _compare(ctx: Ctx, result: dict[str, Any]) -> None:
+def compare(ctx: Ctx, result: dict[str, Any]) -> None:
+    """Add the throughput ratio and the added p50/p99 to `result`'s baseline, if it ran."""
     base = ctx.get(result["baseline"]) if result.get("baseline") else None
     if not base or base.get("skipped"):
         return

@@ -1,14 +1,19 @@
-"""The printed table with its notes and targets, and the PNG chart."""
+"""The printed table with its notes and targets, the saved JSON, and the PNG chart."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
+
+from common import RESULTS
 
 # --- output ----------------------------------------------------------------------------------
 
 
-def _fmt_num(v: float | None) -> str:
+def fmt_num(v: float | None) -> str:
+    """A throughput for the table: thousands separated from 100 up, one decimal below."""
     if v is None:
         return "-"
     if v >= 100:
@@ -17,8 +22,24 @@ def _fmt_num(v: float | None) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
+    """The whole printed report: header, table, notes and targets."""
+    lines = _header_lines(report)
+    lines += _table_lines(report["scenarios"])
+    lines.append("")
+    lines.append("notes:")
+    lines += _note_lines(report)
+    lines.append("")
+    lines.append("targets (issue 7):")
+    for t in report["targets"]:
+        note = f"  [{t['note']}]" if t["note"] else ""
+        lines.append(f"  {t['status']:<4}  {t['target']}: {t['value']}{note}")
+    return "\n".join(lines)
+
+
+def _header_lines(report: dict[str, Any]) -> list[str]:
+    """When, where and how the run was made."""
     m = report["machine"]
-    lines = [
+    return [
         f"signing-proxy benchmark  {report['date']}  ({report['mode']}, "
         f"{report['duration_per_scenario_s']:g} s per scenario, {report['wall_s']:g} s total)",
         f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_total_gib']} GiB, "
@@ -33,86 +54,50 @@ def render(report: dict[str, Any]) -> str:
         f"{report['settings']['upstream_verification']}",
         "",
     ]
+
+
+def _table_lines(scenarios: list[dict[str, Any]]) -> list[str]:
+    """The table: one row per scenario, its problems under it."""
     header = (
         f"{'scenario':<46} {'conc':>5} {'throughput':>16} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'proxy RSS':>10} {'proxy CPU':>9} {'x direct':>8} {'+p50 ms':>8}"
     )
-    lines += [header, "-" * len(header)]
-    for r in report["scenarios"]:
+    lines = [header, "-" * len(header)]
+    for r in scenarios:
         if r.get("skipped"):
             lines.append(f"{r['label']:<46} {r['concurrency']:>5} skipped: {r['skipped']}")
             continue
-        thr = "-" if r.get("throughput") is None else f"{_fmt_num(r['throughput'])} {r['unit']}"
-        if r["group"] == "idle":
-            thr = f"{r['raw']['still_open']} open"
-        p = r.get("proxy") or {}
-        rss = f"{p['peak_rss_mib']:.1f} MiB" if p.get("peak_rss_mib") else "-"
-        cpu = f"{p['cpu_pct']:.0f}%" if p.get("cpu_pct") is not None else "-"
-        ratio = f"{r['ratio_throughput']:.2f}x" if r.get("ratio_throughput") else "-"
-        added = f"{r['added_p50_ms']:+.3f}" if r.get("added_p50_ms") is not None else "-"
-        p50 = f"{r['p50_ms']:.3f}" if r.get("p50_ms") is not None else "-"
-        p99 = f"{r['p99_ms']:.3f}" if r.get("p99_ms") is not None else "-"
-        lines.append(
-            f"{r['label']:<46} {r['concurrency']:>5} {thr:>16} {p50:>8} {p99:>8} "
-            f"{rss:>10} {cpu:>9} {ratio:>8} {added:>8}"
-        )
+        lines.append(_row(r))
         for problem in r.get("problems", []):
             lines.append(f"{'':<6}! {problem}")
-    lines.append("")
-    lines.append("notes:")
+    return lines
+
+
+def _row(r: dict[str, Any]) -> str:
+    """One scenario's row of the table."""
+    thr = "-" if r.get("throughput") is None else f"{fmt_num(r['throughput'])} {r['unit']}"
+    if r["group"] == "idle":
+        thr = f"{r['raw']['still_open']} open"
+    p = r.get("proxy") or {}
+    rss = f"{p['peak_rss_mib']:.1f} MiB" if p.get("peak_rss_mib") else "-"
+    cpu = f"{p['cpu_pct']:.0f}%" if p.get("cpu_pct") is not None else "-"
+    ratio = f"{r['ratio_throughput']:.2f}x" if r.get("ratio_throughput") else "-"
+    added = f"{r['added_p50_ms']:+.3f}" if r.get("added_p50_ms") is not None else "-"
+    p50 = f"{r['p50_ms']:.3f}" if r.get("p50_ms") is not None else "-"
+    p99 = f"{r['p99_ms']:.3f}" if r.get("p99_ms") is not None else "-"
+    return (
+        f"{r['label']:<46} {r['concurrency']:>5} {thr:>16} {p50:>8} {p99:>8} "
+        f"{rss:>10} {cpu:>9} {ratio:>8} {added:>8}"
+    )
+
+
+def _note_lines(report: dict[str, Any]) -> list[str]:
+    """The notes under the table."""
+    lines: list[str] = []
     for r in report["scenarios"]:
-        if r["group"] == "stream" and r["via"] == "proxy" and r.get("proxy"):
-            p = r["proxy"]
-            lines.append(
-                f"  stream: proxy VmHWM {p['hwm_before_mib']} MiB before -> "
-                f"{p['hwm_after_mib']} MiB after (reset before: {p['hwm_reset']}); "
-                f"growth {r.get('stream_rss_growth_mib')} MiB"
-            )
-        if r["group"] == "idle":
-            lines.append(
-                f"  idle: proxy RSS {r['rss_idle_mib']} MiB before -> "
-                f"{r['rss_open_mib']} MiB with {r['raw']['still_open']} connections "
-                f"open ({r['per_connection_kib']} KiB each); each did one request"
-            )
-        if r["group"] in ("keep-alive", "paced") and r["via"] == "proxy" and r.get("upstream"):
-            u = r["upstream"]
-            line = (
-                f"  {r['key']}: upstream verified {u.get('verified_ok', 0)} of "
-                f"{u.get('signed', 0)} signed requests, {u.get('verified_bad', 0)} bad"
-            )
-            if r.get("signature_age"):
-                a = r["signature_age"]
-                line += f"; signature age max {a['max_ms']:.1f} ms, mean {a['mean_ms']:.1f} ms"
-            presign = r.get("presign")
-            if presign and "used" in presign:
-                line += f"; pre-signed used {presign['used']}, discarded {presign['discarded']}"
-            elif presign:
-                line += f"; pre-signed used/discarded unknown: {presign['unavailable']}"
-            lines.append(line)
-    paced = [r for r in report["scenarios"] if r["group"] == "paced" and not r.get("skipped")]
-    if paced:
-        lags = [r["raw"].get("send_lag_p99_ms") or 0 for r in paced]
-        late = sum(r["raw"].get("late_sends", 0) for r in paced)
-        lines.append(
-            f"  paced rows: open loop at {paced[0]['rate']:g} req/s on one keep-alive connection "
-            "(bench/loadgen.py http --rate), latency from the scheduled send time; "
-            f"generator send lag p99 <= {max(lags):.3f} ms; {late} sends due while the "
-            "previous answer was outstanding"
-        )
-        lines.append(
-            "    service time p50 (from the actual send): "
-            + ", ".join(f"{r['key']} {r['service_p50_ms']:.3f}" for r in paced)
-            + " ms"
-        )
-    for name, summary in report.get("proxy_logs", {}).items():
-        if summary["warnings"]:
-            worst = "; ".join(f"{k} x{v}" for k, v in list(summary["warnings"].items())[:3])
-            lines.append(f"  ! {name} logged warnings: {worst}")
-            if any("closing transport" in k for k in summary["warnings"]):
-                lines.append(
-                    "    (requests still in flight when the load generator closed its "
-                    "connections at the end of a timed run; the proxy logs them as 500)"
-                )
+        lines += _scenario_notes(r)
+    lines += _paced_notes(report["scenarios"])
+    lines += _log_notes(report.get("proxy_logs", {}))
     lines.append(
         "  one-shot: "
         + next((r["loadgen"] for r in report["scenarios"] if r["group"] == "one-shot"), "not run")
@@ -122,15 +107,97 @@ def render(report: dict[str, Any]) -> str:
         "  proxy RSS = peak during the scenario (VmHWM reset before it, and VmRSS "
         "sampled every 20 ms); proxy CPU = CPU time / wall time (100% = one core)"
     )
-    lines.append("")
-    lines.append("targets (issue 7):")
-    for t in report["targets"]:
-        note = f"  [{t['note']}]" if t["note"] else ""
-        lines.append(f"  {t['status']:<4}  {t['target']}: {t['value']}{note}")
-    return "\n".join(lines)
+    return lines
+
+
+def _scenario_notes(r: dict[str, Any]) -> list[str]:
+    """A scenario's notes: stream memory, idle memory, or what the upstream verified."""
+    lines: list[str] = []
+    if r["group"] == "stream" and r["via"] == "proxy" and r.get("proxy"):
+        p = r["proxy"]
+        lines.append(
+            f"  stream: proxy VmHWM {p['hwm_before_mib']} MiB before -> "
+            f"{p['hwm_after_mib']} MiB after (reset before: {p['hwm_reset']}); "
+            f"growth {r.get('stream_rss_growth_mib')} MiB"
+        )
+    if r["group"] == "idle":
+        lines.append(
+            f"  idle: proxy RSS {r['rss_idle_mib']} MiB before -> "
+            f"{r['rss_open_mib']} MiB with {r['raw']['still_open']} connections "
+            f"open ({r['per_connection_kib']} KiB each); each did one request"
+        )
+    if r["group"] in ("keep-alive", "paced") and r["via"] == "proxy" and r.get("upstream"):
+        lines.append(_verified_note(r))
+    return lines
+
+
+def _verified_note(r: dict[str, Any]) -> str:
+    """What the upstream verified of a proxied scenario, signature age and pre-signing."""
+    u = r["upstream"]
+    line = (
+        f"  {r['key']}: upstream verified {u.get('verified_ok', 0)} of "
+        f"{u.get('signed', 0)} signed requests, {u.get('verified_bad', 0)} bad"
+    )
+    if r.get("signature_age"):
+        a = r["signature_age"]
+        line += f"; signature age max {a['max_ms']:.1f} ms, mean {a['mean_ms']:.1f} ms"
+    presign = r.get("presign")
+    if presign and "used" in presign:
+        line += f"; pre-signed used {presign['used']}, discarded {presign['discarded']}"
+    elif presign:
+        line += f"; pre-signed used/discarded unknown: {presign['unavailable']}"
+    return line
+
+
+def _paced_notes(scenarios: list[dict[str, Any]]) -> list[str]:
+    """How the paced rows were paced, and their service times."""
+    paced = [r for r in scenarios if r["group"] == "paced" and not r.get("skipped")]
+    if not paced:
+        return []
+    lags = [r["raw"].get("send_lag_p99_ms") or 0 for r in paced]
+    late = sum(r["raw"].get("late_sends", 0) for r in paced)
+    return [
+        f"  paced rows: open loop at {paced[0]['rate']:g} req/s on one keep-alive connection "
+        "(bench/loadgen.py http --rate), latency from the scheduled send time; "
+        f"generator send lag p99 <= {max(lags):.3f} ms; {late} sends due while the "
+        "previous answer was outstanding",
+        "    service time p50 (from the actual send): "
+        + ", ".join(f"{r['key']} {r['service_p50_ms']:.3f}" for r in paced)
+        + " ms",
+    ]
+
+
+def _log_notes(proxy_logs: dict[str, dict[str, Any]]) -> list[str]:
+    """The warnings each proxy logged, if any."""
+    lines: list[str] = []
+    for name, summary in proxy_logs.items():
+        if summary["warnings"]:
+            worst = "; ".join(f"{k} x{v}" for k, v in list(summary["warnings"].items())[:3])
+            lines.append(f"  ! {name} logged warnings: {worst}")
+            if any("closing transport" in k for k in summary["warnings"]):
+                lines.append(
+                    "    (requests still in flight when the load generator closed its "
+                    "connections at the end of a timed run; the proxy logs them as 500)"
+                )
+    return lines
+
+
+def save(report: dict[str, Any], save_to: str | None) -> tuple[Path, Path | None]:
+    """Write bench/results/latest.json, and with --save also PATH (or a dated file)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    latest = RESULTS / "latest.json"
+    text = json.dumps(report, indent=2, default=str)
+    latest.write_text(text + "\n")
+    saved = None
+    if save_to is not None:
+        saved = Path(save_to or RESULTS / f"{dt.date.today().isoformat()}.json")
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(text + "\n")
+    return latest, saved
 
 
 def chart(report: dict[str, Any], path: Path) -> str:
+    """Draw p50/p99 and req/s per scenario to `path`; what happened, in one line."""
     try:
         import matplotlib
 

@@ -15,20 +15,16 @@ Only 127.0.0.1 is ever contacted. Every child process is stopped on exit.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import resource
-import signal
 import sys
-from pathlib import Path
 
 from common import RESULTS
 from harness import run
-from processes import _on_sigterm, stop_all
-from report import chart, render
+from processes import handle_signals, raise_nofile_limit, stop_all
+from report import chart, render, save
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of the harness."""
     parser = argparse.ArgumentParser(description="signing-proxy benchmark harness (issue 7)")
     parser.add_argument("--quick", action="store_true", help="about 2 s per scenario")
     parser.add_argument("--duration", type=float, help="seconds per scenario (default 5, quick 2)")
@@ -78,20 +74,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--keep-tmp", action="store_true", help="keep keys and logs for a look")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, checked, with the duration per scenario filled in."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     if args.duration <= 0 or args.duration > 120:
         parser.error("--duration must be in (0, 120]")
     if not 1 <= args.paced_rate <= 5000:
         parser.error("--paced-rate must be in [1, 5000]")
+    return args
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    # Ctrl-C stops the run even when the harness was started with SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = args.idle_connections * 2 + 256
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, save the results and the chart."""
+    args = parse_args(argv)
+    handle_signals()
+    raise_nofile_limit(args.idle_connections * 2 + 256)
 
     try:
         report = run(args)
@@ -100,15 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         stop_all()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    latest = RESULTS / "latest.json"
-    text = json.dumps(report, indent=2, default=str)
-    latest.write_text(text + "\n")
-    saved = None
-    if args.save is not None:
-        saved = Path(args.save or RESULTS / f"{dt.date.today().isoformat()}.json")
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(text + "\n")
+    latest, saved = save(report, args.save)
     print()
     print(render(report))
     print()

@@ -5,10 +5,80 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from common import BALANCE_PATH, BATCHED_PATH, ORDER_BODY, ORDERS_PATH
-from measure_http import paced_scenario
+from certs import make_tls
+from common import (
+    BALANCE_PATH,
+    BATCHED_PATH,
+    HOST,
+    MIB,
+    ORDER_BODY,
+    ORDERS_PATH,
+    STREAM_PATH,
+    WS_PATH,
+)
+from measure_http import http_scenario, oneshot_scenario, paced_scenario, sandbox_scenario
+from measure_streams import idle_scenario, stream_scenario, ws_scenario
+from processes import proc_status_kib, stop
 from records import Ctx
-from servers import Proxy, Upstream, warm_up
+from servers import Proxy, Upstream, start_proxy, start_upstream, warm_up
+
+# The groups that share the fast upstream and one proxy, in the order they run.
+FAST_GROUPS = ("keepalive", "paced", "stream", "idle", "ws")
+
+
+def fast_groups(ctx: Ctx, groups: set[str], info: dict[str, Any]) -> None:
+    """Start the fast upstream and a proxy, run the chosen groups of FAST_GROUPS, stop both."""
+    args, tmp = ctx.args, ctx.tmp
+    up = start_upstream(
+        tmp,
+        "upstream-fast",
+        ctx.key_id,
+        ctx.pub,
+        verify_every=args.verify_every,
+        uvloop=not args.no_uvloop,
+    )
+    px = start_proxy(tmp, "proxy-fast", up, ctx.key_id, ctx.key, args.proxy_log_level)
+    info["proxy_rss_after_start_mib"] = round((proc_status_kib(px.pid, "VmRSS") or 0) / 1024, 2)
+    warm_up(f"{up.url}{BALANCE_PATH}")
+    warm_up(f"{px.url}{BALANCE_PATH}")
+    if "keepalive" in groups:
+        keepalive_group(ctx, up, px)
+    if "paced" in groups:
+        paced_group(ctx, up, px)
+    if "stream" in groups:
+        stream_group(ctx, up, px)
+    if "idle" in groups:
+        idle_group(ctx, px)
+    if "ws" in groups:
+        ws_group(ctx, up, px)
+    ctx.stop_proxy("proxy-fast", px)
+    stop(up.proc)
+
+
+def keepalive_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
+    """GET balance direct and through the proxy, closed loop at each --concurrency."""
+    direct, proxied = f"{up.url}{BALANCE_PATH}", f"{px.url}{BALANCE_PATH}"
+    for c in ctx.args.concurrency:
+        http_scenario(
+            ctx,
+            f"direct_c{c}",
+            f"direct GET balance, c={c}",
+            direct,
+            c,
+            via="direct",
+            upstream=up,
+        )
+        http_scenario(
+            ctx,
+            f"proxy_c{c}",
+            f"proxy  GET balance, c={c}",
+            proxied,
+            c,
+            via="proxy",
+            upstream=up,
+            proxy=px,
+            baseline=f"direct_c{c}",
+        )
 
 
 def paced_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
@@ -67,3 +137,133 @@ def paced_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
         presigned=False,
         **post,
     )
+
+
+def stream_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
+    """One --stream-mib body, direct and through the proxy."""
+    size = ctx.args.stream_mib * MIB
+    q = f"{STREAM_PATH}?bytes={size}"
+    stream_scenario(
+        ctx,
+        "direct_stream",
+        f"direct stream {ctx.args.stream_mib} MiB",
+        f"{up.url}{q}",
+        size,
+        via="direct",
+        proxy=None,
+        baseline=None,
+    )
+    stream_scenario(
+        ctx,
+        "proxy_stream",
+        f"proxy  stream {ctx.args.stream_mib} MiB",
+        f"{px.url}{q}",
+        size,
+        via="proxy",
+        proxy=px,
+        baseline="direct_stream",
+    )
+
+
+def idle_group(ctx: Ctx, px: Proxy) -> None:
+    """--idle-connections idle client connections held open to the proxy."""
+    idle_scenario(
+        ctx,
+        "proxy_idle",
+        f"proxy  {ctx.args.idle_connections} idle connections",
+        px,
+        ctx.args.idle_connections,
+    )
+
+
+def ws_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
+    """One WebSocket session direct (signing its own handshake) and through the proxy."""
+    ws_scenario(
+        ctx,
+        "direct_ws",
+        "direct WebSocket feed + echo, 1 session",
+        f"ws://{HOST}:{up.port}{WS_PATH}",
+        via="direct",
+        upstream=up,
+        proxy=None,
+        baseline=None,
+        sign=True,
+    )
+    ws_scenario(
+        ctx,
+        "proxy_ws",
+        "proxy  WebSocket feed + echo, 1 session",
+        f"ws://{HOST}:{px.port}{WS_PATH}",
+        via="proxy",
+        upstream=up,
+        proxy=px,
+        baseline="direct_ws",
+        sign=False,
+    )
+
+
+def oneshot_group(ctx: Ctx) -> None:
+    """One-shot clients: direct HTTPS to a TLS upstream vs plain HTTP to the proxy."""
+    args, tmp = ctx.args, ctx.tmp
+    tls = make_tls(tmp)
+    up = start_upstream(
+        tmp,
+        "upstream-tls",
+        ctx.key_id,
+        ctx.pub,
+        verify_every=args.verify_every,
+        tls=tls,
+        uvloop=not args.no_uvloop,
+    )
+    px = start_proxy(
+        tmp,
+        "proxy-tls",
+        up,
+        ctx.key_id,
+        ctx.key,
+        args.proxy_log_level,
+        {"SSL_CERT_FILE": str(tls[0])},
+    )
+    direct, proxied = f"{up.url}{BALANCE_PATH}", f"{px.url}{BALANCE_PATH}"
+    warm_up(direct, n=3, ssl_context=up.ssl_context)
+    warm_up(proxied, n=3)
+    oneshot_scenario(
+        ctx,
+        "direct_oneshot",
+        "direct one-shot HTTPS, c=1",
+        direct,
+        via="direct",
+        upstream=up,
+        proxy=None,
+        baseline=None,
+        cafile=tls[0],
+    )
+    oneshot_scenario(
+        ctx,
+        "proxy_oneshot",
+        "proxy  one-shot (http->pooled TLS), c=1",
+        proxied,
+        via="proxy",
+        upstream=up,
+        proxy=px,
+        baseline="direct_oneshot",
+    )
+    ctx.stop_proxy("proxy-tls", px)
+    stop(up.proc)
+
+
+def sandbox_group(ctx: Ctx) -> None:
+    """GET balance through the proxy to the sandbox upstream (no direct baseline)."""
+    up = start_upstream(
+        ctx.tmp,
+        "upstream-sandbox",
+        ctx.key_id,
+        ctx.pub,
+        sandbox=True,
+        uvloop=not ctx.args.no_uvloop,
+    )
+    px = start_proxy(ctx.tmp, "proxy-sandbox", up, ctx.key_id, ctx.key, ctx.args.proxy_log_level)
+    warm_up(f"{px.url}{BALANCE_PATH}", n=20)
+    sandbox_scenario(ctx, up, px)
+    ctx.stop_proxy("proxy-sandbox", px)
+    stop(up.proc)

@@ -31,6 +31,8 @@ PRESIGN_COUNTERS = {
 
 @dataclass
 class Upstream:
+    """A running bench/upstream.py."""
+
     proc: subprocess.Popen[bytes]
     port: int
     scheme: str
@@ -38,6 +40,7 @@ class Upstream:
 
     @property
     def url(self) -> str:
+        """The upstream's base URL (http:// or https://)."""
         return f"{self.scheme}://{HOST}:{self.port}"
 
     def stats(self, reset_max: bool = False) -> dict[str, Any]:
@@ -53,16 +56,20 @@ class Upstream:
 
 @dataclass
 class Proxy:
+    """A running `signing-proxy run`."""
+
     proc: subprocess.Popen[bytes]
     port: int
     log: Path
 
     @property
     def url(self) -> str:
+        """The proxy's base URL."""
         return f"http://{HOST}:{self.port}"
 
     @property
     def pid(self) -> int:
+        """The proxy's process id."""
         return self.proc.pid
 
     def presign_counters(self) -> tuple[dict[str, float], str | None]:
@@ -86,6 +93,7 @@ class Proxy:
 
 
 def proxy_log_summary(log: Path) -> dict[str, Any]:
+    """Count the proxy's JSON log lines by level, and its warnings and errors by event."""
     levels: dict[str, int] = {}
     problems: dict[str, int] = {}
     lines = 0
@@ -106,6 +114,7 @@ def proxy_log_summary(log: Path) -> dict[str, Any]:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
     import socket
 
     with socket.socket() as s:
@@ -131,6 +140,7 @@ def start_upstream(
     tls: tuple[Path, Path, Path] | None = None,
     uvloop: bool = True,
 ) -> Upstream:
+    """Start bench/upstream.py (fast, sandbox or TLS) and wait until it is bound."""
     ready = tmp / f"{name}.ready"
     cmd = [
         PY,
@@ -169,6 +179,7 @@ def start_upstream(
 
 
 def proxy_command() -> list[str]:
+    """The `signing-proxy` command of this Python environment."""
     script = Path(PY).parent / "signing-proxy"
     return [str(script)] if script.exists() else [PY, "-m", "signing_proxy"]
 
@@ -182,6 +193,7 @@ def start_proxy(
     log_level: str,
     extra_env: dict[str, str] | None = None,
 ) -> Proxy:
+    """Start `signing-proxy run` in front of `upstream` and wait until /healthz answers."""
     # A clean environment: no configuration or key of the user's may leak into the bench.
     env = {
         k: v

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from cryptography.exceptions import InvalidSignature
+from common import STREAM_PATH, WS_PATH, loop_factory
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
@@ -45,13 +44,11 @@ from signing_proxy.kalshi.protocol import (
     HEADER_KEY,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
-    PSS,
-    SHA256,
     signed_message,
 )
+from signing_proxy.kalshi.verifier import parse_ms, verify_signature
 
 REST_PREFIX = "/trade-api/v2/"
-WS_PATH = "/trade-api/ws/v2"
 _WINDOW_MS = 30_000
 
 BALANCE = json.dumps(
@@ -101,12 +98,15 @@ class Stats:
         self.sig_age_max_ms: float | None = None
 
     def as_dict(self) -> dict[str, float | int | None]:
+        """The counters, as served at /_bench/stats."""
         return dict(vars(self))
 
     def record_age(self, timestamp: str | None) -> None:
-        if not timestamp or not (timestamp.isascii() and timestamp.isdigit()):
+        """Count the age of a signature made at `timestamp` (ms), if it is one."""
+        sent_ms = parse_ms(timestamp)
+        if sent_ms is None:
             return
-        age = time.time_ns() / 1_000_000 - int(timestamp)
+        age = time.time_ns() / 1_000_000 - sent_ms
         self.sig_age_count += 1
         self.sig_age_sum_ms += age
         if self.sig_age_max_ms is None or age > self.sig_age_max_ms:
@@ -121,20 +121,16 @@ def verify(
     if public_key is None or get(HEADER_KEY) != key_id:
         return False
     timestamp = get(HEADER_TIMESTAMP) or ""
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    sent_ms = parse_ms(timestamp)
+    if sent_ms is None or abs(time.time_ns() // 1_000_000 - sent_ms) > _WINDOW_MS:
         return False
-    if abs(time.time_ns() // 1_000_000 - int(timestamp)) > _WINDOW_MS:
-        return False
-    try:
-        signature = base64.b64decode(get(HEADER_SIGNATURE) or "", validate=True)
-        path = raw_path.partition("?")[0]
-        public_key.verify(signature, signed_message(timestamp, method, path), PSS, SHA256)
-    except (ValueError, InvalidSignature):
-        return False
-    return True
+    path = raw_path.partition("?")[0]
+    message = signed_message(timestamp, method, path)
+    return verify_signature(public_key, message, get(HEADER_SIGNATURE) or "")
 
 
 def fast_app(public_key: RSAPublicKey | None, key_id: str, verify_every: int) -> web.Application:
+    """The fast upstream: small answers, a stream, a WebSocket; counts what it saw."""
     stats = Stats()
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -145,7 +141,7 @@ def fast_app(public_key: RSAPublicKey | None, key_id: str, verify_every: int) ->
                 stats.sig_age_max_ms = None
             return answer
         if raw.partition("?")[0] == WS_PATH:
-            return await websocket(request)
+            return await websocket(request, stats, public_key, key_id)
         stats.requests += 1
         if not raw.startswith(REST_PREFIX):
             return web.json_response({"error": {"code": "not_found"}}, status=404)
@@ -169,7 +165,7 @@ def fast_app(public_key: RSAPublicKey | None, key_id: str, verify_every: int) ->
         else:
             stats.unsigned += 1
         path = raw.partition("?")[0]
-        if path == REST_PREFIX + "bench/stream":
+        if path == STREAM_PATH:
             return await stream(request)
         if request.method == "POST":
             # Every write route gets the same answer: orders, orders/batched, events/orders.
@@ -177,65 +173,74 @@ def fast_app(public_key: RSAPublicKey | None, key_id: str, verify_every: int) ->
             return web.Response(status=201, body=ORDER, content_type="application/json")
         return web.Response(body=BALANCE, content_type="application/json")
 
-    async def stream(request: web.Request) -> web.StreamResponse:
-        try:
-            size = min(int(request.query.get("bytes", "0")), _MAX_STREAM)
-        except ValueError:
-            size = 0
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        response.content_length = size
-        await response.prepare(request)
-        view = memoryview(_STREAM_CHUNK)
-        left = size
-        while left > 0:
-            n = min(left, len(view))
-            await response.write(view[:n])
-            left -= n
-        await response.write_eof()
-        return response
-
-    async def websocket(request: web.Request) -> web.StreamResponse:
-        # The handshake must be signed: GET + /trade-api/ws/v2, exactly as Kalshi checks it.
-        if not verify(public_key, key_id, request.headers, "GET", request.raw_path):
-            stats.ws_handshake_bad += 1
-            return web.json_response({"error": {"code": "authentication_error"}}, status=401)
-        stats.ws_sessions += 1
-        ws = web.WebSocketResponse(max_msg_size=1 << 20, autoping=True)
-        await ws.prepare(request)
-        async for msg in ws:
-            if msg.type == WSMsgType.TEXT and msg.data.startswith(FEED_COMMAND):
-                await feed(ws, json.loads(msg.data))
-            elif msg.type == WSMsgType.TEXT:
-                stats.ws_frames += 1
-                await ws.send_str(msg.data)
-            elif msg.type == WSMsgType.BINARY:
-                stats.ws_frames += 1
-                await ws.send_bytes(msg.data)
-            else:
-                break
-        return ws
-
-    async def feed(ws: web.WebSocketResponse, command: dict[str, object]) -> None:
-        # Server push, like Kalshi's market data: `n` frames as fast as the socket takes
-        # them (bounded by count and time), then one "done" frame with the count.
-        frame = str(command.get("frame", ""))
-        n = min(int(command.get("n", 0)), 10_000_000)  # type: ignore[call-overload]
-        deadline = time.monotonic() + min(float(command.get("seconds", 1)), 60.0)  # type: ignore[arg-type]
-        sent = 0
-        while sent < n:
-            await ws.send_str(frame)
-            sent += 1
-            if sent % 512 == 0 and time.monotonic() > deadline:
-                break
-        stats.ws_frames += sent
-        await ws.send_str(json.dumps({"type": "done", "sent": sent}, separators=(",", ":")))
-
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
 
+async def stream(request: web.Request) -> web.StreamResponse:
+    """?bytes=N zero bytes, streamed in 256 KiB chunks."""
+    try:
+        size = min(int(request.query.get("bytes", "0")), _MAX_STREAM)
+    except ValueError:
+        size = 0
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    response.content_length = size
+    await response.prepare(request)
+    view = memoryview(_STREAM_CHUNK)
+    left = size
+    while left > 0:
+        n = min(left, len(view))
+        await response.write(view[:n])
+        left -= n
+    await response.write_eof()
+    return response
+
+
+async def websocket(
+    request: web.Request, stats: Stats, public_key: RSAPublicKey | None, key_id: str
+) -> web.StreamResponse:
+    """A signed WebSocket handshake, then echo, or a feed on a feed command."""
+    # The handshake must be signed: GET + /trade-api/ws/v2, exactly as Kalshi checks it.
+    if not verify(public_key, key_id, request.headers, "GET", request.raw_path):
+        stats.ws_handshake_bad += 1
+        return web.json_response({"error": {"code": "authentication_error"}}, status=401)
+    stats.ws_sessions += 1
+    ws = web.WebSocketResponse(max_msg_size=1 << 20, autoping=True)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT and msg.data.startswith(FEED_COMMAND):
+            await feed(ws, json.loads(msg.data), stats)
+        elif msg.type == WSMsgType.TEXT:
+            stats.ws_frames += 1
+            await ws.send_str(msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            stats.ws_frames += 1
+            await ws.send_bytes(msg.data)
+        else:
+            break
+    return ws
+
+
+async def feed(ws: web.WebSocketResponse, command: dict[str, object], stats: Stats) -> None:
+    """Server push, like Kalshi's market data: `n` frames, then a "done" frame."""
+    # `n` frames as fast as the socket takes them (bounded by count and time), then one
+    # "done" frame with the count.
+    frame = str(command.get("frame", ""))
+    n = min(int(command.get("n", 0)), 10_000_000)  # type: ignore[call-overload]
+    deadline = time.monotonic() + min(float(command.get("seconds", 1)), 60.0)  # type: ignore[arg-type]
+    sent = 0
+    while sent < n:
+        await ws.send_str(frame)
+        sent += 1
+        if sent % 512 == 0 and time.monotonic() > deadline:
+            break
+    stats.ws_frames += sent
+    await ws.send_str(json.dumps({"type": "done", "sent": sent}, separators=(",", ":")))
+
+
 def sandbox_app(public_key: RSAPublicKey, key_id: str) -> web.Application:
+    """signing_proxy's sandbox, with a request count at /_bench/stats."""
     from signing_proxy.sandbox import create_sandbox_app
 
     app = create_sandbox_app({key_id: public_key})
@@ -253,6 +258,7 @@ def sandbox_app(public_key: RSAPublicKey, key_id: str) -> web.Application:
 
 
 def load_public_key(path: str | None) -> RSAPublicKey | None:
+    """The PEM public key at `path`, if any."""
     if not path:
         return None
     loaded = serialization.load_pem_public_key(Path(path).read_bytes())
@@ -261,12 +267,14 @@ def load_public_key(path: str | None) -> RSAPublicKey | None:
 
 
 def write_ready(path: str, port: int) -> None:
+    """Tell the harness the port, atomically."""
     tmp = path + ".tmp"
     Path(tmp).write_text(json.dumps({"port": port, "pid": os.getpid()}))
     os.replace(tmp, path)
 
 
 async def serve(args: argparse.Namespace) -> None:
+    """Serve until a signal, the parent's exit, or --max-seconds."""
     public_key = load_public_key(args.public_key)
     if args.sandbox:
         assert public_key is not None, "--sandbox needs --public-key"
@@ -301,6 +309,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
+    """Run the upstream the arguments ask for."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--public-key", help="PEM public key registered for --key-id")
@@ -314,20 +323,9 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=900.0)
     parser.add_argument("--uvloop", action="store_true", help="use uvloop when installed")
     args = parser.parse_args()
-    with asyncio.Runner(loop_factory=_loop_factory(args.uvloop)) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(args.uvloop)) as runner:
         runner.run(serve(args))
     return 0
-
-
-def _loop_factory(want_uvloop: bool):  # type: ignore[no-untyped-def]
-    if want_uvloop:
-        try:
-            import uvloop
-
-            return uvloop.new_event_loop
-        except ImportError:
-            pass
-    return None
 
 
 if __name__ == "__main__":
