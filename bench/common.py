@@ -16,20 +16,20 @@ MIB = 1 << 20
 HOST = "127.0.0.1"
 
 BALANCE_PATH = "/trade-api/v2/portfolio/balance"
-ORDERS_PATH = "/trade-api/v2/portfolio/orders"  # pre-signed by default in the proxy
-# A write route with the same upstream cost that the proxy does not pre-sign by default:
-# it shows what the same order costs when signed on demand.
-BATCHED_PATH = "/trade-api/v2/portfolio/orders/batched"
+ORDERS_PATH = "/trade-api/v2/portfolio/events/orders"  # pre-signed by default in the proxy
+# A write route the proxy does not pre-sign, answered alike by the bench's upstream: it
+# shows what the same POST costs when signed on demand.
+ON_DEMAND_PATH = "/trade-api/v2/portfolio/order_groups/create"
 STREAM_PATH = "/trade-api/v2/bench/stream"
 WS_PATH = "/trade-api/ws/v2"
 ORDER_BODY = json.dumps(
     {
         "ticker": "KXBENCH-26JUN11-T1",
-        "side": "yes",
-        "action": "buy",
-        "count": 1,
-        "type": "limit",
-        "yes_price": 1,
+        "side": "bid",
+        "count": "1.00",
+        "price": "0.0100",
+        "time_in_force": "good_till_canceled",
+        "self_trade_prevention_type": "taker_at_cross",
         "client_order_id": "0b6c7f1e-5a4d-4c3b-9e2f-1a0d9c8b7e6f",
     },
     separators=(",", ":"),

@@ -8,9 +8,9 @@ from typing import Any
 from certs import make_tls
 from common import (
     BALANCE_PATH,
-    BATCHED_PATH,
     HOST,
     MIB,
+    ON_DEMAND_PATH,
     ORDER_BODY,
     ORDERS_PATH,
     STREAM_PATH,
@@ -85,7 +85,7 @@ def paced_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
     """c=1 latency, open loop at --paced-rate: GET balance, and POST orders pre-signed vs not."""
     rate = f"{ctx.args.paced_rate:g}/s"
     orders = (f"{up.url}{ORDERS_PATH}", f"{px.url}{ORDERS_PATH}")
-    for u in (*orders, f"{up.url}{BATCHED_PATH}", f"{px.url}{BATCHED_PATH}"):
+    for u in (*orders, f"{up.url}{ON_DEMAND_PATH}", f"{px.url}{ON_DEMAND_PATH}"):
         warm_up(u, n=5, method="POST", body=ORDER_BODY)
     time.sleep(0.2)  # let the proxy refill its pre-signed pool after the warm-up
     paced_scenario(
@@ -128,9 +128,9 @@ def paced_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
     )
     paced_scenario(
         ctx,
-        "proxy_paced_batched",
-        f"proxy  POST orders/batched, on demand, {rate}",
-        f"{px.url}{BATCHED_PATH}",
+        "proxy_paced_on_demand",
+        f"proxy  POST order_groups/create, on demand, {rate}",
+        f"{px.url}{ON_DEMAND_PATH}",
         via="proxy",
         proxy=px,
         baseline="direct_paced_post",

@@ -92,9 +92,9 @@ def presigned_p50_target(ctx: Ctx) -> Target:
     if not (r and r.get("added_p50_ms") is not None):
         return _target(name, None, "not run (group paced)")
     notes = [_p99_note(ctx, r)]
-    on_demand = ctx.get("proxy_paced_batched")
+    on_demand = ctx.get("proxy_paced_on_demand")
     if on_demand and on_demand.get("added_p50_ms") is not None:
-        notes.append(f"signed on demand (orders/batched): {on_demand['added_p50_ms']:+.3f} ms")
+        notes.append(f"signed on demand (order_groups/create): {on_demand['added_p50_ms']:+.3f} ms")
     notes.append(_presign_note(r))
     return _target(
         name,

@@ -1,8 +1,8 @@
 """Benchmark upstreams, each run as its own process by bench/run.py.
 
 fast     a minimal aiohttp upstream: a small JSON answer for any /trade-api/v2/ path,
-         201 and the same small order for every POST (.../portfolio/orders,
-         .../portfolio/orders/batched and .../portfolio/events/orders cost the same, so
+         201 and the same small order for every POST (
+         .../portfolio/events/orders and .../portfolio/order_groups/create cost the same, so
          pre-signed and on-demand write routes compare fairly), a streamed body of N
          bytes at /trade-api/v2/bench/stream?bytes=N, and a WebSocket echo at
          /trade-api/ws/v2 whose handshake must carry a valid Kalshi signature (the text
@@ -168,7 +168,7 @@ def fast_app(public_key: RSAPublicKey | None, key_id: str, verify_every: int) ->
         if path == STREAM_PATH:
             return await stream(request)
         if request.method == "POST":
-            # Every write route gets the same answer: orders, orders/batched, events/orders.
+            # Every write route gets the same answer: events/orders, order_groups/create, ...
             await request.read()
             return web.Response(status=201, body=ORDER, content_type="application/json")
         return web.Response(body=BALANCE, content_type="application/json")

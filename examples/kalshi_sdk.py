@@ -10,7 +10,9 @@ set, goes out as "Authorization: Bearer ..." through the SDK's own `set_bearer_t
 
 Asks for the balance and a few open markets, places a 1-cent YES bid for 1 contract
 (far below the market, so it rests) and cancels it at once. SDK 3.2.0's answer models
-lag Kalshi's wire format (see the comments), so only get_balance() is fully typed here.
+lag Kalshi's wire format (see the comments), so only get_balance() is fully typed here,
+and its order methods call the V1 order routes Kalshi removed in 2026: orders go through
+the SDK's own raw call to the V2 routes instead.
 Try it with `signing-proxy sandbox`; against production this places a real order (and
 cancels it).
 """
@@ -24,7 +26,6 @@ import uuid
 from typing import Any
 
 from kalshi_python_sync import Configuration, KalshiClient
-from kalshi_python_sync.models.create_order_request import CreateOrderRequest
 
 
 def body(response: Any, what: str) -> dict[str, Any]:
@@ -33,6 +34,17 @@ def body(response: Any, what: str) -> dict[str, Any]:
         sys.exit(f"kalshi_sdk.py: {what} answered {response.status}: {response.data!r}")
     result: dict[str, Any] = json.loads(response.data)
     return result
+
+
+def raw_call(client: KalshiClient, method: str, path: str, payload: Any = None) -> Any:
+    """One call through the SDK's own HTTP client (its headers and token), answer unread."""
+    headers = {"Content-Type": "application/json"} if payload is not None else {}
+    params = client.param_serialize(
+        method=method, resource_path=path, header_params=headers, body=payload
+    )
+    response = client.call_api(*params)
+    response.read()
+    return response
 
 
 def main(proxy_url: str) -> None:
@@ -59,23 +71,25 @@ def main(proxy_url: str) -> None:
     if not markets:
         sys.exit("kalshi_sdk.py: no open market")
 
-    # The request model is current; the Order answer model is not (it wants integer
-    # yes_price / remaining_count, Kalshi now sends *_dollars / *_fp): raw variants again.
-    request = CreateOrderRequest(
-        ticker=markets[0]["ticker"],
-        side="yes",
-        action="buy",
-        count=1,
-        yes_price=1,
-        client_order_id=str(uuid.uuid4()),
-        time_in_force="good_till_canceled",
-    )
-    raw = client.create_order_without_preload_content(request)
-    placed = body(raw, "POST /portfolio/orders")["order"]
-    print(f"placed: {placed['order_id']} {placed['status']}")
-    raw = client.cancel_order_without_preload_content(placed["order_id"])
-    canceled = body(raw, "DELETE /portfolio/orders/{id}")["order"]
-    print(f"canceled: {canceled['order_id']} {canceled['status']}")
+    # SDK 3.2.0's create_order() and cancel_order() call the removed V1 routes (the
+    # proxy answers them 410, or translates them with compat.v1_orders: translate).
+    # The V2 order: a bid on the YES book, price and count as strings.
+    order = {
+        "ticker": markets[0]["ticker"],
+        "side": "bid",
+        "price": "0.0100",
+        "count": "1.00",
+        "client_order_id": str(uuid.uuid4()),
+        "time_in_force": "good_till_canceled",
+        "self_trade_prevention_type": "taker_at_cross",
+    }
+    raw = raw_call(client, "POST", "/portfolio/events/orders", order)
+    placed = body(raw, "POST /portfolio/events/orders")
+    status = "resting" if placed["remaining_count"] != "0.00" else "executed"
+    print(f"placed: {placed['order_id']} {status}")
+    raw = raw_call(client, "DELETE", f"/portfolio/events/orders/{placed['order_id']}")
+    canceled = body(raw, "DELETE /portfolio/events/orders/{id}")
+    print(f"canceled: {canceled['order_id']} canceled (reduced by {canceled['reduced_by']})")
 
 
 if __name__ == "__main__":

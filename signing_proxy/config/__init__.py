@@ -11,6 +11,7 @@ from signing_proxy.config.load import (
 )
 from signing_proxy.config.model import (
     AccessConfig,
+    CompatConfig,
     Config,
     CredentialsConfig,
     LimitsConfig,
@@ -34,6 +35,7 @@ __all__ = [
     "REST_PREFIX",
     "WS_PATH",
     "AccessConfig",
+    "CompatConfig",
     "Config",
     "CredentialsConfig",
     "LimitsConfig",

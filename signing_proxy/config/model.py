@@ -18,6 +18,7 @@ from signing_proxy.config.values import boolean, choice, integer, key_id, second
 Environment = Literal["demo", "production"]
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+V1Orders = Literal["refuse", "translate"]
 
 MEBIBYTE = 1024 * 1024
 
@@ -165,8 +166,8 @@ class SigningConfig:
 
     presign_routes: tuple[tuple[str, str], ...] = setting(
         (
-            ("POST", "/trade-api/v2/portfolio/orders"),
             ("POST", "/trade-api/v2/portfolio/events/orders"),
+            ("POST", "/trade-api/v2/portfolio/events/orders/batched"),
         ),
         "routes signed ahead of time",
         signing.presign_routes,
@@ -177,6 +178,17 @@ class SigningConfig:
     presign_depth: int = setting(2, "signatures kept ready per route", integer(1))
     learn_hot_routes: int = setting(8, "hot read routes pre-signed; 0: off", integer(0))
     threads: int = setting(2, "threads that sign under load", integer(1))
+
+
+@dataclass(frozen=True, slots=True)
+class CompatConfig:
+    """What to do with calls to Kalshi routes that no longer exist."""
+
+    # refuse: 410 naming the V2 route, never forwarded (Kalshi has answered these with a
+    # 2xx and no order). translate: sent as the V2 write, answered in the V1 shape.
+    v1_orders: V1Orders = setting(
+        "refuse", "refuse or translate V1 order writes", choice("refuse", "translate")
+    )
 
 
 def _rate_limit(value: Any, name: str, env: Mapping[str, str]) -> RateLimitConfig | None:
@@ -208,6 +220,7 @@ class Config:
         15.0, "seconds in-flight calls get after SIGTERM", seconds(allow_zero=True), restart=True
     )
     signing: SigningConfig = section(SigningConfig, "pre-signing and threads", restart=True)
+    compat: CompatConfig = section(CompatConfig, "removed Kalshi routes")
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret string this configuration holds, for log redaction."""

@@ -31,7 +31,7 @@ def presign_routes(value: Any, name: str, env: Mapping[str, str]) -> tuple[tuple
         ):
             raise ConfigError(
                 f"{name}[{index}]: must look like "
-                f"'POST /trade-api/v2/portfolio/orders' (an exact path); got {route!r}"
+                f"'POST /trade-api/v2/portfolio/events/orders' (an exact path); got {route!r}"
             )
         parsed.append((parts[0].upper(), parts[1]))
     return tuple(parsed)

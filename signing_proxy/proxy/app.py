@@ -19,7 +19,8 @@ from signing_proxy.kalshi.signer import Signer
 from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.logging import drop_none, get_logger
 from signing_proxy.ops.metrics import Metrics
-from signing_proxy.proxy.forward import CALL_RECORD, BodyBudget, CallRecord, Forwarder
+from signing_proxy.proxy.calls import CALL_RECORD, CallRecord
+from signing_proxy.proxy.forward import BodyBudget, Forwarder
 from signing_proxy.proxy.guard import add_cors_headers, make_guard
 from signing_proxy.proxy.live import Live
 from signing_proxy.proxy.paths import NOT_PROXIED, ROUTE, RouteKind

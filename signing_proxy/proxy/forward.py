@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -15,9 +14,13 @@ from yarl import URL
 from signing_proxy import __version__
 from signing_proxy.config import AccessConfig
 from signing_proxy.errors import proxy_error
+from signing_proxy.kalshi.orders import V1Write, v1_order_write
 from signing_proxy.kalshi.protocol import HEADER_TIMESTAMP
 from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.metrics import Metrics
+from signing_proxy.proxy import compat
+from signing_proxy.proxy.access import policy_forms
+from signing_proxy.proxy.calls import CALL_RECORD, Answer, CallFailed, CallRecord
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
 from signing_proxy.proxy.live import Live, Snapshot
 from signing_proxy.proxy.paths import ROUTE, Route
@@ -40,24 +43,6 @@ _SMALL_BODY = 64 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 # Kalshi's 401 bodies are tiny; this much is read for the diagnosis, then relayed.
 _DIAGNOSIS_BYTES = 4096
-
-
-@dataclass(slots=True)
-class CallRecord:
-    """What the per-call log event reports; filled in as the call progresses."""
-
-    request_id: str
-    client: str | None = None
-    started: float = field(default_factory=time.perf_counter)
-    bytes_in: int = 0
-    bytes_out: int = 0
-    upstream_ms: float | None = None
-    retries: int = 0
-    rate_wait_ms: float | None = None
-    error: str | None = None
-
-
-CALL_RECORD = web.RequestKey("call_record", CallRecord)
 
 
 class BodyTooLarge(Exception):
@@ -140,11 +125,17 @@ class Forwarder:
         snapshot = self.live.current
         access = snapshot.config.access
         record = request[CALL_RECORD]
+        write = _v1_write(method, target.path)
+        if write is not None and snapshot.config.compat.v1_orders == "refuse":
+            record.error = compat.REMOVED_CODE
+            return compat.refusal(write, method, target.path)
         body = await self._read_body(request, record, access, hold)
         if isinstance(body, web.Response):
             return body
         if snapshot.limiter is not None:
-            decision = await snapshot.limiter.acquire(method, target.path)
+            # A translated write costs what its V2 route costs.
+            charged = (method, target.path) if write is None else (write.v2_method, write.v2_path)
+            decision = await snapshot.limiter.acquire(*charged)
             if decision.waited:
                 record.rate_wait_ms = round(decision.waited * 1000, 3)
             if not decision.allowed:
@@ -156,12 +147,44 @@ class Forwarder:
                     f"retry in {decision.retry_after} s",
                     headers={"Retry-After": str(decision.retry_after)},
                 )
+        if write is not None:
+            query = request.raw_path.partition("?")[2]
+            translation = compat.Translation(self, snapshot, record, write, query)
+            return await translation.run(await compat.read_whole(body))
         headers = upstream_request_headers(request.headers)
         if "User-Agent" not in headers:
             headers["User-Agent"] = USER_AGENT
         # encoded=True: the raw path and query go upstream exactly as received (no requoting).
         url = URL(snapshot.config.upstream.rest_url + request.raw_path, encoded=True)
         return await self._exchange(request, record, snapshot, url, target.path, headers, body)
+
+    async def call(
+        self, snapshot: Snapshot, record: CallRecord, method: str, raw_path: str, body: bytes | None
+    ) -> Answer:
+        """One signed call made by the proxy itself, sent once and read whole."""
+        # Sent once, whatever the method: a translated write must never be sent twice.
+        headers: CIMultiDict[str] = CIMultiDict({"User-Agent": USER_AGENT})
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        url = URL(snapshot.config.upstream.rest_url + raw_path, encoded=True)
+        path = raw_path.partition("?")[0]
+        upstream_config = snapshot.config.upstream
+        deadline = asyncio.get_running_loop().time() + upstream_config.deadline
+        started = time.perf_counter()
+        try:
+            upstream, _ = await self._send(snapshot, method, url, path, headers, body, deadline)
+            try:
+                answer = Answer(
+                    upstream.status, CIMultiDict(upstream.headers), await upstream.read()
+                )
+            finally:
+                upstream.release()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failure = classify(exc, upstream_config.timeout)
+            raise CallFailed(_failed(record, failure, started, upstream_config.rest_url)) from None
+        self.monitor.saw_answer()
+        record.upstream_ms = _ms_since(started)
+        return answer
 
     async def _read_body(
         self,
@@ -424,6 +447,14 @@ async def _request_body(
         chunks.append(chunk)
     record.bytes_in = size
     return b"".join(chunks)
+
+
+def _v1_write(method: str, path: str) -> V1Write | None:
+    """The removed V1 order write that any spelling of `path` names, if one does."""
+    for form in sorted(policy_forms(path)):
+        if (write := v1_order_write(method, form)) is not None:
+            return write
+    return None
 
 
 def _abort(request: web.Request) -> None:

@@ -15,7 +15,7 @@ from aiohttp.typedefs import Middleware
 from multidict import MultiMapping
 
 from signing_proxy.errors import proxy_error
-from signing_proxy.proxy.forward import CALL_RECORD
+from signing_proxy.proxy.calls import CALL_RECORD
 from signing_proxy.proxy.live import Live, Snapshot
 from signing_proxy.proxy.paths import ROUTE, Refusal, RouteKind, route_target
 

@@ -1,7 +1,7 @@
 """Signatures off the critical path: pre-signed hot routes, and adaptive inline/thread signing.
 
 Kalshi signs only timestamp + METHOD + path and accepts timestamps a few seconds old, so
-for fixed routes such as POST /trade-api/v2/portfolio/orders a signature can be made
+for fixed routes such as POST /trade-api/v2/portfolio/events/orders a signature can be made
 before the order arrives. Each pre-made signature is used at most once and thrown away
 when older than `max_age` (well inside Kalshi's window), so order entry pays no signing
 latency. Read routes a client polls (balance, positions, one market) are learned and

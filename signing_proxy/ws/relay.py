@@ -17,7 +17,8 @@ from signing_proxy.config import WS_PATH
 from signing_proxy.errors import proxy_error
 from signing_proxy.ops.logging import get_logger
 from signing_proxy.ops.metrics import Metrics
-from signing_proxy.proxy.forward import CALL_RECORD, USER_AGENT
+from signing_proxy.proxy.calls import CALL_RECORD
+from signing_proxy.proxy.forward import USER_AGENT
 from signing_proxy.proxy.headers import downstream_response_headers
 from signing_proxy.proxy.live import Live, Snapshot
 from signing_proxy.proxy.upstream import UpstreamSessions, classify

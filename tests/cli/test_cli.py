@@ -152,7 +152,7 @@ async def test_no_secret_appears_in_a_whole_run(
     )
     base = (await proc.wait_for(r'"listen": "(http://[^"]+)"')).group(1)
     secret_body = "body-" + "7" * 24
-    for path in ("/trade-api/v2/portfolio/balance", "/trade-api/v2/portfolio/orders"):
+    for path in ("/trade-api/v2/portfolio/balance", "/trade-api/v2/portfolio/events/orders"):
         status, _ = await curl(
             "-H",
             f"Authorization: Bearer {INBOUND_TOKEN}",

@@ -51,6 +51,7 @@ SAMPLES: dict[str, Any] = {
     "signing.presign_depth": 1,
     "signing.learn_hot_routes": 0,
     "signing.threads": 3,
+    "compat.v1_orders": "translate",
 }
 
 

@@ -39,7 +39,7 @@ async def test_request_counters_and_histograms_move(make_upstream, make_proxy) -
     before = await scrape(client)
     for _ in range(3):
         await client.get("/trade-api/v2/markets?limit=1")
-    await client.post("/trade-api/v2/portfolio/orders", data=b"{}")
+    await client.post("/trade-api/v2/portfolio/events/orders", data=b"{}")
     await client.delete("/trade-api/v2/portfolio/events/orders/4a75a66e-missing")
     await client.get("/nope")
     after = await scrape(client)
@@ -79,11 +79,14 @@ async def test_upstream_401_and_retries_are_counted(make_upstream, make_proxy) -
 async def test_rate_limit_levels_and_rejections(make_upstream, make_proxy, tmp_path: Path) -> None:
     upstream = await make_upstream()
     config = tmp_path / "c.yaml"
-    config.write_text("rate_limit: {write_per_second: 10, write_capacity: 20, max_wait: 0}\n")
+    config.write_text(
+        "rate_limit: {write_per_second: 10, write_capacity: 20, max_wait: 0, costs: "
+        "[{method: POST, path: /trade-api/v2/portfolio/events/orders, cost: 20}]}\n"
+    )
     client = await make_proxy(upstream.url, config_file=config)
     assert value(await scrape(client), "signing_proxy_rate_limit_tokens", bucket="write") == 20
-    assert (await client.post("/trade-api/v2/portfolio/orders", data=b"{}")).status == 200
-    assert (await client.post("/trade-api/v2/portfolio/orders", data=b"{}")).status == 429
+    assert (await client.post("/trade-api/v2/portfolio/events/orders", data=b"{}")).status == 200
+    assert (await client.post("/trade-api/v2/portfolio/events/orders", data=b"{}")).status == 429
     samples = await scrape(client)
     assert value(samples, "signing_proxy_rate_limit_tokens", bucket="write") < 5
     assert value(samples, "signing_proxy_rate_limit_rejections_total") == 1
@@ -99,7 +102,7 @@ async def test_in_flight_gauge_counts_the_scrape_itself(make_upstream, make_prox
     ("path", "group"),
     [
         ("/trade-api/v2/markets/KX-1/orderbook", "markets"),
-        ("/trade-api/v2/portfolio/orders/abc", "orders"),
+        ("/trade-api/v2/portfolio/events/orders/abc", "orders"),
         ("/trade-api/v2/portfolio/events/orders", "orders"),
         ("/trade-api/v2/portfolio/balance", "portfolio"),
         ("/trade-api/v2/exchange/status", "exchange"),

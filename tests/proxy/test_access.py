@@ -28,7 +28,7 @@ access:
       read_only: true
     - name: bot
       token_env: BOT_TOKEN
-      deny: ["DELETE /trade-api/v2/portfolio/orders/batched*"]
+      deny: ["DELETE /trade-api/v2/portfolio/events/orders/batched*"]
     - name: markets-only
       token: markets-only-token-0123456789
       allow: ["GET /trade-api/v2/markets*", "GET /trade-api/v2/exchange/*"]
@@ -99,9 +99,9 @@ async def test_probes_need_no_token(guarded) -> None:
 
 async def test_read_only_token_may_read_not_write(guarded) -> None:
     upstream, client = guarded
-    ok = await client.get("/trade-api/v2/portfolio/orders", headers=bearer(DASHBOARD))
+    ok = await client.get("/trade-api/v2/portfolio/events/orders", headers=bearer(DASHBOARD))
     assert ok.status == 200
-    refused = await client.post("/trade-api/v2/portfolio/orders", headers=bearer(DASHBOARD))
+    refused = await client.post("/trade-api/v2/portfolio/events/orders", headers=bearer(DASHBOARD))
     assert refused.status == 403
     error = (await refused.json())["error"]
     assert error["code"] == "proxy_forbidden"
@@ -111,22 +111,22 @@ async def test_read_only_token_may_read_not_write(guarded) -> None:
 
 async def test_deny_rule_wins_and_is_named(guarded) -> None:
     upstream, client = guarded
-    refused = await client.delete("/trade-api/v2/portfolio/orders/batched", headers=bearer(BOT))
+    refused = await client.delete("/trade-api/v2/portfolio/events/orders/batched", headers=bearer(BOT))
     assert refused.status == 403
     assert (
-        "DELETE /trade-api/v2/portfolio/orders/batched*"
+        "DELETE /trade-api/v2/portfolio/events/orders/batched*"
         in (await refused.json())["error"]["message"]
     )
-    allowed = await client.delete("/trade-api/v2/portfolio/orders/abc", headers=bearer(BOT))
+    allowed = await client.delete("/trade-api/v2/portfolio/events/orders/abc", headers=bearer(BOT))
     assert allowed.status == 200
-    assert [s.raw_path for s in upstream.seen] == ["/trade-api/v2/portfolio/orders/abc"]
+    assert [s.raw_path for s in upstream.seen] == ["/trade-api/v2/portfolio/events/orders/abc"]
 
 
 async def test_deny_rule_sees_through_percent_encoding(guarded) -> None:
     upstream, client = guarded
     reply = await raw_request(
         client.port,
-        "DELETE /trade-api/v2/portfolio/%6Frders/batched HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "DELETE /trade-api/v2/portfolio/events/%6Frders/batched HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {BOT}\r\nConnection: close\r\n\r\n",
     )
     assert reply.startswith(b"HTTP/1.1 403")
@@ -136,12 +136,12 @@ async def test_deny_rule_sees_through_percent_encoding(guarded) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "/trade-api/v2/portfolio//orders/batched",
-        "/trade-api/v2//portfolio/orders/batched",
-        "/trade-api/v2/portfolio/orders/BATCHED",
-        "/trade-api/v2/portfolio/orders;x/batched",
-        "/trade-api/v2/portfolio/%256Frders/batched",
-        "/trade-api/v2/portfolio/orders/batched/",
+        "/trade-api/v2/portfolio//events/orders/batched",
+        "/trade-api/v2//portfolio/events/orders/batched",
+        "/trade-api/v2/portfolio/events/orders/BATCHED",
+        "/trade-api/v2/portfolio/events/orders;x/batched",
+        "/trade-api/v2/portfolio/events/%256Frders/batched",
+        "/trade-api/v2/portfolio/events/orders/batched/",
     ],
 )
 async def test_deny_rule_holds_for_every_spelling_a_server_might_route(guarded, path: str) -> None:
@@ -176,9 +176,9 @@ async def test_global_read_only(make_upstream, make_proxy, tmp_path: Path) -> No
     config = tmp_path / "c.yaml"
     config.write_text("access: {read_only: true}\n")
     client = await make_proxy(upstream.url, config_file=config)
-    assert (await client.get("/trade-api/v2/portfolio/orders")).status == 200
+    assert (await client.get("/trade-api/v2/portfolio/events/orders")).status == 200
     for method in ("POST", "PUT", "PATCH", "DELETE"):
-        resp = await client.request(method, "/trade-api/v2/portfolio/orders")
+        resp = await client.request(method, "/trade-api/v2/portfolio/events/orders")
         assert resp.status == 403
         assert "access.read_only" in (await resp.json())["error"]["message"]
     assert len(upstream.seen) == 1
@@ -194,7 +194,7 @@ def test_presented_token_forms() -> None:
 def test_policy_without_tokens_lets_everyone_in() -> None:
     policy = AccessPolicy(load_config(None, {}).access)
     assert policy.authenticate({}) is None
-    assert policy.authorize(None, "POST", "/trade-api/v2/portfolio/orders") is None
+    assert policy.authorize(None, "POST", "/trade-api/v2/portfolio/events/orders") is None
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.internal"])
@@ -257,7 +257,7 @@ async def test_slow_chunked_body_is_408(make_upstream, make_proxy, tmp_path: Pat
     client = await make_proxy(upstream.url, config_file=config)
     reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
     writer.write(
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
     )
     await writer.drain()

@@ -75,7 +75,7 @@ def order_body(kind: str) -> bytes | AsyncIterator[bytes] | None:
 async def test_writes_are_never_retried(make_upstream, make_proxy, method: str, body: str) -> None:
     upstream = await make_upstream(flaky([503]))
     client = await make_proxy(upstream.url)
-    resp = await client.request(method, "/trade-api/v2/portfolio/orders", data=order_body(body))
+    resp = await client.request(method, "/trade-api/v2/portfolio/events/orders", data=order_body(body))
     assert resp.status == 503
     assert [s.method for s in upstream.seen] == [method]
     assert upstream.seen[0].body == (b"" if body == "none" else ORDER)
@@ -116,7 +116,7 @@ async def test_post_is_not_retried_when_the_connection_drops(make_upstream, make
 
     upstream = await make_upstream(drop)
     client = await make_proxy(upstream.url)
-    resp = await client.post("/trade-api/v2/portfolio/orders", json={"ticker": "X"})
+    resp = await client.post("/trade-api/v2/portfolio/events/orders", json={"ticker": "X"})
     assert resp.status == 502
     assert (await resp.json())["error"]["code"] == "proxy_upstream_error"
     assert len(upstream.seen) == 1
@@ -152,7 +152,7 @@ async def test_dropped_keep_alive_connection_resends_only_reads(
     upstream = await make_upstream(answers_once_then_drops(peers))
     client = await make_proxy(upstream.url)
     assert (await client.get("/trade-api/v2/markets")).status == 200  # opens the connection
-    resp = await client.request(method, "/trade-api/v2/portfolio/orders/abc", data=order_body(body))
+    resp = await client.request(method, "/trade-api/v2/portfolio/events/orders/abc", data=order_body(body))
     assert resp.status == 502
     assert peers[1] == peers[0]  # the dropped request went over the kept-alive connection
     calls = upstream.seen[1:]
@@ -274,11 +274,13 @@ async def test_local_rate_limit_queues_then_refuses(
 ) -> None:
     upstream = await make_upstream()
     config = tmp_path / "c.yaml"
-    # 20 write tokens/s, bucket of 20; POST /portfolio/orders costs 20 in Kalshi's table, other
-    # writes 10.
-    config.write_text("rate_limit: {write_per_second: 20, write_capacity: 20, max_wait: 0.6}\n")
+    # 20 write tokens/s, bucket of 20; an order costs 20 here, other writes 10 (the default).
+    config.write_text(
+        "rate_limit: {write_per_second: 20, write_capacity: 20, max_wait: 0.6, costs: "
+        "[{method: POST, path: /trade-api/v2/portfolio/events/orders, cost: 20}]}\n"
+    )
     client = await make_proxy(upstream.url, config_file=config)
-    first = await client.post("/trade-api/v2/portfolio/orders", data=b"{}")
+    first = await client.post("/trade-api/v2/portfolio/events/orders", data=b"{}")
     assert first.status == 200  # the bucket is empty now
     # A cheaper call (cost 10) needs half a second of refill, within max_wait: it queues.
     loop = asyncio.get_running_loop()
@@ -294,7 +296,7 @@ async def test_local_rate_limit_queues_then_refuses(
     # The order after it needs 20 tokens at 20/s: 1 s, more than max_wait: refused at once.
     started = loop.time()
     with capture_logs() as events:
-        third = await client.post("/trade-api/v2/portfolio/orders", data=b"{}")
+        third = await client.post("/trade-api/v2/portfolio/events/orders", data=b"{}")
     assert loop.time() - started < 0.3
     assert third.status == 429
     assert third.headers["Retry-After"] == "1"

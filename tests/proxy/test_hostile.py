@@ -43,23 +43,23 @@ HOSTILE: dict[str, bytes] = {
     + b"a" * 20000
     + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     "content-length and chunked (CL.TE smuggling)": (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n"
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"
     ),
     "two different content-lengths": (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n"
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n"
         b"Content-Length: 5\r\n\r\nabcde"
     ),
     "negative content-length": (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Content-Length: -1\r\n\r\n"
     ),
     "unknown transfer-encoding": (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"
     ),
     "chunk size overflow": (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffffff\r\nx\r\n0\r\n\r\n"
     ),
     "dot segments": b"GET /trade-api/v2/%2e%2e/%2e%2e/admin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
@@ -102,12 +102,12 @@ async def test_pipelined_smuggle_attempt_forwards_only_the_real_request(
     upstream = await make_upstream()
     client = await make_proxy(upstream.url)
     payload = (
-        b"POST /trade-api/v2/portfolio/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Content-Length: 44\r\n\r\n"
         b"GET /trade-api/v2/admin HTTP/1.1\r\nHost: x\r\n\r\n"
     )
     await exchange(client.port, payload)
     assert [(s.method, s.raw_path) for s in upstream.seen] == [
-        ("POST", "/trade-api/v2/portfolio/orders")
+        ("POST", "/trade-api/v2/portfolio/events/orders")
     ]
     assert upstream.seen[0].body.startswith(b"GET /trade-api/v2/admin")

@@ -36,7 +36,7 @@ async def test_get_is_signed_and_verified(make_upstream, make_proxy) -> None:
 async def test_every_method_is_signed(make_upstream, make_proxy, method: str) -> None:
     upstream = await make_upstream()
     client = await make_proxy(upstream.url)
-    resp = await client.request(method, "/trade-api/v2/portfolio/orders/abc")
+    resp = await client.request(method, "/trade-api/v2/portfolio/events/orders/abc")
     assert resp.status == 200
     assert upstream.seen[-1].method == method
     assert upstream.seen[-1].auth_error is None
@@ -148,7 +148,7 @@ async def test_chunked_body_arrives_exactly(make_upstream, make_proxy) -> None:
         for i in range(5):
             yield f'{{"part": {i}}}\n'.encode()
 
-    resp = await client.post("/trade-api/v2/portfolio/orders/batched", data=parts())
+    resp = await client.post("/trade-api/v2/portfolio/events/orders/batched", data=parts())
     assert resp.status == 200
     assert upstream.seen[-1].body == b"".join(f'{{"part": {i}}}\n'.encode() for i in range(5))
 
@@ -160,7 +160,7 @@ async def test_body_over_limit_is_413_and_never_forwarded(
     config = tmp_path / "c.yaml"
     config.write_text("access: {max_body_bytes: 100}\n")
     client = await make_proxy(upstream.url, config_file=config)
-    resp = await client.post("/trade-api/v2/portfolio/orders", data=b"x" * 101)
+    resp = await client.post("/trade-api/v2/portfolio/events/orders", data=b"x" * 101)
     assert resp.status == 413
     assert (await resp.json())["error"]["code"] == "proxy_body_too_large"
 
@@ -168,10 +168,10 @@ async def test_body_over_limit_is_413_and_never_forwarded(
         for _ in range(3):
             yield b"y" * 50
 
-    resp = await client.post("/trade-api/v2/portfolio/orders", data=parts())
+    resp = await client.post("/trade-api/v2/portfolio/events/orders", data=parts())
     assert resp.status == 413
     assert upstream.seen == []
-    ok = await client.post("/trade-api/v2/portfolio/orders", data=b"z" * 100)
+    ok = await client.post("/trade-api/v2/portfolio/events/orders", data=b"z" * 100)
     assert ok.status == 200
 
 
@@ -393,12 +393,12 @@ async def test_one_log_event_per_call_with_the_contract_fields(make_upstream, ma
     upstream = await make_upstream()
     client = await make_proxy(upstream.url)
     with capture_logs() as events:
-        await client.post("/trade-api/v2/portfolio/orders?x=1", data=b"0123456789")
+        await client.post("/trade-api/v2/portfolio/events/orders?x=1", data=b"0123456789")
     calls = [e for e in events if e["event"] == "request"]
     assert len(calls) == 1
     event = calls[0]
     assert event["method"] == "POST"
-    assert event["path"] == "/trade-api/v2/portfolio/orders"
+    assert event["path"] == "/trade-api/v2/portfolio/events/orders"
     assert event["query"] is True
     assert event["status"] == 200
     assert event["bytes_in"] == 10

@@ -20,8 +20,8 @@ from tests.support.keys import KEY_ID, new_rsa_key
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
-ORDERS = "/trade-api/v2/portfolio/orders"
-EVENT_ORDERS = "/trade-api/v2/portfolio/events/orders"
+ORDERS = "/trade-api/v2/portfolio/events/orders"
+BATCHED = "/trade-api/v2/portfolio/events/orders/batched"
 
 
 async def wait_for_pool(engine: SigningEngine, method: str, path: str) -> None:
@@ -56,10 +56,10 @@ async def test_no_presigned_signature_reaches_the_upstream_twice(make_upstream, 
     engine = client.app[FORWARDER].engine
     for _ in range(5):
         for _ in range(4):
-            await wait_for_pool(engine, "POST", EVENT_ORDERS)
-            assert (await client.post(EVENT_ORDERS, data=b"{}")).status == 200
+            await wait_for_pool(engine, "POST", BATCHED)
+            assert (await client.post(BATCHED, data=b"{}")).status == 200
         # A burst takes the pool dry at once; the rest are signed on demand.
-        burst = [client.post(EVENT_ORDERS, data=b"{}") for _ in range(6)]
+        burst = [client.post(BATCHED, data=b"{}") for _ in range(6)]
         assert {resp.status for resp in await asyncio.gather(*burst)} == {200}
     assert len(upstream.seen) == 50
     assert all(s.auth_error is None for s in upstream.seen)
@@ -197,8 +197,8 @@ async def test_learning_is_bounded_and_forgets(key_file, monkeypatch) -> None:
                 await engine.headers("GET", f"/trade-api/v2/markets/KX-{i}")
         assert len(engine._learned) == 2
         for _ in range(3):
-            await engine.headers("DELETE", "/trade-api/v2/portfolio/orders/x")
-        assert ("DELETE", "/trade-api/v2/portfolio/orders/x") not in engine._pools
+            await engine.headers("DELETE", "/trade-api/v2/portfolio/events/orders/x")
+        assert ("DELETE", "/trade-api/v2/portfolio/events/orders/x") not in engine._pools
         monkeypatch.setattr(signing_engine, "FORGET_AFTER", 0.0)
         engine._forget_idle(time.monotonic() + 1)
         assert engine._learned == {}

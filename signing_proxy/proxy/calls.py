@@ -1,0 +1,58 @@
+"""One call as the proxy sees it: the record its log event reports, and the calls the
+proxy makes upstream on a client's behalf (a V1 translation)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from signing_proxy.proxy.live import Snapshot
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What the per-call log event reports; filled in as the call progresses."""
+
+    request_id: str
+    client: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    upstream_ms: float | None = None
+    retries: int = 0
+    rate_wait_ms: float | None = None
+    error: str | None = None
+
+
+CALL_RECORD = web.RequestKey("call_record", CallRecord)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An upstream answer read whole, for calls the proxy makes on a client's behalf."""
+
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+
+class CallFailed(Exception):
+    """A call the proxy made itself got no answer; `response` is the client's error."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+class UpstreamCaller(Protocol):
+    """Makes one signed call, sent once and read whole (the Forwarder does)."""
+
+    async def call(
+        self, snapshot: Snapshot, record: CallRecord, method: str, raw_path: str, body: bytes | None
+    ) -> Answer:
+        """The upstream's answer; raises CallFailed when there is none."""
+        ...

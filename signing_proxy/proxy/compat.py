@@ -1,0 +1,182 @@
+"""Kalshi's removed V1 order writes: refused with the V2 route to use, or translated.
+
+`compat.v1_orders: refuse` answers 410 and never forwards: Kalshi has been seen answering
+these with a 2xx and no order, so a bot that checks only the status would believe in an
+order that does not exist. `translate` sends the V2 write instead (kalshi/orders.py has
+the mapping) and answers in the V1 shape, reading the order back with the V1 read
+`GET /portfolio/orders/{id}`, which Kalshi still serves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+
+from signing_proxy.errors import proxy_error
+from signing_proxy.kalshi import orders
+from signing_proxy.kalshi.orders import TranslationError, V1Write
+from signing_proxy.proxy.calls import Answer, CallFailed, CallRecord, UpstreamCaller
+from signing_proxy.proxy.live import Snapshot
+
+REMOVED_CODE: Final = "proxy_v1_order_endpoint_removed"
+TRANSLATION_CODE: Final = "proxy_v1_translation_failed"
+
+_TO_V2: Final[dict[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "create": orders.create_to_v2,
+    "amend": orders.amend_to_v2,
+    "decrease": orders.decrease_to_v2,
+    "batch_create": orders.batch_create_to_v2,
+    "batch_cancel": orders.batch_cancel_to_v2,
+}
+
+
+def refusal(write: V1Write, method: str, path: str) -> web.Response:
+    """410 naming the V2 route that replaces `method path`."""
+    message = (
+        f"Kalshi removed the V1 order write {method} {path}; send {write.v2_method} "
+        f"{write.v2_path} (V2: side bid|ask, price and count as strings), or set "
+        "compat.v1_orders: translate"
+    )
+    return proxy_error(410, REMOVED_CODE, message)
+
+
+class Translation:
+    """One V1 write carried out as its V2 equivalent, answered in the V1 shape."""
+
+    def __init__(
+        self,
+        forwarder: UpstreamCaller,
+        snapshot: Snapshot,
+        record: CallRecord,
+        write: V1Write,
+        query: str,
+    ) -> None:
+        self.forwarder = forwarder
+        self.snapshot = snapshot
+        self.record = record
+        self.write = write
+        self.query = f"?{query}" if query else ""
+
+    async def run(self, body: bytes | None) -> web.Response:
+        """Send the V2 write and answer as the V1 route did; Kalshi's errors pass through."""
+        try:
+            doc = _json_object(body)
+            v2 = _TO_V2[self.write.kind](doc) if self.write.kind in _TO_V2 else None
+        except TranslationError as exc:
+            self.record.error = TRANSLATION_CODE
+            return proxy_error(400, TRANSLATION_CODE, f"cannot translate to V2: {exc}")
+        try:
+            return await self._carry_out(doc, v2)
+        except CallFailed as failed:
+            return failed.response
+
+    async def _carry_out(self, doc: dict[str, Any], v2: dict[str, Any] | None) -> web.Response:
+        kind, order_id = self.write.kind, self.write.order_id
+        old = await self._order(order_id) if kind == "amend" and order_id else None
+        payload = json.dumps(v2).encode() if v2 is not None else None
+        path = self.write.v2_path + self.query
+        answer = await self.forwarder.call(
+            self.snapshot, self.record, self.write.v2_method, path, payload
+        )
+        if answer.status >= 300:
+            return _passed_through(answer)  # Kalshi's own error, unchanged
+        result = _json_object(answer.body)
+        if kind == "create":
+            order = await self._order(result.get("order_id"), doc)
+            return _v1_answer(201, {"order": order})
+        if kind == "cancel":
+            order = await self._order(order_id)
+            reduced = str(result.get("reduced_by", "0.00"))
+            return _v1_answer(200, {"order": order, "reduced_by_fp": reduced})
+        if kind == "amend":
+            order = await self._order(result.get("order_id") or order_id, doc)
+            return _v1_answer(200, {"old_order": _as_v1(old, doc), "order": order})
+        if kind == "decrease":
+            return _v1_answer(200, {"order": await self._order(order_id)})
+        if kind == "batch_create":
+            return _v1_answer(201, {"orders": await self._batch_created(doc, result)})
+        return _v1_answer(200, {"orders": await self._batch_canceled(result)})
+
+    async def _order(self, order_id: Any, doc: dict[str, Any] | None = None) -> Any:
+        """The order as the V1 read shows it, told in the client's side and action."""
+        if not isinstance(order_id, str) or not order_id:
+            return None
+        raw_path = f"{orders.V1_ORDERS}/{order_id}{self.query}"
+        answer = await self.forwarder.call(self.snapshot, self.record, "GET", raw_path, None)
+        if answer.status != 200:
+            return {"order_id": order_id}  # placed, but Kalshi would not show it just now
+        return _as_v1(_json_object(answer.body).get("order"), doc)
+
+    async def _batch_created(
+        self, doc: dict[str, Any], result: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        entries = []
+        sent = doc.get("orders", [])
+        for index, item in enumerate(result.get("orders") or []):
+            original = sent[index] if index < len(sent) else None
+            order = None if item.get("error") else await self._order(item.get("order_id"), original)
+            entry = {"client_order_id": item.get("client_order_id"), "order": order}
+            entries.append({**entry, "error": item.get("error")})
+        return entries
+
+    async def _batch_canceled(self, result: dict[str, Any]) -> list[dict[str, Any]]:
+        entries = []
+        for item in result.get("orders") or []:
+            order = None if item.get("error") else await self._order(item.get("order_id"))
+            reduced = str(item.get("reduced_by", "0.00"))
+            entries.append(
+                {
+                    "order_id": item.get("order_id"),
+                    "order": order,
+                    "reduced_by_fp": reduced,
+                    "error": item.get("error"),
+                }
+            )
+        return entries
+
+
+def _as_v1(order: Any, doc: dict[str, Any] | None) -> Any:
+    """`order` with the deprecated side/action as the V1 client sent them."""
+    if not isinstance(order, dict) or doc is None or doc.get("side") not in ("yes", "no"):
+        return order
+    book = order.get("book_side") or orders.book_side(str(doc["side"]), str(doc.get("action")))
+    side, action = orders.v1_side_action(str(book), str(doc["side"]))
+    return {**order, "side": side, "action": action}
+
+
+def _json_object(body: bytes | None) -> dict[str, Any]:
+    if not body:
+        return {}
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise TranslationError("the body is not JSON") from None
+    if not isinstance(doc, dict):
+        raise TranslationError("the body must be a JSON object")
+    return doc
+
+
+def _v1_answer(status: int, payload: dict[str, Any]) -> web.Response:
+    for entry in [payload, *payload.get("orders", [])]:
+        if isinstance(entry, dict) and "reduced_by_fp" in entry:
+            # V1 answers carried the whole-contract count beside the fixed-point one.
+            entry["reduced_by"] = int(Decimal(entry["reduced_by_fp"]))
+    return web.json_response(payload, status=status)
+
+
+def _passed_through(answer: Answer) -> web.Response:
+    response = web.Response(status=answer.status, body=answer.body)
+    response.content_type = answer.headers.get("Content-Type", "application/json").split(";")[0]
+    return response
+
+
+async def read_whole(body: aiohttp.StreamReader | bytes | None) -> bytes | None:
+    """A request body in memory (a translation reads it as JSON)."""
+    if isinstance(body, aiohttp.StreamReader):
+        return await body.read()
+    return body
