@@ -20,6 +20,7 @@ from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.logging import drop_none, get_logger
 from signing_proxy.ops.metrics import Metrics
 from signing_proxy.proxy.calls import CALL_RECORD, CallRecord
+from signing_proxy.proxy.compat import V1Sides
 from signing_proxy.proxy.forward import BodyBudget, Forwarder
 from signing_proxy.proxy.guard import add_cors_headers, make_guard
 from signing_proxy.proxy.live import Live
@@ -99,9 +100,8 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
         max_learned=signing.learn_hot_routes,
     )
     metrics = Metrics(live, engine)
-    forwarder = Forwarder(
-        live, monitor, metrics, engine, BodyBudget(config.limits.body_memory_bytes), sessions
-    )
+    bodies = BodyBudget(config.limits.body_memory_bytes)
+    forwarder = Forwarder(live, monitor, metrics, engine, bodies, sessions, V1Sides())
     app[SESSIONS] = sessions
     app[METRICS] = metrics
     app[CONFIG] = config

@@ -10,6 +10,7 @@ the mapping) and answers in the V1 shape, reading the order back with the V1 rea
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
@@ -24,6 +25,8 @@ from signing_proxy.proxy.calls import Answer, CallFailed, CallRecord, UpstreamCa
 from signing_proxy.proxy.live import Snapshot
 
 REMOVED_CODE: Final = "proxy_v1_order_endpoint_removed"
+# Orders translated at most this long ago keep the V1 side and action their bot sent.
+_REMEMBERED_ORDERS: Final = 100_000
 TRANSLATION_CODE: Final = "proxy_v1_translation_failed"
 
 _TO_V2: Final[dict[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
@@ -45,18 +48,44 @@ def refusal(write: V1Write, method: str, path: str) -> web.Response:
     return proxy_error(410, REMOVED_CODE, message)
 
 
+class V1Sides:
+    """The V1 (side, action) of orders placed by translation, by order id, bounded.
+
+    V2 keeps only the book side, and an ask is either "sell yes" or "buy no": the order
+    read back would tell a V1 bot the other one. Orders the proxy did not translate (or
+    has forgotten) are told in outcome terms: a bid buys YES, an ask buys NO.
+    """
+
+    def __init__(self, limit: int = _REMEMBERED_ORDERS) -> None:
+        self._sides: OrderedDict[str, str] = OrderedDict()
+        self._limit = limit
+
+    def remember(self, order_id: str, side: str) -> None:
+        """Note the V1 side ('yes' or 'no') a translated order was placed with."""
+        self._sides[order_id] = side
+        self._sides.move_to_end(order_id)
+        if len(self._sides) > self._limit:
+            self._sides.popitem(last=False)
+
+    def side_of(self, order_id: str, book: str) -> str:
+        """The V1 side to show for `order_id` on `book` (bid/ask)."""
+        return self._sides.get(order_id) or ("yes" if book == "bid" else "no")
+
+
 class Translation:
     """One V1 write carried out as its V2 equivalent, answered in the V1 shape."""
 
     def __init__(
         self,
         forwarder: UpstreamCaller,
+        sides: V1Sides,
         snapshot: Snapshot,
         record: CallRecord,
         write: V1Write,
         query: str,
     ) -> None:
         self.forwarder = forwarder
+        self.sides = sides
         self.snapshot = snapshot
         self.record = record
         self.write = write
@@ -95,7 +124,7 @@ class Translation:
             return _v1_answer(200, {"order": order, "reduced_by_fp": reduced})
         if kind == "amend":
             order = await self._order(result.get("order_id") or order_id, doc)
-            return _v1_answer(200, {"old_order": _as_v1(old, doc), "order": order})
+            return _v1_answer(200, {"old_order": old, "order": order})
         if kind == "decrease":
             return _v1_answer(200, {"order": await self._order(order_id)})
         if kind == "batch_create":
@@ -103,14 +132,21 @@ class Translation:
         return _v1_answer(200, {"orders": await self._batch_canceled(result)})
 
     async def _order(self, order_id: Any, doc: dict[str, Any] | None = None) -> Any:
-        """The order as the V1 read shows it, told in the client's side and action."""
+        """The order as the V1 read shows it, told in the V1 side and action it was sent with."""
         if not isinstance(order_id, str) or not order_id:
             return None
+        if doc is not None and doc.get("side") in ("yes", "no"):
+            self.sides.remember(order_id, str(doc["side"]))
         raw_path = f"{orders.V1_ORDERS}/{order_id}{self.query}"
         answer = await self.forwarder.call(self.snapshot, self.record, "GET", raw_path, None)
         if answer.status != 200:
             return {"order_id": order_id}  # placed, but Kalshi would not show it just now
-        return _as_v1(_json_object(answer.body).get("order"), doc)
+        order = _json_object(answer.body).get("order")
+        if not isinstance(order, dict) or order.get("book_side") not in ("bid", "ask"):
+            return order
+        book = str(order["book_side"])
+        side, action = orders.v1_side_action(book, self.sides.side_of(order_id, book))
+        return {**order, "side": side, "action": action}
 
     async def _batch_created(
         self, doc: dict[str, Any], result: dict[str, Any]
@@ -138,15 +174,6 @@ class Translation:
                 }
             )
         return entries
-
-
-def _as_v1(order: Any, doc: dict[str, Any] | None) -> Any:
-    """`order` with the deprecated side/action as the V1 client sent them."""
-    if not isinstance(order, dict) or doc is None or doc.get("side") not in ("yes", "no"):
-        return order
-    book = order.get("book_side") or orders.book_side(str(doc["side"]), str(doc.get("action")))
-    side, action = orders.v1_side_action(str(book), str(doc["side"]))
-    return {**order, "side": side, "action": action}
 
 
 def _json_object(body: bytes | None) -> dict[str, Any]:

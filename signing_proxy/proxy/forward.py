@@ -90,8 +90,10 @@ class Forwarder:
         engine: SigningEngine,
         bodies: BodyBudget,
         sessions: UpstreamSessions,
+        v1_sides: compat.V1Sides,
     ) -> None:
         self.bodies = bodies
+        self.v1_sides = v1_sides
         self._sessions = sessions
         self.live = live
         self.monitor = monitor
@@ -149,7 +151,7 @@ class Forwarder:
                 )
         if write is not None:
             query = request.raw_path.partition("?")[2]
-            translation = compat.Translation(self, snapshot, record, write, query)
+            translation = compat.Translation(self, self.v1_sides, snapshot, record, write, query)
             return await translation.run(await compat.read_whole(body))
         headers = upstream_request_headers(request.headers)
         if "User-Agent" not in headers:

@@ -19,11 +19,16 @@ def create_sandbox_app(
     window_ms: int = 5000,
     clock: Callable[[], float] = time.time,
     require_auth_everywhere: bool = True,
+    v1_orders_live: bool = False,
 ) -> web.Application:
     """The Kalshi-like upstream; `keys` maps key id -> public key."""
     app = web.Application()
     app[SANDBOX_STATE] = SandboxState(
-        keys, clock=clock, window_ms=window_ms, require_auth_everywhere=require_auth_everywhere
+        keys,
+        clock=clock,
+        window_ms=window_ms,
+        require_auth_everywhere=require_auth_everywhere,
+        v1_orders_live=v1_orders_live,
     )
     # REST and WebSocket are built here, so neither module imports the other's builder.
     add_ws_endpoint(app)

@@ -21,9 +21,7 @@ from signing_proxy.sandbox.handlers import (
     amend_order,
     balance,
     cancel_order,
-    cancel_order_v2,
     create_order,
-    create_order_v2,
     exchange_status,
     get_market,
     get_order,
@@ -31,8 +29,16 @@ from signing_proxy.sandbox.handlers import (
     list_orders,
     positions,
 )
+from signing_proxy.sandbox.orders_v2 import (
+    amend_order_v2,
+    batch_cancel_v2,
+    batch_create_v2,
+    cancel_order_v2,
+    create_order_v2,
+    decrease_order_v2,
+)
 from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState, SeenRequest
-from signing_proxy.sandbox.wire import JSON, NOT_FOUND, PREFIX, Call, KalshiError
+from signing_proxy.sandbox.wire import JSON, NOT_FOUND, PREFIX, V1_REMOVED, Call, KalshiError
 
 # --- routing --------------------------------------------------------------------------------
 
@@ -44,6 +50,11 @@ class _Route(NamedTuple):
     segments: tuple[str, ...]  # "{}" marks a path parameter
     handler: _Handler
     public: bool = False  # Kalshi serves it without a signature
+    removed: bool = False  # a V1 order write Kalshi removed in 2026
+
+
+def _removed_v1(state: SandboxState, call: Call) -> tuple[int, JSON]:
+    raise KalshiError(400, V1_REMOVED)
 
 
 _ROUTES: Final = (
@@ -54,12 +65,21 @@ _ROUTES: Final = (
     _Route("GET", ("portfolio", "balance"), balance),
     _Route("GET", ("portfolio", "positions"), positions),
     _Route("GET", ("portfolio", "orders"), list_orders),
-    _Route("POST", ("portfolio", "orders"), create_order),
     _Route("GET", ("portfolio", "orders", "{}"), get_order),
-    _Route("DELETE", ("portfolio", "orders", "{}"), cancel_order),
-    _Route("POST", ("portfolio", "orders", "{}", "amend"), amend_order),
     _Route("POST", ("portfolio", "events", "orders"), create_order_v2),
+    _Route("POST", ("portfolio", "events", "orders", "batched"), batch_create_v2),
+    _Route("DELETE", ("portfolio", "events", "orders", "batched"), batch_cancel_v2),
     _Route("DELETE", ("portfolio", "events", "orders", "{}"), cancel_order_v2),
+    _Route("POST", ("portfolio", "events", "orders", "{}", "amend"), amend_order_v2),
+    _Route("POST", ("portfolio", "events", "orders", "{}", "decrease"), decrease_order_v2),
+    # Removed V1 writes: Kalshi's answer today, unless the state keeps them live (tests
+    # compare a translated V2 order with the V1 order it stands for).
+    _Route("POST", ("portfolio", "orders", "batched"), _removed_v1, removed=True),
+    _Route("DELETE", ("portfolio", "orders", "batched"), _removed_v1, removed=True),
+    _Route("POST", ("portfolio", "orders"), create_order, removed=True),
+    _Route("DELETE", ("portfolio", "orders", "{}"), cancel_order, removed=True),
+    _Route("POST", ("portfolio", "orders", "{}", "amend"), amend_order, removed=True),
+    _Route("POST", ("portfolio", "orders", "{}", "decrease"), _removed_v1, removed=True),
 )
 
 
@@ -121,6 +141,8 @@ async def handle_request(request: web.Request) -> web.Response:
     if matched is None:
         return _json_response(404, NOT_FOUND)
     route, params = matched
+    if route.removed and not state.v1_orders_live:
+        return _json_response(400, V1_REMOVED)
     query = parse_qs(raw_query, keep_blank_values=True)
     try:
         status, payload = route.handler(state, Call(params, query, body))

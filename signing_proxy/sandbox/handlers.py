@@ -18,8 +18,6 @@ from signing_proxy.sandbox.state import (
 from signing_proxy.sandbox.wire import (
     INVALID_PARAMETERS,
     JSON,
-    SELF_TRADE,
-    TIME_IN_FORCE,
     Call,
     KalshiError,
     choice,
@@ -38,12 +36,6 @@ from signing_proxy.sandbox.wire import (
 
 # --- handlers -------------------------------------------------------------------------------
 
-_V2_TYPES: Final = {
-    "ticker": "string", "client_order_id": "string", "side": "string", "count": "string",
-    "price": "string", "time_in_force": "string", "self_trade_prevention_type": "string",
-    "order_group_id": "string", "expiration_time": "int64", "post_only": "bool",
-    "reduce_only": "bool", "cancel_order_on_pause": "bool", "subaccount": "int",
-}  # fmt: skip
 _LEGACY_TYPES: Final = {
     "ticker": "string", "client_order_id": "string", "side": "string", "action": "string",
     "count": "int", "count_fp": "string", "yes_price": "int", "no_price": "int",
@@ -221,30 +213,6 @@ def create_order(state: SandboxState, call: Call) -> tuple[int, JSON]:
     return 201, {"order": order.to_json()}
 
 
-def create_order_v2(state: SandboxState, call: Call) -> tuple[int, JSON]:
-    doc = decode_body(call.body, "CreateOrderV2Request", _V2_TYPES)
-    book_side = choice(doc, "side", ("bid", "ask"))
-    choice(doc, "time_in_force", TIME_IN_FORCE)  # required here, unlike the legacy endpoint
-    choice(doc, "self_trade_prevention_type", SELF_TRADE)
-    if not doc.get("ticker"):
-        raise KalshiError(400, INVALID_PARAMETERS)
-    count, price = parse_count(doc.get("count")), parse_price(doc.get("price"))
-    # The V2 book is quoted from the YES side: bid buys YES, ask sells it.
-    action = "buy" if book_side == "bid" else "sell"
-    order = place_order(state, doc, side="yes", action=action, yes_price=price, count=count)
-    answer: JSON = {
-        "client_order_id": order.client_order_id,
-        "fill_count": fixed_point(order.fill_count),
-        "order_id": order.order_id,
-        "remaining_count": fixed_point(order.remaining_count),
-        "ts_ms": order.created_ms,
-    }
-    if order.fill_count:
-        answer["average_fill_price"] = dollars(order.fill_cost / order.fill_count)
-        answer["average_fee_paid"] = dollars(order.fees / order.fill_count)
-    return 201, answer
-
-
 def amend_order(state: SandboxState, call: Call) -> tuple[int, JSON]:
     doc = decode_body(call.body, "AmendOrderRequest", _LEGACY_TYPES)
     side, action = choice(doc, "side", ("yes", "no")), choice(doc, "action", ("buy", "sell"))
@@ -270,7 +238,8 @@ def amend_order(state: SandboxState, call: Call) -> tuple[int, JSON]:
     return 200, {"old_order": old, "order": order.to_json()}
 
 
-def _cancel(state: SandboxState, order_id: str) -> tuple[Order, Decimal]:
+def cancel_resting(state: SandboxState, order_id: str) -> tuple[Order, Decimal]:
+    """Cancel a resting order; the order and how many contracts were taken off the book."""
     order = order_or_404(state, order_id, resting=True)
     reduced = order.remaining_count
     order.remaining_count, order.status, order.updated_ms = Decimal(0), "canceled", state.now_ms()
@@ -278,20 +247,10 @@ def _cancel(state: SandboxState, order_id: str) -> tuple[Order, Decimal]:
 
 
 def cancel_order(state: SandboxState, call: Call) -> tuple[int, JSON]:
-    order, reduced = _cancel(state, call.params[0])
+    order, reduced = cancel_resting(state, call.params[0])
     # `reduced_by_fp` is today's field (openapi.yaml); `reduced_by` is the older integer one.
     return 200, {
         "order": order.to_json(),
         "reduced_by": int(reduced),
         "reduced_by_fp": fixed_point(reduced),
-    }
-
-
-def cancel_order_v2(state: SandboxState, call: Call) -> tuple[int, JSON]:
-    order, reduced = _cancel(state, call.params[0])
-    return 200, {
-        "client_order_id": order.client_order_id,
-        "order_id": order.order_id,
-        "reduced_by": fixed_point(reduced),
-        "ts_ms": order.updated_ms,
     }

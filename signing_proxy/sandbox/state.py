@@ -110,11 +110,14 @@ class SandboxState:
         clock: Callable[[], float],
         window_ms: int,
         require_auth_everywhere: bool,
+        v1_orders_live: bool = False,
     ) -> None:
         self.keys: dict[str, RSAPublicKey] = dict(keys)
         self.clock = clock
         self.window_ms = window_ms
         self.require_auth_everywhere = require_auth_everywhere
+        # Kalshi removed the V1 order writes; True serves them as they were (tests only).
+        self.v1_orders_live = v1_orders_live
         self.markets: dict[str, JSON] = {m["ticker"]: m for m in generate_markets()}
         self.orders: dict[str, Order] = {}
         # Kalshi never lets a client_order_id be reused, even after the order is gone.

@@ -31,6 +31,11 @@ _PRICE_RE: Final = re.compile(r"[0-9]+(\.[0-9]{1,6})?")
 NOT_FOUND: Final = kalshi_error("not_found", "not found", service="exchange")
 # Not recorded here; third parties report these bodies (Kalshi names no field in them).
 INVALID_PARAMETERS: Final = kalshi_error("invalid_parameters", "invalid parameters")
+# Kalshi's answer to the V1 order writes since spec 3.22 (third parties report the code and
+# message, API_FACTS.md; the status is not recorded: 400, as for its other refusals).
+V1_REMOVED: Final = kalshi_error(
+    "deprecated_v1_order_endpoint", "Please switch to the V2 endpoints", service="exchange"
+)
 _INVALID_PRICE: Final = kalshi_error("invalid_price", "invalid price", service="exchange")
 
 
@@ -165,6 +170,11 @@ def decode_body(body: bytes, struct: str, types: Mapping[str, str]) -> JSON:
             raise _bad_request("unexpected EOF") from None
         details = f"invalid character '{text[position]}' looking for beginning of value"
         raise _bad_request(details) from None
+    return typed(doc, struct, types)
+
+
+def typed(doc: object, struct: str, types: Mapping[str, str]) -> JSON:
+    """`doc` if it is an object whose known fields have their Go types; else Kalshi's 400."""
     if not isinstance(doc, dict):
         raise _bad_request(f"json: cannot unmarshal {_go_kind(doc)} into Go value of type {struct}")
     # Go reports the first mistyped field in document order, as Python's dict keeps it.

@@ -111,7 +111,9 @@ async def test_read_only_token_may_read_not_write(guarded) -> None:
 
 async def test_deny_rule_wins_and_is_named(guarded) -> None:
     upstream, client = guarded
-    refused = await client.delete("/trade-api/v2/portfolio/events/orders/batched", headers=bearer(BOT))
+    refused = await client.delete(
+        "/trade-api/v2/portfolio/events/orders/batched", headers=bearer(BOT)
+    )
     assert refused.status == 403
     assert (
         "DELETE /trade-api/v2/portfolio/events/orders/batched*"

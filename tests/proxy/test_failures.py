@@ -75,7 +75,9 @@ def order_body(kind: str) -> bytes | AsyncIterator[bytes] | None:
 async def test_writes_are_never_retried(make_upstream, make_proxy, method: str, body: str) -> None:
     upstream = await make_upstream(flaky([503]))
     client = await make_proxy(upstream.url)
-    resp = await client.request(method, "/trade-api/v2/portfolio/events/orders", data=order_body(body))
+    resp = await client.request(
+        method, "/trade-api/v2/portfolio/events/orders", data=order_body(body)
+    )
     assert resp.status == 503
     assert [s.method for s in upstream.seen] == [method]
     assert upstream.seen[0].body == (b"" if body == "none" else ORDER)
@@ -152,7 +154,9 @@ async def test_dropped_keep_alive_connection_resends_only_reads(
     upstream = await make_upstream(answers_once_then_drops(peers))
     client = await make_proxy(upstream.url)
     assert (await client.get("/trade-api/v2/markets")).status == 200  # opens the connection
-    resp = await client.request(method, "/trade-api/v2/portfolio/events/orders/abc", data=order_body(body))
+    resp = await client.request(
+        method, "/trade-api/v2/portfolio/events/orders/abc", data=order_body(body)
+    )
     assert resp.status == 502
     assert peers[1] == peers[0]  # the dropped request went over the kept-alive connection
     calls = upstream.seen[1:]

@@ -43,11 +43,13 @@ HOSTILE: dict[str, bytes] = {
     + b"a" * 20000
     + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     "content-length and chunked (CL.TE smuggling)": (
-        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n"
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Length: 6\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"
     ),
     "two different content-lengths": (
-        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n"
+        b"POST /trade-api/v2/portfolio/events/orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Length: 3\r\n"
         b"Content-Length: 5\r\n\r\nabcde"
     ),
     "negative content-length": (

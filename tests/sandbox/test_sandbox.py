@@ -123,6 +123,12 @@ def state(client: Client) -> SandboxState:
 
 
 @pytest.fixture
+def v1_live(state: SandboxState) -> None:
+    """The removed V1 order writes served as they were (to compare translations with)."""
+    state.v1_orders_live = True
+
+
+@pytest.fixture
 def call(client: Client, key: rsa.RSAPrivateKey) -> Call:
     """A correctly signed request; answers (status, decoded JSON)."""
 
@@ -471,6 +477,7 @@ async def test_orders_list_pages_newest_first(call: Call) -> None:
     assert second["cursor"] == ""
 
 
+@pytest.mark.usefixtures("v1_live")
 async def test_amend_changes_price_and_count(call: Call) -> None:
     order_id = await create_v2(call)
     amend = {"ticker": MARKET, "side": "yes", "action": "buy", "yes_price": 2, "count": 3}
@@ -484,6 +491,7 @@ async def test_amend_changes_price_and_count(call: Call) -> None:
     assert body["order"]["order_id"] == order_id
 
 
+@pytest.mark.usefixtures("v1_live")
 async def test_amend_unknown_order_is_404(call: Call) -> None:
     amend = {"ticker": MARKET, "side": "yes", "action": "buy", "yes_price": 2}
     status, _ = await call("POST", f"{API}/portfolio/orders/no-such-order/amend", amend)
@@ -516,6 +524,7 @@ async def test_cancel_twice_is_kalshis_not_found(
     )
 
 
+@pytest.mark.usefixtures("v1_live")
 async def test_legacy_cancel_returns_the_canceled_order(call: Call) -> None:
     order_id = await create_v2(call, count="2")
     status, body = await call("DELETE", f"{API}/portfolio/orders/{order_id}")
@@ -524,6 +533,7 @@ async def test_legacy_cancel_returns_the_canceled_order(call: Call) -> None:
     assert (body["reduced_by"], body["reduced_by_fp"]) == (2, "2.00")
 
 
+@pytest.mark.usefixtures("v1_live")
 async def test_duplicate_client_order_id_is_409(
     call: Call, client: Client, key: rsa.RSAPrivateKey
 ) -> None:
@@ -560,6 +570,7 @@ async def test_invalid_json_is_a_flat_bad_request(client: Client, key: rsa.RSAPr
     }
 
 
+@pytest.mark.usefixtures("v1_live")
 async def test_legacy_create_buy_no_rests_on_the_ask(call: Call) -> None:
     order = {"ticker": MARKET, "side": "no", "action": "buy", "count": 2, "no_price": 40}
     status, body = await call("POST", f"{API}/portfolio/orders", order | {"type": "limit"})
@@ -570,6 +581,7 @@ async def test_legacy_create_buy_no_rests_on_the_ask(call: Call) -> None:
     assert (created["status"], created["initial_count_fp"]) == ("resting", "2.00")
 
 
+@pytest.mark.usefixtures("v1_live")
 async def test_legacy_create_needs_exactly_one_price(call: Call) -> None:
     order = {"ticker": MARKET, "side": "yes", "action": "buy", "count": 1}
     status, body = await call("POST", f"{API}/portfolio/orders", order)
@@ -577,6 +589,7 @@ async def test_legacy_create_needs_exactly_one_price(call: Call) -> None:
     assert body["error"]["code"] == "invalid_order"
 
 
+@pytest.mark.usefixtures("v1_live")
 async def test_legacy_create_needs_side(call: Call) -> None:
     order = {"ticker": MARKET, "action": "buy", "count": 1, "yes_price": 5}
     status, body = await call("POST", f"{API}/portfolio/orders", order)
@@ -701,3 +714,32 @@ async def test_seen_records_why_authentication_failed(
 
 def test_seen_is_bounded(state: SandboxState) -> None:
     assert state.seen.maxlen == 10_000
+
+
+V1_REMOVED = {
+    "error": {
+        "code": "deprecated_v1_order_endpoint",
+        "message": "Please switch to the V2 endpoints",
+        "service": "exchange",
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "rest"),
+    [
+        ("POST", ""),
+        ("DELETE", "/o1"),
+        ("POST", "/o1/amend"),
+        ("POST", "/o1/decrease"),
+        ("POST", "/batched"),
+        ("DELETE", "/batched"),
+    ],
+)
+async def test_removed_v1_writes_answer_as_kalshi_does_now(
+    call: Call, state: SandboxState, method: str, rest: str
+) -> None:
+    order = {"ticker": MARKET, "side": "yes", "action": "buy", "count": 1, "yes_price": 1}
+    status, body = await call(method, f"{API}/portfolio/orders{rest}", order)
+    assert (status, body) == (400, V1_REMOVED)
+    assert state.orders == {}
