@@ -56,11 +56,20 @@ class RateLimitConfig:
     write_capacity: float
     max_wait: float
     costs: tuple[CostRule, ...] = ()
+    # kalshi: buckets and costs from GET /account/limits and /account/endpoint_costs, the
+    # values above being the fallback; config: the values above only.
+    source: str = "kalshi"
+    # The bucket settings the user wrote; they win over Kalshi's (a key shared with
+    # another program may be given less than its whole budget).
+    pinned: frozenset[str] = frozenset()
 
 
 # --- configuration ----------------------------------------------------------------------
 
+SOURCES = ("kalshi", "config")
+_BUCKET_KEYS = ("read_per_second", "write_per_second", "read_capacity", "write_capacity")
 _KEYS: dict[str, Any] = {
+    "source": None,
     "tier": None,
     "read_per_second": None,
     "write_per_second": None,
@@ -115,7 +124,17 @@ def parse_rate_limit(raw: Mapping[str, Any] | None) -> RateLimitConfig | None:
         write_capacity=write_capacity,
         max_wait=max_wait,
         costs=costs,
+        source=_source(raw.get("source")),
+        pinned=frozenset(key for key in _BUCKET_KEYS if raw.get(key) is not None),
     )
+
+
+def _source(value: Any) -> str:
+    if value is None:
+        return SOURCES[0]
+    if value not in SOURCES:
+        raise ConfigError(f"rate_limit.source: must be one of {', '.join(SOURCES)}; got {value!r}")
+    return str(value)
 
 
 def _tier(value: Any) -> str:

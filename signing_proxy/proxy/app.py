@@ -23,6 +23,7 @@ from signing_proxy.proxy.calls import CALL_RECORD, CallRecord
 from signing_proxy.proxy.compat import V1Sides
 from signing_proxy.proxy.forward import BodyBudget, Forwarder
 from signing_proxy.proxy.guard import add_cors_headers, make_guard
+from signing_proxy.proxy.limits_source import learn_limits
 from signing_proxy.proxy.live import Live
 from signing_proxy.proxy.paths import NOT_PROXIED, ROUTE, RouteKind
 from signing_proxy.proxy.signing_engine import SigningEngine
@@ -112,6 +113,7 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     app.on_response_prepare.append(_add_request_id)
     app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.append(_limits_from_kalshi)
     if background_probe and config.upstream.probe_interval > 0:
         app.cleanup_ctx.append(_probe_loop)
     relay = WebSocketRelay(live, metrics, sessions, max_sessions=config.limits.websocket_sessions)
@@ -123,6 +125,15 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
         "*", "/{tail:.*}", _dispatcher(forwarder.handle, relay.handle), expect_handler=_no_expect
     )
     return app
+
+
+async def _limits_from_kalshi(app: web.Application) -> AsyncIterator[None]:
+    """Read Kalshi's rate limits in the background once the upstream session is open."""
+    task = asyncio.create_task(learn_limits(app[FORWARDER], app[LIVE]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _dispatcher(rest: Handler, websocket: Handler) -> Handler:

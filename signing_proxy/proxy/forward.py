@@ -14,6 +14,7 @@ from yarl import URL
 from signing_proxy import __version__
 from signing_proxy.config import AccessConfig
 from signing_proxy.errors import proxy_error
+from signing_proxy.kalshi.costs import batch_items
 from signing_proxy.kalshi.orders import V1Write, v1_order_write
 from signing_proxy.kalshi.protocol import HEADER_TIMESTAMP
 from signing_proxy.ops.health import UpstreamMonitor
@@ -137,7 +138,9 @@ class Forwarder:
         if snapshot.limiter is not None:
             # A translated write costs what its V2 route costs.
             charged = (method, target.path) if write is None else (write.v2_method, write.v2_path)
-            decision = await snapshot.limiter.acquire(*charged)
+            # A batch is billed per order in it, as Kalshi bills it.
+            items = batch_items(*charged, body if isinstance(body, bytes) else None)
+            decision = await snapshot.limiter.acquire(*charged, items)
             if decision.waited:
                 record.rate_wait_ms = round(decision.waited * 1000, 3)
             if not decision.allowed:
@@ -415,7 +418,7 @@ def _retry_after(snapshot: Snapshot, method: str, path: str) -> int:
     if limiter is None:
         return 1
     bucket, cost = limiter.cost_of(method, path)
-    rate = limiter.config.read_per_second if bucket == "read" else limiter.config.write_per_second
+    rate = limiter.rate(bucket)
     missing = max(0.0, cost - limiter.levels()[bucket])
     return max(1, int(-(-missing // rate)))
 

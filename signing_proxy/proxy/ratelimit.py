@@ -18,6 +18,7 @@ from signing_proxy.config.rate_limit import (
     RateLimitConfig,
     bucket_of,
 )
+from signing_proxy.kalshi.costs import BUILTIN_COSTS, AccountLimits
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -27,28 +28,6 @@ Sleep = Callable[[float], Awaitable[None]]
 # and a wait this far past a whole second still rounds down to it for Retry-After.
 _EPSILON = 1e-9
 _CACHE_SIZE = 1024
-
-
-# Kalshi's exceptions to the default cost, as GET /account/endpoint_costs lists them
-# (shared/kalshi/wire/account__endpoint_costs.json, demo).
-DEFAULT_COSTS: tuple[CostRule, ...] = (
-    CostRule("POST", "/trade-api/v2/account/api_usage_level/upgrade", 30),
-    CostRule("GET", "/trade-api/v2/cfbenchmarks", 150),
-    CostRule("GET", "/trade-api/v2/cfbenchmarks/*endpoint", 150),
-    CostRule("POST", "/trade-api/v2/communications/quotes", 2),
-    CostRule("DELETE", "/trade-api/v2/communications/quotes/:quote_id", 2),
-    CostRule("GET", "/trade-api/v2/margin/balance", 5),
-    CostRule("PUT", "/trade-api/v2/multivariate_event_collections/:collection_ticker/lookup", 2),
-    CostRule("DELETE", "/trade-api/v2/portfolio/events/orders/:order_id", 2),
-    CostRule("DELETE", "/trade-api/v2/portfolio/events/orders/batched", 2),
-    CostRule("POST", "/trade-api/v2/portfolio/orders", 20),
-    CostRule("DELETE", "/trade-api/v2/portfolio/orders/:order_id", 4),
-    CostRule("GET", "/trade-api/v2/portfolio/orders/:order_id", 2),
-    CostRule("POST", "/trade-api/v2/portfolio/orders/:order_id/amend", 20),
-    CostRule("POST", "/trade-api/v2/portfolio/orders/:order_id/decrease", 20),
-    CostRule("DELETE", "/trade-api/v2/portfolio/orders/batched", 4),
-    CostRule("POST", "/trade-api/v2/portfolio/orders/batched", 20),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +99,17 @@ def _segments(path: str) -> list[str]:
 
 
 class CostTable:
-    """Kalshi's default costs with user rules on top, compiled once into per-method trees."""
+    """Kalshi's costs with user rules on top, compiled once into per-method trees."""
 
-    def __init__(self, overrides: tuple[CostRule, ...] = (), default: int = DEFAULT_COST) -> None:
+    def __init__(
+        self,
+        overrides: tuple[CostRule, ...] = (),
+        default: int = DEFAULT_COST,
+        kalshi: tuple[CostRule, ...] = BUILTIN_COSTS,
+    ) -> None:
         self.default = default
         merged: dict[tuple[str, str], int] = {}
-        for rule in (*DEFAULT_COSTS, *overrides):
+        for rule in (*kalshi, *overrides):
             merged[(rule.method.upper(), rule.path)] = rule.cost  # a later (user) rule wins
         self.rules = tuple(CostRule(m, p, c) for (m, p), c in merged.items())
         self._trees: dict[str, _Node] = {}
@@ -206,10 +190,32 @@ class RateLimiter:
         }
         self.waits = 0
         self.rejections = 0
+        # Kalshi's answer once read (None: the configured fallback is in use).
+        self.learned: AccountLimits | None = None
 
-    def cost_of(self, method: str, path: str) -> tuple[str, int]:
-        """The bucket a request draws from and the tokens it costs."""
-        return bucket_of(method), self.costs.cost(method, path)
+    def cost_of(self, method: str, path: str, items: int = 1) -> tuple[str, int]:
+        """The bucket a request draws from and the tokens it costs (`items` orders of a batch)."""
+        return bucket_of(method), self.costs.cost(method, path) * items
+
+    def adopt(self, kalshi: AccountLimits) -> None:
+        """Use Kalshi's own buckets and costs; bucket settings the user wrote still win."""
+        pinned = self.config.pinned
+        for name, bucket in ((READ, kalshi.read), (WRITE, kalshi.write)):
+            current = self._buckets[name]
+            if f"{name}_per_second" not in pinned:
+                current.rate = bucket.refill_rate
+            if f"{name}_capacity" not in pinned:
+                current.refill(self._clock())
+                # A full bucket stays full, an emptied one stays as far from full.
+                grown = bucket.capacity - current.capacity
+                current.capacity = bucket.capacity
+                current.tokens = max(0.0, min(current.tokens + grown, current.capacity))
+        self.costs = CostTable(self.config.costs, kalshi.default_cost, kalshi.costs)
+        self.learned = kalshi
+
+    def rate(self, bucket: str) -> float:
+        """Tokens per second the bucket refills at now."""
+        return self._buckets[bucket].rate
 
     def levels(self) -> dict[str, float]:
         """Tokens in each bucket now (waiting requests have not taken theirs yet)."""
@@ -222,9 +228,9 @@ class RateLimiter:
         """How many requests wait in each bucket's queue."""
         return {name: len(bucket.queue) for name, bucket in self._buckets.items()}
 
-    async def acquire(self, method: str, path: str) -> Decision:
+    async def acquire(self, method: str, path: str, items: int = 1) -> Decision:
         """Take a request's tokens, waiting in line up to max_wait; refuse at once if longer."""
-        name, cost = self.cost_of(method, path)
+        name, cost = self.cost_of(method, path, items)
         bucket = self._buckets[name]
         start = self._clock()
         bucket.refill(start)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Final
 
+from signing_proxy.config.rate_limit import DEFAULT_COST
+from signing_proxy.kalshi.costs import BUILTIN_COSTS
 from signing_proxy.kalshi.verifier import kalshi_error
 from signing_proxy.sandbox.matching import match_order, place_order
 from signing_proxy.sandbox.state import (
@@ -88,6 +90,16 @@ def account_limits(state: SandboxState, call: Call) -> tuple[int, JSON]:
         "read": {"bucket_capacity": 200, "refill_rate": 200},
         "usage_tier": "basic",
         "write": {"bucket_capacity": 100, "refill_rate": 100},
+    }
+
+
+def endpoint_costs(state: SandboxState, call: Call) -> tuple[int, JSON]:
+    """GET /account/endpoint_costs: the costs that differ from the default, as Kalshi lists them."""
+    return 200, {
+        "default_cost": DEFAULT_COST,
+        "endpoint_costs": [
+            {"cost": rule.cost, "method": rule.method, "path": rule.path} for rule in BUILTIN_COSTS
+        ],
     }
 
 

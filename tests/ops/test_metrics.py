@@ -80,7 +80,8 @@ async def test_rate_limit_levels_and_rejections(make_upstream, make_proxy, tmp_p
     upstream = await make_upstream()
     config = tmp_path / "c.yaml"
     config.write_text(
-        "rate_limit: {write_per_second: 10, write_capacity: 20, max_wait: 0, costs: "
+        "rate_limit: {source: config, write_per_second: 10, write_capacity: 20, max_wait: 0, "
+        "costs: "
         "[{method: POST, path: /trade-api/v2/portfolio/events/orders, cost: 20}]}\n"
     )
     client = await make_proxy(upstream.url, config_file=config)

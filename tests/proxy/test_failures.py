@@ -280,7 +280,8 @@ async def test_local_rate_limit_queues_then_refuses(
     config = tmp_path / "c.yaml"
     # 20 write tokens/s, bucket of 20; an order costs 20 here, other writes 10 (the default).
     config.write_text(
-        "rate_limit: {write_per_second: 20, write_capacity: 20, max_wait: 0.6, costs: "
+        "rate_limit: {source: config, write_per_second: 20, write_capacity: 20, max_wait: 0.6, "
+        "costs: "
         "[{method: POST, path: /trade-api/v2/portfolio/events/orders, cost: 20}]}\n"
     )
     client = await make_proxy(upstream.url, config_file=config)

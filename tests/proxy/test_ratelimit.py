@@ -16,7 +16,8 @@ from signing_proxy.proxy.ratelimit import Decision, RateLimiter
 V2 = "/trade-api/v2"
 MARKETS = f"{V2}/markets"  # a read at the default cost, 10
 ORDER = f"{V2}/portfolio/orders/abc-123"  # GET costs 2
-ORDERS = f"{V2}/portfolio/orders"  # POST costs 20
+ORDERS = f"{V2}/portfolio/orders"  # GET costs the default, 10
+CREATE = f"{V2}/portfolio/events/orders"  # POST costs the default, 10
 BENCH = f"{V2}/cfbenchmarks"  # GET costs 150
 
 
@@ -114,15 +115,15 @@ def test_tier_budgets(tier: str, read: float, write: float, write_capacity: floa
     assert config == RateLimitConfig(read, write, read, write_capacity, 1.0, ())
 
 
-@pytest.mark.parametrize(("tier", "orders_at_once"), [("basic", 5), ("advanced", 30)])
+@pytest.mark.parametrize(("tier", "orders_at_once"), [("basic", 10), ("advanced", 60)])
 async def test_write_bucket_holds_two_seconds_except_on_basic(
     tier: str, orders_at_once: int
 ) -> None:
     clock = FakeClock()
     rl = limiter(clock, tier=tier)
     for _ in range(orders_at_once):
-        assert (await rl.acquire("POST", ORDERS)).waited == 0.0
-    assert (await rl.acquire("POST", ORDERS)).waited > 0.0
+        assert (await rl.acquire("POST", CREATE)).waited == 0.0
+    assert (await rl.acquire("POST", CREATE)).waited > 0.0
 
 
 def test_explicit_rates_and_capacities_override_the_tier() -> None:
@@ -134,8 +135,9 @@ def test_explicit_rates_and_capacities_override_the_tier() -> None:
     assert (config.read_per_second, config.read_capacity) == (50, 50)
     assert (config.write_per_second, config.write_capacity) == (40, 100)
     assert parse_rate_limit({"read_per_second": 300}) == RateLimitConfig(
-        300, 100, 300, 100, 1.0, ()
+        300, 100, 300, 100, 1.0, (), pinned=frozenset({"read_per_second"})
     )
+    assert config.pinned == {"read_per_second", "write_per_second", "write_capacity"}
 
 
 def test_empty_section_enables_basic_and_absent_section_disables() -> None:
@@ -164,12 +166,9 @@ async def test_buckets_refill_over_time_up_to_capacity() -> None:
         ("GET", ORDERS, "read", 10),
         ("GET", ORDER, "read", 2),
         ("HEAD", ORDER, "read", 2),
-        ("DELETE", ORDER, "write", 4),
-        ("POST", ORDERS, "write", 20),
-        ("POST", f"{ORDERS}/abc-123/amend", "write", 20),
-        ("POST", f"{ORDERS}/abc-123/decrease", "write", 20),
-        ("POST", f"{ORDERS}/batched", "write", 20),
-        ("DELETE", f"{ORDERS}/batched", "write", 4),
+        # The V2 writes Kalshi lists no special cost for cost the default.
+        ("POST", f"{V2}/portfolio/events/orders", "write", 10),
+        ("POST", f"{V2}/portfolio/events/orders/abc-123/amend", "write", 10),
         ("DELETE", f"{V2}/portfolio/events/orders/batched", "write", 2),
         ("DELETE", f"{V2}/portfolio/events/orders/o-1", "write", 2),
         ("PUT", f"{V2}/multivariate_event_collections/KXMVE-1/lookup", "write", 2),
