@@ -21,8 +21,10 @@ from signing_proxy.config.model import (
     UpstreamConfig,
 )
 from signing_proxy.config.network import (
+    DEFAULT_MARGIN_WS_URLS,
     DEFAULT_REST_URLS,
     DEFAULT_WS_URLS,
+    MARGIN_WS_PATH,
     REST_PREFIX,
     WS_PATH,
     is_loopback_host,
@@ -30,8 +32,10 @@ from signing_proxy.config.network import (
 from signing_proxy.config.tokens import RuleConfig, TokenConfig
 
 __all__ = [
+    "DEFAULT_MARGIN_WS_URLS",
     "DEFAULT_REST_URLS",
     "DEFAULT_WS_URLS",
+    "MARGIN_WS_PATH",
     "REST_PREFIX",
     "WS_PATH",
     "AccessConfig",

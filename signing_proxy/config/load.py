@@ -108,8 +108,11 @@ def _build(
 
 def _with_urls(config: Config) -> Config:
     """Empty upstream URLs filled from the environment (or the REST URL's host)."""
-    rest, ws = resolve_urls(config.upstream.rest_url, config.upstream.ws_url, config.environment)
-    upstream = dataclasses.replace(config.upstream, rest_url=rest, ws_url=ws)
+    upstream = config.upstream
+    rest, ws, margin = resolve_urls(
+        upstream.rest_url, upstream.ws_url, upstream.margin_ws_url, config.environment
+    )
+    upstream = dataclasses.replace(upstream, rest_url=rest, ws_url=ws, margin_ws_url=margin)
     return dataclasses.replace(config, upstream=upstream)
 
 
@@ -199,5 +202,5 @@ def _differs(key: Key, old: Any, new: Any) -> bool:
 def with_upstream(config: Config, rest_url: str) -> Config:
     """A copy of `config` pointed at `rest_url`, the WebSocket URL derived from it."""
     parsed = network.rest_url(rest_url, "upstream.rest_url", {})
-    upstream = dataclasses.replace(config.upstream, rest_url=parsed, ws_url="")
+    upstream = dataclasses.replace(config.upstream, rest_url=parsed, ws_url="", margin_ws_url="")
     return _with_urls(dataclasses.replace(config, upstream=upstream))

@@ -37,6 +37,11 @@ class UpstreamConfig:
     ws_url: str = setting(
         "", "Kalshi's WebSocket URL; empty: the environment's, or rest_url's host", network.ws_url
     )
+    margin_ws_url: str = setting(
+        "",
+        "Kalshi's margin (perpetuals) WebSocket URL; empty: the environment's",
+        network.margin_ws_url,
+    )
     connect_timeout: float = setting(5.0, "seconds to open an upstream connection", seconds())
     timeout: float = setting(30.0, "seconds one upstream attempt may take", seconds())
     deadline: float = setting(60.0, "seconds for the whole call, retries included", seconds())

@@ -20,8 +20,14 @@ DEFAULT_WS_URLS: dict[str, str] = {
     "demo": "wss://external-api-ws.demo.kalshi.co/trade-api/ws/v2",
     "production": "wss://external-api-ws.kalshi.com/trade-api/ws/v2",
 }
+# Perpetuals ("margin"): their WebSocket has its own host and path (API_FACTS.md).
+DEFAULT_MARGIN_WS_URLS: dict[str, str] = {
+    "demo": "wss://external-api-margin-ws.demo.kalshi.co/trade-api/ws/v2/margin",
+    "production": "wss://external-api-margin-ws.kalshi.com/trade-api/ws/v2/margin",
+}
 REST_PREFIX = "/trade-api/v2"
 WS_PATH = "/trade-api/ws/v2"
+MARGIN_WS_PATH = "/trade-api/ws/v2/margin"
 
 
 def rest_url(value: Any, name: str, env: Mapping[str, str]) -> str:
@@ -50,16 +56,27 @@ def ws_url(value: Any, name: str, env: Mapping[str, str]) -> str:
     raise ConfigError(f"{name}: must be ws[s]://host[:port]{WS_PATH}; got {url!r}")
 
 
-def resolve_urls(rest: str, ws: str, environment: str) -> tuple[str, str]:
-    """The REST and WebSocket URLs to use, given what was set (empty: not set)."""
+def margin_ws_url(value: Any, name: str, env: Mapping[str, str]) -> str:
+    """Kalshi's margin WebSocket URL; empty means derived like ws_url."""
+    if value is None or value == "":
+        return ""
+    url = _url(value, name, ("ws", "wss"))
+    parts = urlsplit(url)
+    if parts.path.rstrip("/") in ("", MARGIN_WS_PATH):
+        return f"{parts.scheme}://{parts.netloc}{MARGIN_WS_PATH}"
+    raise ConfigError(f"{name}: must be ws[s]://host[:port]{MARGIN_WS_PATH}; got {url!r}")
+
+
+def resolve_urls(rest: str, ws: str, margin: str, environment: str) -> tuple[str, str, str]:
+    """The REST, WebSocket and margin WebSocket URLs, given what was set (empty: not set)."""
+    # Only rest_url set (a local upstream, say): the WebSockets live on the same host.
+    scheme = "wss" if rest.startswith("https:") else "ws"
+    same_host = f"{scheme}://{rest.split('://', 1)[1]}" if rest else ""
     if not ws:
-        if rest:
-            # Only rest_url set (a local upstream, say): the WebSocket lives on the same host.
-            scheme = "wss" if rest.startswith("https:") else "ws"
-            ws = f"{scheme}://{rest.split('://', 1)[1]}{WS_PATH}"
-        else:
-            ws = DEFAULT_WS_URLS[environment]
-    return rest or DEFAULT_REST_URLS[environment], ws
+        ws = f"{same_host}{WS_PATH}" if rest else DEFAULT_WS_URLS[environment]
+    if not margin:
+        margin = f"{same_host}{MARGIN_WS_PATH}" if rest else DEFAULT_MARGIN_WS_URLS[environment]
+    return rest or DEFAULT_REST_URLS[environment], ws, margin
 
 
 def _url(value: Any, name: str, schemes: tuple[str, ...]) -> str:

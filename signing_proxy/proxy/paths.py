@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from signing_proxy.config import WS_PATH
+from signing_proxy.config import MARGIN_WS_PATH, WS_PATH
 
 REST_PREFIX = "/trade-api/v2/"
 # Probes answer without a token: orchestrators call them and they reveal nothing.
@@ -91,7 +91,7 @@ def route_target(raw_target: str) -> Route | Refusal:
     route_query = query if sep else None
     if path in PUBLIC_PATHS:
         return Route(RouteKind.PUBLIC, path, route_query)
-    if path == WS_PATH:
+    if path in (WS_PATH, MARGIN_WS_PATH):
         return Route(RouteKind.WEBSOCKET, path, route_query)
     if path.startswith(REST_PREFIX):
         # Checked here, once: the policy and the forwarder only ever see a clean target.
@@ -112,7 +112,7 @@ def _spells_a_route(path: str) -> bool:
         folded = decoded.replace("\\", "/")
         while "//" in folded:
             folded = folded.replace("//", "/")
-        if folded.startswith(REST_PREFIX) or folded.rstrip("/") == WS_PATH:
+        if folded.startswith(REST_PREFIX) or folded.rstrip("/") in (WS_PATH, MARGIN_WS_PATH):
             return True
         if decoded == path:
             return False

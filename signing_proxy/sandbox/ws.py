@@ -26,6 +26,7 @@ from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState, SeenRequest
 from signing_proxy.sandbox.wire import CENT, JSON
 
 WS_PATH: Final = "/trade-api/ws/v2"
+MARGIN_WS_PATH: Final = "/trade-api/ws/v2/margin"
 HEARTBEAT_PAYLOAD: Final = b"heartbeat"
 # Every channel name Kalshi accepts (asyncapi.yaml); only ticker and orderbook_delta carry
 # generated data here, the others subscribe and stay quiet.
@@ -73,6 +74,9 @@ def add_ws_endpoint(app: web.Application, settings: WsSettings | None = None) ->
     """Serve Kalshi's WebSocket on the sandbox `app`; register before its catch-all route."""
     app[SANDBOX_WS] = SandboxWs(settings or WsSettings())
     app.router.add_get(WS_PATH, handle_ws)
+    # Perpetuals have their own WebSocket (its own host at Kalshi); the sandbox serves
+    # both on one port, signed with each path.
+    app.router.add_get(MARGIN_WS_PATH, handle_ws)
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:

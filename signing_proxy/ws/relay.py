@@ -13,7 +13,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from signing_proxy.config import WS_PATH
+from signing_proxy.config import MARGIN_WS_PATH
 from signing_proxy.errors import proxy_error
 from signing_proxy.ops.logging import get_logger
 from signing_proxy.ops.metrics import Metrics
@@ -21,6 +21,7 @@ from signing_proxy.proxy.calls import CALL_RECORD
 from signing_proxy.proxy.forward import USER_AGENT
 from signing_proxy.proxy.headers import downstream_response_headers
 from signing_proxy.proxy.live import Live, Snapshot
+from signing_proxy.proxy.paths import ROUTE
 from signing_proxy.proxy.upstream import UpstreamSessions, classify
 from signing_proxy.ws.session import (
     CLOSE_TIMEOUT,
@@ -93,7 +94,7 @@ class WebSocketRelay:
             return proxy_error(
                 426,
                 "proxy_websocket_required",
-                f"{WS_PATH} accepts WebSocket connections only",
+                f"{request[ROUTE].path} accepts WebSocket connections only",
                 headers={"Upgrade": "websocket"},
             )
         if len(self._sessions) + self._opening >= self._max_sessions:
@@ -224,7 +225,10 @@ class _Handshake:
         # The client's query, if any, goes upstream as sent; the signature never covers it.
         _, _, query = request.raw_path.partition("?")
         suffix = f"?{query}" if query else ""
-        self.url = URL(self.upstream.ws_url + suffix, encoded=True)
+        # The guard routed the path: the Kalshi WebSocket, or the margin one on its own host.
+        self.path = request[ROUTE].path
+        base = self.upstream.margin_ws_url if self.path == MARGIN_WS_PATH else self.upstream.ws_url
+        self.url = URL(base + suffix, encoded=True)
 
     def headers(self, *, upgrade: bool) -> dict[str, str]:
         """Freshly signed handshake headers; `upgrade` adds what ws_connect adds itself."""
@@ -239,7 +243,7 @@ class _Handshake:
                     "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
                 }
             )
-        headers.update(self._signer.headers("GET", WS_PATH))
+        headers.update(self._signer.headers("GET", self.path))
         return headers
 
     def fail(self, status: int, code: str, message: str) -> web.Response:

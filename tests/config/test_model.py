@@ -23,6 +23,7 @@ SAMPLES: dict[str, Any] = {
     "shutdown_timeout": 3,
     "upstream.rest_url": "http://127.0.0.1:9999",
     "upstream.ws_url": "ws://127.0.0.1:9998",
+    "upstream.margin_ws_url": "ws://127.0.0.1:9997",
     "upstream.connect_timeout": 1.5,
     "upstream.timeout": 7,
     "upstream.deadline": 9,
