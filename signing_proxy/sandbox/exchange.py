@@ -30,6 +30,15 @@ from signing_proxy.sandbox.handlers import (
     list_orders,
     positions,
 )
+from signing_proxy.sandbox.market_data import (
+    get_event,
+    get_orderbook,
+    get_orderbooks,
+    get_series,
+    list_events,
+    list_series,
+    list_trades,
+)
 from signing_proxy.sandbox.orders_v2 import (
     amend_order_v2,
     batch_cancel_v2,
@@ -37,6 +46,13 @@ from signing_proxy.sandbox.orders_v2 import (
     cancel_order_v2,
     create_order_v2,
     decrease_order_v2,
+)
+from signing_proxy.sandbox.portfolio import (
+    create_subaccount,
+    list_fills,
+    queue_position,
+    subaccount_balances,
+    transfer,
 )
 from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState, SeenRequest
 from signing_proxy.sandbox.wire import JSON, NOT_FOUND, PREFIX, V1_REMOVED, Call, KalshiError
@@ -61,13 +77,25 @@ def _removed_v1(state: SandboxState, call: Call) -> tuple[int, JSON]:
 _ROUTES: Final = (
     _Route("GET", ("exchange", "status"), exchange_status, public=True),
     _Route("GET", ("markets",), list_markets, public=True),
+    _Route("GET", ("markets", "trades"), list_trades, public=True),
+    _Route("GET", ("markets", "orderbooks"), get_orderbooks),
     _Route("GET", ("markets", "{}"), get_market, public=True),
+    _Route("GET", ("markets", "{}", "orderbook"), get_orderbook),
+    _Route("GET", ("events",), list_events, public=True),
+    _Route("GET", ("events", "{}"), get_event, public=True),
+    _Route("GET", ("series",), list_series, public=True),
+    _Route("GET", ("series", "{}"), get_series, public=True),
     _Route("GET", ("account", "limits"), account_limits),
     _Route("GET", ("account", "endpoint_costs"), endpoint_costs),
     _Route("GET", ("portfolio", "balance"), balance),
     _Route("GET", ("portfolio", "positions"), positions),
     _Route("GET", ("portfolio", "orders"), list_orders),
     _Route("GET", ("portfolio", "orders", "{}"), get_order),
+    _Route("GET", ("portfolio", "orders", "{}", "queue_position"), queue_position),
+    _Route("GET", ("portfolio", "fills"), list_fills),
+    _Route("POST", ("portfolio", "subaccounts"), create_subaccount),
+    _Route("GET", ("portfolio", "subaccounts", "balances"), subaccount_balances),
+    _Route("POST", ("portfolio", "subaccounts", "transfer"), transfer),
     _Route("POST", ("portfolio", "events", "orders"), create_order_v2),
     _Route("POST", ("portfolio", "events", "orders", "batched"), batch_create_v2),
     _Route("DELETE", ("portfolio", "events", "orders", "batched"), batch_cancel_v2),

@@ -8,9 +8,10 @@ from typing import Final
 from signing_proxy.config.rate_limit import DEFAULT_COST
 from signing_proxy.kalshi.costs import BUILTIN_COSTS
 from signing_proxy.kalshi.verifier import kalshi_error
-from signing_proxy.sandbox.matching import match_order, place_order
+from signing_proxy.sandbox.matching import amend, cancel, place_order
+from signing_proxy.sandbox.order import Order
+from signing_proxy.sandbox.portfolio import subaccount_of
 from signing_proxy.sandbox.state import (
-    Order,
     Position,
     SandboxState,
     claim_client_order_id,
@@ -140,26 +141,30 @@ def get_market(state: SandboxState, call: Call) -> tuple[int, JSON]:
 
 
 def balance(state: SandboxState, call: Call) -> tuple[int, JSON]:
-    exposure = sum((p.exposure for p in state.positions.values()), Decimal(0))
+    """GET /portfolio/balance, of one subaccount (the primary by default)."""
+    account = state.accounts[subaccount_of(state, call, "GetBalance") or 0]
+    exposure = sum((p.exposure for p in account.positions.values()), Decimal(0))
     return 200, {
-        "balance": int(state.balance * 100),
-        "balance_breakdown": [{"balance": dollars(state.balance), "exchange_index": 0}],
-        "balance_dollars": dollars(state.balance),
+        "balance": int(account.balance * 100),
+        "balance_breakdown": [{"balance": dollars(account.balance), "exchange_index": 0}],
+        "balance_dollars": dollars(account.balance),
         "portfolio_value": int(exposure * 100),
         "updated_ts": state.now_ms() // 1000,
     }
 
 
 def positions(state: SandboxState, call: Call) -> tuple[int, JSON]:
+    """GET /portfolio/positions, of one subaccount (the primary by default)."""
+    number = subaccount_of(state, call, "GetPositions") or 0
     ticker, event = first_param(call.query, "ticker"), first_param(call.query, "event_ticker")
     chosen = [
         p
-        for p in sorted(state.positions.values(), key=lambda p: p.ticker)
+        for p in sorted(state.accounts[number].positions.values(), key=lambda p: p.ticker)
         if (not ticker or p.ticker == ticker) and (not event or p.event_ticker == event)
     ]
     resting: dict[str, Decimal] = {}
     for order in state.orders.values():
-        if order.status == "resting":
+        if order.status == "resting" and order.subaccount == number:
             resting[order.ticker] = resting.get(order.ticker, Decimal(0)) + order.remaining_count
     market_positions = [
         {
@@ -200,12 +205,14 @@ def list_orders(state: SandboxState, call: Call) -> tuple[int, JSON]:
     after = decode_cursor(call.query, "orders")
     ticker, status = first_param(call.query, "ticker"), first_param(call.query, "status")
     events = {e for e in first_param(call.query, "event_ticker").split(",") if e}
+    subaccount = subaccount_of(state, call, "GetOrders")
     newest_first = [
         o
         for o in sorted(state.orders.values(), key=lambda o: -o.seq)
         if (not ticker or o.ticker == ticker)
         and (not status or o.status == status)
         and (not events or state.markets[o.ticker]["event_ticker"] in events)
+        and (subaccount is None or o.subaccount == subaccount)
     ]
     page, cursor = paginate(newest_first, lambda o: -o.seq, after, limit, "orders")
     return 200, {"cursor": cursor, "orders": [o.to_json() for o in page]}
@@ -244,18 +251,14 @@ def amend_order(state: SandboxState, call: Call) -> tuple[int, JSON]:
         claim_client_order_id(state, new_client_order_id)
         order.client_order_id = new_client_order_id
     old = order.to_json()
-    order.yes_price, order.remaining_count = yes_price, total - order.fill_count
-    order.updated_ms = state.now_ms()
-    match_order(state, order, "good_till_canceled")
+    amend(state, order, yes_price, total)
     return 200, {"old_order": old, "order": order.to_json()}
 
 
 def cancel_resting(state: SandboxState, order_id: str) -> tuple[Order, Decimal]:
     """Cancel a resting order; the order and how many contracts were taken off the book."""
     order = order_or_404(state, order_id, resting=True)
-    reduced = order.remaining_count
-    order.remaining_count, order.status, order.updated_ms = Decimal(0), "canceled", state.now_ms()
-    return order, reduced
+    return order, cancel(state, order)
 
 
 def cancel_order(state: SandboxState, call: Call) -> tuple[int, JSON]:

@@ -1,15 +1,25 @@
-"""The sandbox's matching: an order against the quotes, fills, fees, positions."""
+"""The sandbox's matching engine: an order against the book at price-time priority.
+
+A taker takes the best-priced, oldest resting contracts first, users' and market
+makers' alike, at the resting price; what is left rests (good till canceled) or is
+cancelled (immediate or cancel); fill or kill fills whole or not at all. Self-trade
+prevention applies within one subaccount. Every match is a trade, and a fill for each
+account that took part, with positions and cash moved as Kalshi moves them.
+"""
 
 from __future__ import annotations
 
 import uuid
 from decimal import ROUND_CEILING, Decimal
+from typing import Any
 
 from signing_proxy.kalshi.verifier import kalshi_error
+from signing_proxy.sandbox.book import Resting
+from signing_proxy.sandbox.order import BookSide, Order
 from signing_proxy.sandbox.state import (
-    Order,
-    Position,
+    Fill,
     SandboxState,
+    Trade,
     claim_client_order_id,
     market_or_404,
 )
@@ -23,73 +33,37 @@ from signing_proxy.sandbox.wire import (
     fixed_point,
 )
 
-# --- matching -------------------------------------------------------------------------------
+# Not recorded from Kalshi: the shape of its other exchange errors.
+_MARKET_CLOSED = kalshi_error("market_closed", "market closed", service="exchange")
+_POST_ONLY_CROSS = kalshi_error(
+    "post_only_cross", "post only order would cross", service="exchange"
+)
+_NOTHING_TO_REDUCE = kalshi_error(
+    "reduce_only_no_position", "reduce only order has no position to reduce", service="exchange"
+)
 
 
-def _taker_fee(count: Decimal, price: Decimal) -> Decimal:
-    # Kalshi's taker fee, 0.07 x C x P x (1 - P), rounded up to a hundredth of a cent.
+def taker_fee(count: Decimal, price: Decimal) -> Decimal:
+    """Kalshi's taker fee, 0.07 x C x P x (1 - P), rounded up to a hundredth of a cent."""
     fee = Decimal("0.07") * count * price * (1 - price)
     return fee.quantize(Decimal("0.0001"), rounding=ROUND_CEILING)
-
-
-def _apply_fill(state: SandboxState, order: Order, count: Decimal, price: Decimal) -> None:
-    """Book a taker fill of `count` contracts at YES `price` into the balance and position."""
-    buying_yes = order.book_side == "bid"
-    cost = count * (price if buying_yes else 1 - price)
-    fee = _taker_fee(count, price)
-    order.fill_count += count
-    order.remaining_count -= count
-    order.fill_cost += cost
-    order.fees += fee
-    order.status = "executed" if not order.remaining_count else order.status
-    state.balance -= cost + fee
-    pos = state.positions[order.ticker]
-    pos.traded, pos.traded_count, pos.fees = (
-        pos.traded + cost,
-        pos.traded_count + count,
-        pos.fees + fee,
-    )
-    pos.updated_ms = order.updated_ms
-    sign = 1 if buying_yes else -1
-    closing = min(count, abs(pos.position)) if (pos.position > 0) != buying_yes else Decimal(0)
-    if closing:
-        # A YES and a NO contract together always pay $1: netting them releases that $1 now.
-        average = pos.exposure / abs(pos.position)
-        pos.realized_pnl += closing * (1 - average - cost / count)
-        pos.exposure -= closing * average
-        pos.position += sign * closing
-        state.balance += closing
-    pos.position += sign * (count - closing)
-    pos.exposure += (count - closing) * cost / count
-    market = state.markets[order.ticker]
-    market["last_price_dollars"] = dollars(price)
-    market["volume_fp"] = fixed_point(Decimal(market["volume_fp"]) + count)
-    market["volume_24h_fp"] = fixed_point(Decimal(market["volume_24h_fp"]) + count)
-
-
-def match_order(state: SandboxState, order: Order, time_in_force: str) -> None:
-    """Fill an order that crosses the quoted book at the touch; otherwise it rests."""
-    market = state.markets[order.ticker]
-    bid, ask = Decimal(market["yes_bid_dollars"]), Decimal(market["yes_ask_dollars"])
-    # The quoted size is treated as unlimited: a crossing order fills completely.
-    if order.book_side == "bid" and ask and order.yes_price >= ask:
-        _apply_fill(state, order, order.remaining_count, ask)
-    elif order.book_side == "ask" and bid and order.yes_price <= bid:
-        _apply_fill(state, order, order.remaining_count, bid)
-    if order.remaining_count and time_in_force != "good_till_canceled":
-        order.remaining_count, order.status = Decimal(0), "canceled"
 
 
 def place_order(
     state: SandboxState, doc: JSON, *, side: str, action: str, yes_price: Decimal, count: Decimal
 ) -> Order:
-    """Create an order from validated fields, match it, and remember it."""
+    """Create an order from validated fields, match it, rest what is left, remember it."""
     time_in_force = choice(doc, "time_in_force", TIME_IN_FORCE, "good_till_canceled")
     self_trade = choice(doc, "self_trade_prevention_type", SELF_TRADE, "taker_at_cross")
     market = market_or_404(state, doc["ticker"])
     if market["status"] != "active":
-        # Not recorded from Kalshi: the shape of its other exchange errors.
-        raise KalshiError(400, kalshi_error("market_closed", "market closed", service="exchange"))
+        raise KalshiError(400, _MARKET_CLOSED)
+    subaccount = _subaccount(state, doc.get("subaccount"))
+    book_side: BookSide = "bid" if (side == "yes") == (action == "buy") else "ask"
+    if doc.get("reduce_only"):
+        count = _reducible(state, subaccount, market["ticker"], book_side, count)
+    if doc.get("post_only") and _crosses(state, market["ticker"], book_side, yes_price):
+        raise KalshiError(400, _POST_ONLY_CROSS)
     client_order_id = str(doc.get("client_order_id") or uuid.uuid4())
     claim_client_order_id(state, client_order_id)
     now = state.now_ms()
@@ -100,15 +74,193 @@ def place_order(
         ticker=market["ticker"],
         side=side,
         action=action,
-        book_side="bid" if (side == "yes") == (action == "buy") else "ask",
+        book_side=book_side,
         yes_price=yes_price,
         initial_count=count,
         remaining_count=count,
         self_trade_prevention_type=self_trade,
         created_ms=now,
         updated_ms=now,
+        subaccount=subaccount,
     )
     state.orders[order.order_id] = order
-    state.positions.setdefault(order.ticker, Position(order.ticker, market["event_ticker"], now))
+    # Kalshi lists a market among the positions once an order rests in it.
+    state.accounts[subaccount].position(order.ticker, market["event_ticker"], now)
     match_order(state, order, time_in_force)
     return order
+
+
+def match_order(state: SandboxState, order: Order, time_in_force: str) -> None:
+    """Match `order` against the book, then rest or cancel what is left."""
+    book = state.books[order.ticker]
+    if time_in_force == "fill_or_kill" and _fillable(state, order) < order.remaining_count:
+        order.remaining_count, order.status = Decimal(0), "canceled"
+        return
+    maker_side: BookSide = "ask" if order.book_side == "bid" else "bid"
+    for resting in book.crossing(order.book_side, order.yes_price):
+        if not order.remaining_count:
+            break
+        maker = resting.order
+        if maker is not None and maker.subaccount == order.subaccount:
+            if order.self_trade_prevention_type == "maker":
+                cancel(state, maker)  # the resting order gives way
+                continue
+            order.remaining_count = Decimal(0)  # taker_at_cross: the taker stops here
+            order.status = "canceled" if not order.fill_count else "executed"
+            break
+        count = min(order.remaining_count, resting.remaining)
+        book.take(maker_side, resting, count)
+        _trade(state, order, resting, count)
+    if order.remaining_count:
+        if time_in_force == "good_till_canceled":
+            book.add(order.book_side, Resting(order.yes_price, order.remaining_count, order))
+        else:
+            order.remaining_count, order.status = Decimal(0), "canceled"
+    _quote(state, order.ticker)
+
+
+def cancel(state: SandboxState, order: Order) -> Decimal:
+    """Take a resting order off the book; how many contracts it had left."""
+    reduced = order.remaining_count
+    state.books[order.ticker].remove(order.book_side, order)
+    order.remaining_count, order.status, order.updated_ms = Decimal(0), "canceled", state.now_ms()
+    _quote(state, order.ticker)
+    return reduced
+
+
+def amend(state: SandboxState, order: Order, price: Decimal, total: Decimal) -> None:
+    """Give a resting order a new price and total count; it queues again at the back."""
+    state.books[order.ticker].remove(order.book_side, order)
+    order.yes_price, order.remaining_count = price, total - order.fill_count
+    order.updated_ms = state.now_ms()
+    match_order(state, order, "good_till_canceled")
+
+
+def reduce_resting(state: SandboxState, order: Order, to: Decimal) -> None:
+    """Lower a resting order to `to` contracts, keeping its place in the queue."""
+    book = state.books[order.ticker]
+    for resting in book.side(order.book_side).get(order.yes_price, ()):
+        if resting.order is order:
+            book.take(order.book_side, resting, order.remaining_count - to)
+            break
+    order.remaining_count, order.updated_ms = to, state.now_ms()
+    if not to:
+        order.status = "canceled"
+    _quote(state, order.ticker)
+
+
+def _trade(state: SandboxState, taker: Order, resting: Resting, count: Decimal) -> None:
+    """Record one match at the resting price: the trade, and a fill per account in it."""
+    now = state.now_ms()
+    trade = Trade(str(uuid.uuid4()), taker.ticker, count, resting.price, taker.book_side, now)
+    state.trades.append(trade)
+    fee = taker_fee(count, resting.price)
+    _fill(state, taker, count, resting.price, fee, is_taker=True, trade=trade)
+    if resting.order is not None:
+        _fill(state, resting.order, count, resting.price, Decimal(0), is_taker=False, trade=trade)
+    market = state.markets[taker.ticker]
+    market["last_price_dollars"] = dollars(resting.price)
+    market["volume_fp"] = fixed_point(Decimal(market["volume_fp"]) + count)
+    market["volume_24h_fp"] = fixed_point(Decimal(market["volume_24h_fp"]) + count)
+
+
+def _fill(
+    state: SandboxState,
+    order: Order,
+    count: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    *,
+    is_taker: bool,
+    trade: Trade,
+) -> None:
+    """Book `count` contracts at YES `price` into the order, its account and position."""
+    buying_yes = order.book_side == "bid"
+    cost = count * (price if buying_yes else 1 - price)
+    order.fill_count += count
+    order.remaining_count -= count
+    order.fill_cost += cost
+    order.fees += fee
+    order.updated_ms = trade.created_ms
+    if not order.remaining_count:
+        order.status = "executed"
+    state.fills.append(
+        Fill(
+            str(uuid.uuid4()), trade.trade_id, order, count, price, is_taker, fee, trade.created_ms
+        )
+    )
+    account = state.accounts[order.subaccount]
+    account.balance -= cost + fee
+    event = state.markets[order.ticker]["event_ticker"]
+    pos = account.position(order.ticker, event, trade.created_ms)
+    pos.traded, pos.traded_count, pos.fees = (
+        pos.traded + cost,
+        pos.traded_count + count,
+        pos.fees + fee,
+    )
+    pos.updated_ms = trade.created_ms
+    sign = 1 if buying_yes else -1
+    closing = min(count, abs(pos.position)) if (pos.position > 0) != buying_yes else Decimal(0)
+    if closing:
+        # A YES and a NO contract together always pay $1: netting them releases that $1 now.
+        average = pos.exposure / abs(pos.position)
+        pos.realized_pnl += closing * (1 - average - cost / count)
+        pos.exposure -= closing * average
+        pos.position += sign * closing
+        account.balance += closing
+    pos.position += sign * (count - closing)
+    pos.exposure += (count - closing) * cost / count
+
+
+def _fillable(state: SandboxState, order: Order) -> Decimal:
+    """Contracts `order` could take now, stopping where self-trade prevention would."""
+    total = Decimal(0)
+    for resting in state.books[order.ticker].crossing(order.book_side, order.yes_price):
+        maker = resting.order
+        if maker is not None and maker.subaccount == order.subaccount:
+            if order.self_trade_prevention_type != "maker":
+                break
+            continue
+        total += resting.remaining
+    return total
+
+
+def _crosses(state: SandboxState, ticker: str, side: BookSide, price: Decimal) -> bool:
+    best = state.books[ticker].best("ask" if side == "bid" else "bid")
+    return best is not None and (price >= best if side == "bid" else price <= best)
+
+
+def _reducible(
+    state: SandboxState, subaccount: int, ticker: str, side: BookSide, count: Decimal
+) -> Decimal:
+    """`count` capped at the position a reduce-only order may close; refused when none."""
+    held = state.accounts[subaccount].positions.get(ticker)
+    position = held.position if held is not None else Decimal(0)
+    # A bid buys YES, so it reduces a NO (negative) position; an ask reduces a YES one.
+    closable = -position if side == "bid" else position
+    if closable <= 0:
+        raise KalshiError(400, _NOTHING_TO_REDUCE)
+    return min(count, closable)
+
+
+def _subaccount(state: SandboxState, value: Any) -> int:
+    number = 0 if value is None else value
+    if not isinstance(number, int) or number not in state.accounts:
+        raise KalshiError(
+            400, kalshi_error("invalid_subaccount", "invalid subaccount", service="exchange")
+        )
+    return number
+
+
+def _quote(state: SandboxState, ticker: str) -> None:
+    """The market's quote fields, from the best levels of its book (0 for an empty side)."""
+    book, market = state.books[ticker], state.markets[ticker]
+    bid, ask = book.best("bid") or Decimal(0), book.best("ask") or Decimal(0)
+    market["yes_bid_dollars"], market["yes_ask_dollars"] = dollars(bid), dollars(ask)
+    market["no_bid_dollars"], market["no_ask_dollars"] = dollars(1 - ask), dollars(1 - bid)
+    market["yes_bid_size_fp"] = fixed_point(_size_at(book.depth("bid"), bid))
+    market["yes_ask_size_fp"] = fixed_point(_size_at(book.depth("ask"), ask))
+
+
+def _size_at(levels: list[tuple[Decimal, Decimal]], price: Decimal) -> Decimal:
+    return next((size for level, size in levels if level == price), Decimal(0))

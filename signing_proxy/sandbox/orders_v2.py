@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from signing_proxy.sandbox.handlers import cancel_resting
-from signing_proxy.sandbox.matching import match_order, place_order
+from signing_proxy.sandbox.matching import amend, place_order, reduce_resting
 from signing_proxy.sandbox.state import SandboxState, claim_client_order_id, order_or_404
 from signing_proxy.sandbox.wire import (
     INVALID_PARAMETERS,
@@ -102,9 +102,7 @@ def amend_order_v2(state: SandboxState, call: Call) -> tuple[int, JSON]:
     if new_client_order_id and new_client_order_id != order.client_order_id:
         claim_client_order_id(state, new_client_order_id)
         order.client_order_id = new_client_order_id
-    order.yes_price, order.remaining_count = price, total - order.fill_count
-    order.updated_ms = state.now_ms()
-    match_order(state, order, "good_till_canceled")
+    amend(state, order, price, total)
     answer: JSON = {
         "client_order_id": order.client_order_id,
         "fill_count": fixed_point(order.fill_count),
@@ -125,9 +123,7 @@ def decrease_order_v2(state: SandboxState, call: Call) -> tuple[int, JSON]:
     target = order.remaining_count - parse_count(by) if by is not None else parse_count(to)
     if target < 0 or target >= order.remaining_count:
         raise KalshiError(400, INVALID_PARAMETERS)
-    order.remaining_count, order.updated_ms = target, state.now_ms()
-    if not target:
-        order.status = "canceled"
+    reduce_resting(state, order, target)
     return 200, {
         "client_order_id": order.client_order_id,
         "order_id": order.order_id,

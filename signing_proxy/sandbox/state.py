@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from signing_proxy.kalshi.verifier import kalshi_error
+from signing_proxy.sandbox.book import Book, seeded
 from signing_proxy.sandbox.markets import generate_markets
+from signing_proxy.sandbox.order import Order
 from signing_proxy.sandbox.wire import (
     JSON,
     NOT_FOUND,
-    SANDBOX_USER_ID,
     STARTING_BALANCE,
     KalshiError,
     dollars,
@@ -40,54 +41,6 @@ class SeenRequest:
 
 
 @dataclass(slots=True)
-class Order:
-    seq: int
-    order_id: str
-    client_order_id: str
-    ticker: str
-    side: str  # legacy yes|no, kept as the client sent it
-    action: str  # legacy buy|sell
-    book_side: str  # bid buys YES; ask sells YES (that is, buys NO)
-    yes_price: Decimal
-    initial_count: Decimal
-    remaining_count: Decimal
-    self_trade_prevention_type: str
-    created_ms: int
-    updated_ms: int
-    status: str = "resting"
-    fill_count: Decimal = Decimal(0)
-    fill_cost: Decimal = Decimal(0)
-    fees: Decimal = Decimal(0)
-
-    def to_json(self) -> JSON:
-        return {
-            "action": self.action,
-            "book_side": self.book_side,
-            "client_order_id": self.client_order_id,
-            "created_time": iso_ms(self.created_ms),
-            "fill_count_fp": fixed_point(self.fill_count),
-            "initial_count_fp": fixed_point(self.initial_count),
-            "last_update_time": iso_ms(self.updated_ms),
-            "maker_fees_dollars": "0.000000",
-            "maker_fill_cost_dollars": "0.000000",
-            "no_price_dollars": dollars(1 - self.yes_price),
-            "order_id": self.order_id,
-            "outcome_side": "yes" if self.book_side == "bid" else "no",
-            "remaining_count_fp": fixed_point(self.remaining_count),
-            "self_trade_prevention_type": self.self_trade_prevention_type,
-            "side": self.side,
-            "status": self.status,
-            "subaccount_number": 0,
-            "taker_fees_dollars": dollars(self.fees, 6),
-            "taker_fill_cost_dollars": dollars(self.fill_cost, 6),
-            "ticker": self.ticker,
-            "type": "limit",
-            "user_id": SANDBOX_USER_ID,
-            "yes_price_dollars": dollars(self.yes_price),
-        }
-
-
-@dataclass(slots=True)
 class Position:
     ticker: str
     event_ticker: str
@@ -98,6 +51,84 @@ class Position:
     fees: Decimal = Decimal(0)
     traded: Decimal = Decimal(0)
     traded_count: Decimal = Decimal(0)
+
+
+@dataclass(slots=True)
+class Account:
+    """One subaccount (0 is the primary): its cash and its positions by market."""
+
+    number: int
+    balance: Decimal = STARTING_BALANCE
+    positions: dict[str, Position] = field(default_factory=dict)
+
+    def position(self, ticker: str, event_ticker: str, now_ms: int) -> Position:
+        """The position in `ticker`, opened flat if there is none yet."""
+        return self.positions.setdefault(ticker, Position(ticker, event_ticker, now_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """Contracts that changed hands at one price."""
+
+    trade_id: str
+    ticker: str
+    count: Decimal
+    yes_price: Decimal
+    taker_book_side: str
+    created_ms: int
+
+    def to_json(self) -> JSON:
+        """Kalshi's Trade."""
+        return {
+            "count_fp": fixed_point(self.count),
+            "created_time": iso_ms(self.created_ms),
+            "is_block_trade": False,
+            "no_price_dollars": dollars(1 - self.yes_price),
+            "taker_book_side": self.taker_book_side,
+            "taker_outcome_side": "yes" if self.taker_book_side == "bid" else "no",
+            "taker_side": "yes" if self.taker_book_side == "bid" else "no",
+            "ticker": self.ticker,
+            "trade_id": self.trade_id,
+            "yes_price_dollars": dollars(self.yes_price),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One side of a trade, as the account that took part sees it."""
+
+    fill_id: str
+    trade_id: str
+    order: Order
+    count: Decimal
+    yes_price: Decimal
+    is_taker: bool
+    fee: Decimal
+    created_ms: int
+
+    def to_json(self) -> JSON:
+        """Kalshi's Fill."""
+        order = self.order
+        return {
+            "action": order.action,
+            "book_side": order.book_side,
+            "count_fp": fixed_point(self.count),
+            "created_time": iso_ms(self.created_ms),
+            "exchange_index": 0,
+            "fee_cost": dollars(self.fee, 6),
+            "fill_id": self.fill_id,
+            "is_taker": self.is_taker,
+            "market_ticker": order.ticker,
+            "no_price_dollars": dollars(1 - self.yes_price),
+            "order_id": order.order_id,
+            "outcome_side": "yes" if order.book_side == "bid" else "no",
+            "side": order.side,
+            "subaccount_number": order.subaccount,
+            "ticker": order.ticker,
+            "trade_id": self.fill_id,
+            "ts": self.created_ms // 1000,
+            "yes_price_dollars": dollars(self.yes_price),
+        }
 
 
 class SandboxState:
@@ -119,12 +150,35 @@ class SandboxState:
         # Kalshi removed the V1 order writes; True serves them as they were (tests only).
         self.v1_orders_live = v1_orders_live
         self.markets: dict[str, JSON] = {m["ticker"]: m for m in generate_markets()}
+        # One book per market, market makers quoting around each market's generated price.
+        self.books: dict[str, Book] = {
+            ticker: seeded(
+                Decimal(m["yes_bid_dollars"]),
+                Decimal(m["yes_ask_dollars"]) if m["status"] == "active" else Decimal(0),
+                Decimal(m["yes_bid_size_fp"]),
+            )
+            if m["status"] == "active"
+            else Book()
+            for ticker, m in self.markets.items()
+        }
         self.orders: dict[str, Order] = {}
         # Kalshi never lets a client_order_id be reused, even after the order is gone.
         self.client_order_ids: set[str] = set()
-        self.positions: dict[str, Position] = {}
-        self.balance: Decimal = STARTING_BALANCE
+        self.accounts: dict[int, Account] = {0: Account(0)}
+        self.trades: list[Trade] = []
+        self.transfer_ids: set[str] = set()
+        self.fills: list[Fill] = []
         self.seen: deque[SeenRequest] = deque(maxlen=10_000)
+
+    @property
+    def balance(self) -> Decimal:
+        """The primary account's cash."""
+        return self.accounts[0].balance
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        """The primary account's positions."""
+        return self.accounts[0].positions
 
     def now_ms(self) -> int:
         """The sandbox clock in milliseconds since the epoch."""
