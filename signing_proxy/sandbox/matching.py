@@ -132,6 +132,7 @@ def amend(state: SandboxState, order: Order, price: Decimal, total: Decimal) -> 
     """Give a resting order a new price and total count; it queues again at the back."""
     state.books[order.ticker].remove(order.book_side, order)
     order.yes_price, order.remaining_count = price, total - order.fill_count
+    order.initial_count = total  # what was filled plus what may still fill
     order.updated_ms = state.now_ms()
     match_order(state, order, "good_till_canceled")
 
