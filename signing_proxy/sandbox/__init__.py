@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from signing_proxy.sandbox.exchange import handle_request
+from signing_proxy.sandbox.makers import run_makers
 from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState
-from signing_proxy.sandbox.ws import add_ws_endpoint
+from signing_proxy.sandbox.ws import SANDBOX_WS, add_ws_endpoint
 
 
 def create_sandbox_app(
@@ -20,6 +23,7 @@ def create_sandbox_app(
     clock: Callable[[], float] = time.time,
     require_auth_everywhere: bool = True,
     v1_orders_live: bool = False,
+    seed: int | None = None,
 ) -> web.Application:
     """The Kalshi-like upstream; `keys` maps key id -> public key."""
     app = web.Application()
@@ -32,6 +36,23 @@ def create_sandbox_app(
     )
     # REST and WebSocket are built here, so neither module imports the other's builder.
     add_ws_endpoint(app)
+    app.cleanup_ctx.append(_makers(seed))
     # One catch-all route: dispatch happens on the raw path, which aiohttp's router decodes.
     app.router.add_route("*", "/{tail:.*}", handle_request)
     return app
+
+
+def _makers(seed: int | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The market makers' task, for as long as the sandbox serves."""
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        ws = app[SANDBOX_WS]
+        task = asyncio.create_task(
+            run_makers(app[SANDBOX_STATE], lambda: ws.settings.update_interval, seed)
+        )
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return run

@@ -15,12 +15,21 @@ from typing import Any
 
 from signing_proxy.kalshi.verifier import kalshi_error
 from signing_proxy.sandbox.book import Resting
+from signing_proxy.sandbox.events import (
+    Filled,
+    LevelChanged,
+    OrderChanged,
+    QuoteChanged,
+    Traded,
+    emit,
+)
 from signing_proxy.sandbox.order import BookSide, Order
 from signing_proxy.sandbox.state import (
     Fill,
     SandboxState,
     Trade,
     claim_client_order_id,
+    levels_of,
     market_or_404,
 )
 from signing_proxy.sandbox.wire import (
@@ -116,7 +125,8 @@ def match_order(state: SandboxState, order: Order, time_in_force: str) -> None:
             book.add(order.book_side, Resting(order.yes_price, order.remaining_count, order))
         else:
             order.remaining_count, order.status = Decimal(0), "canceled"
-    _quote(state, order.ticker)
+    emit(state, OrderChanged(order))
+    requote(state, order.ticker)
 
 
 def cancel(state: SandboxState, order: Order) -> Decimal:
@@ -124,7 +134,8 @@ def cancel(state: SandboxState, order: Order) -> Decimal:
     reduced = order.remaining_count
     state.books[order.ticker].remove(order.book_side, order)
     order.remaining_count, order.status, order.updated_ms = Decimal(0), "canceled", state.now_ms()
-    _quote(state, order.ticker)
+    emit(state, OrderChanged(order))
+    requote(state, order.ticker)
     return reduced
 
 
@@ -147,7 +158,8 @@ def reduce_resting(state: SandboxState, order: Order, to: Decimal) -> None:
     order.remaining_count, order.updated_ms = to, state.now_ms()
     if not to:
         order.status = "canceled"
-    _quote(state, order.ticker)
+    emit(state, OrderChanged(order))
+    requote(state, order.ticker)
 
 
 def _trade(state: SandboxState, taker: Order, resting: Resting, count: Decimal) -> None:
@@ -155,6 +167,7 @@ def _trade(state: SandboxState, taker: Order, resting: Resting, count: Decimal) 
     now = state.now_ms()
     trade = Trade(str(uuid.uuid4()), taker.ticker, count, resting.price, taker.book_side, now)
     state.trades.append(trade)
+    emit(state, Traded(trade))
     fee = taker_fee(count, resting.price)
     _fill(state, taker, count, resting.price, fee, is_taker=True, trade=trade)
     if resting.order is not None:
@@ -185,11 +198,9 @@ def _fill(
     order.updated_ms = trade.created_ms
     if not order.remaining_count:
         order.status = "executed"
-    state.fills.append(
-        Fill(
-            str(uuid.uuid4()), trade.trade_id, order, count, price, is_taker, fee, trade.created_ms
-        )
-    )
+    fill_id = str(uuid.uuid4())
+    fill = Fill(fill_id, trade.trade_id, order, count, price, is_taker, fee, trade.created_ms)
+    state.fills.append(fill)
     account = state.accounts[order.subaccount]
     account.balance -= cost + fee
     event = state.markets[order.ticker]["event_ticker"]
@@ -211,6 +222,9 @@ def _fill(
         account.balance += closing
     pos.position += sign * (count - closing)
     pos.exposure += (count - closing) * cost / count
+    emit(state, Filled(fill, pos.position))
+    if not is_taker:
+        emit(state, OrderChanged(order))
 
 
 def _fillable(state: SandboxState, order: Order) -> Decimal:
@@ -253,14 +267,27 @@ def _subaccount(state: SandboxState, value: Any) -> int:
     return number
 
 
-def _quote(state: SandboxState, ticker: str) -> None:
-    """The market's quote fields, from the best levels of its book (0 for an empty side)."""
+def requote(state: SandboxState, ticker: str) -> None:
+    """Announce what changed on the book, and set the market's quote fields from it."""
     book, market = state.books[ticker], state.markets[ticker]
+    now, before, after = state.now_ms(), state.announced[ticker], levels_of(book)
+    for key in sorted(set(before) | set(after)):
+        delta = after.get(key, Decimal(0)) - before.get(key, Decimal(0))
+        if delta:
+            emit(state, LevelChanged(ticker, key[0], key[1], delta, now))
+    state.announced[ticker] = after
     bid, ask = book.best("bid") or Decimal(0), book.best("ask") or Decimal(0)
-    market["yes_bid_dollars"], market["yes_ask_dollars"] = dollars(bid), dollars(ask)
-    market["no_bid_dollars"], market["no_ask_dollars"] = dollars(1 - ask), dollars(1 - bid)
-    market["yes_bid_size_fp"] = fixed_point(_size_at(book.depth("bid"), bid))
-    market["yes_ask_size_fp"] = fixed_point(_size_at(book.depth("ask"), ask))
+    quote = {
+        "yes_bid_dollars": dollars(bid),
+        "yes_ask_dollars": dollars(ask),
+        "no_bid_dollars": dollars(1 - ask),
+        "no_ask_dollars": dollars(1 - bid),
+        "yes_bid_size_fp": fixed_point(_size_at(book.depth("bid"), bid)),
+        "yes_ask_size_fp": fixed_point(_size_at(book.depth("ask"), ask)),
+    }
+    if any(market[name] != value for name, value in quote.items()):
+        market.update(quote)
+        emit(state, QuoteChanged(ticker))
 
 
 def _size_at(levels: list[tuple[Decimal, Decimal]], price: Decimal) -> Decimal:

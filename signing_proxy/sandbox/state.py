@@ -6,6 +6,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -167,6 +168,12 @@ class SandboxState:
         self.accounts: dict[int, Account] = {0: Account(0)}
         self.trades: list[Trade] = []
         self.transfer_ids: set[str] = set()
+        # One per WebSocket connection: called with every event of the engine (events.py).
+        self.listeners: list[Callable[[Any], None]] = []
+        # The book's levels as last announced, by market: (yes|no, price) -> contracts.
+        self.announced: dict[str, dict[tuple[str, Decimal], Decimal]] = {
+            ticker: levels_of(book) for ticker, book in self.books.items()
+        }
         self.fills: list[Fill] = []
         self.seen: deque[SeenRequest] = deque(maxlen=10_000)
 
@@ -183,6 +190,13 @@ class SandboxState:
     def now_ms(self) -> int:
         """The sandbox clock in milliseconds since the epoch."""
         return int(self.clock() * 1000)
+
+
+def levels_of(book: Book) -> dict[tuple[str, Decimal], Decimal]:
+    """The book as Kalshi shows it: YES bids, and NO bids (a YES ask at p is a NO bid at 1 - p)."""
+    levels = {("yes", price): size for price, size in book.depth("bid")}
+    levels.update({("no", 1 - price): size for price, size in book.depth("ask")})
+    return levels
 
 
 SANDBOX_STATE: web.AppKey[SandboxState] = web.AppKey("sandbox_state", SandboxState)

@@ -14,16 +14,23 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import WSMsgType, web
 
 from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_TIMESTAMP
 from signing_proxy.kalshi.verifier import check_auth
+from signing_proxy.sandbox import ws_messages as messages
+from signing_proxy.sandbox.events import (
+    Event,
+    Filled,
+    LevelChanged,
+    OrderChanged,
+    QuoteChanged,
+    Traded,
+)
 from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState, SeenRequest
-from signing_proxy.sandbox.wire import CENT, JSON
+from signing_proxy.sandbox.wire import JSON
 
 WS_PATH: Final = "/trade-api/ws/v2"
 MARGIN_WS_PATH: Final = "/trade-api/ws/v2/margin"
@@ -47,6 +54,8 @@ CHANNELS: Final = frozenset(
     }
 )
 _UPDATE_ACTIONS: Final = ("add_markets", "delete_markets", "get_snapshot")
+# Messages a connection may have waiting before it counts as too slow.
+_OUTBOX: Final = 10_000
 # Stable market ids: the REST markets carry none, Kalshi's messages do.
 _MARKET_ID_NAMESPACE: Final = uuid.UUID("6f1c2b1e-3a51-4d0e-9b7a-2c8e5d4f1a90")
 
@@ -140,42 +149,6 @@ class _CommandError(Exception):
         self.extra = extra
 
 
-def market_id(ticker: str) -> str:
-    """The sandbox's stable UUID for a market ticker."""
-    return str(uuid.uuid5(_MARKET_ID_NAMESPACE, ticker))
-
-
-def _iso_micro(ms: int) -> str:
-    # Kalshi's RFC 3339 timestamps on the WebSocket carry microseconds.
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(slots=True)
-class _Book:
-    """One market's resting bids: YES at YES prices, NO at NO prices."""
-
-    yes: dict[Decimal, Decimal]
-    no: dict[Decimal, Decimal]
-
-    @classmethod
-    def of(cls, market: JSON) -> _Book:
-        """Three levels a cent apart below each side's best bid; empty unless active."""
-        if market["status"] != "active":
-            return cls({}, {})
-        yes_bid = Decimal(market["yes_bid_dollars"])
-        no_bid = 1 - Decimal(market["yes_ask_dollars"])
-        return cls(_levels(yes_bid, 120), _levels(no_bid, 95))
-
-    def side(self, name: str) -> dict[Decimal, Decimal]:
-        """The levels of side `name` ("yes" or "no")."""
-        return self.yes if name == "yes" else self.no
-
-
-def _levels(best: Decimal, size: int) -> dict[Decimal, Decimal]:
-    prices = (best - 2 * CENT, best - CENT, best)
-    return {p: Decimal(size + 40 * i) for i, p in enumerate(prices) if p >= CENT}
-
-
 @dataclass(slots=True)
 class _Subscription:
     sid: int
@@ -183,13 +156,15 @@ class _Subscription:
     tickers: list[str]  # empty: every market (the ticker channel only)
     use_yes_price: bool
     seq: int = 0
-    turn: int = 0  # round-robin position over the markets in the feed
-    books: dict[str, _Book] = field(default_factory=dict)
 
     def next_seq(self) -> int:
         """The subscription's next sequence number, from 1."""
         self.seq += 1
         return self.seq
+
+    def covers(self, ticker: str) -> bool:
+        """Whether messages about market `ticker` belong to this subscription."""
+        return not self.tickers or ticker in self.tickers
 
     def overlaps(self, channel: str, tickers: list[str]) -> bool:
         """Whether subscribing `channel` for `tickers` would duplicate this subscription."""
@@ -245,6 +220,9 @@ class _Connection:
         self._settings = counters.settings
         self._subs: dict[int, _Subscription] = {}
         self._last_sid = 0
+        # The engine's events, as messages, waiting to be sent; a client that falls this
+        # far behind is disconnected, as an exchange drops a consumer that cannot keep up.
+        self._outbox: asyncio.Queue[JSON] = asyncio.Queue(maxsize=_OUTBOX)
         # One writer at a time: commands, the feed and the heartbeat share the socket.
         self._send_lock = asyncio.Lock()
         self._commands: dict[str, Command] = {
@@ -257,9 +235,11 @@ class _Connection:
     async def run(self) -> None:
         """Serve until the client closes."""
         background = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._feed())]
+        self._state.listeners.append(self._on_event)
         try:
             await self._read()
         finally:
+            self._state.listeners.remove(self._on_event)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -381,7 +361,6 @@ class _Connection:
             await self._initial(sub, added, snapshot=params.get("send_initial_snapshot") is True)
         elif action == "get_snapshot":
             for ticker in tickers:
-                sub.books.pop(ticker, None)  # a fresh snapshot restarts the book
                 await self._send(self._snapshot(sub, ticker))
 
     # --- the feed ----------------------------------------------------------------------------
@@ -392,105 +371,57 @@ class _Connection:
             await self._locked(self._ws.ping(HEARTBEAT_PAYLOAD))
 
     async def _feed(self) -> None:
-        # One message per subscription per interval keeps the rate modest and predictable.
         while True:
-            await asyncio.sleep(self._settings.update_interval)
-            for sub in list(self._subs.values()):
-                message = self._next_message(sub)
-                if message is not None and sub.sid in self._subs:
-                    await self._send(message)
+            message = await self._outbox.get()
+            if message.get("sid") in self._subs:  # not unsubscribed since
+                await self._send(message)
 
-    def _next_message(self, sub: _Subscription) -> JSON | None:
-        if sub.channel == "ticker":
-            tickers = sub.tickers or self._active_tickers()
-        elif sub.channel == "orderbook_delta":
-            # Only an active market's book moves.
-            tickers = [t for t in sub.tickers if self._state.markets[t]["status"] == "active"]
-        else:
+    def _on_event(self, event: Event) -> None:
+        """Queue what `event` means for each subscription (called by the engine)."""
+        for sub in list(self._subs.values()):
+            message = self._message(sub, event)
+            if message is None:
+                continue
+            try:
+                self._outbox.put_nowait(message)
+            except asyncio.QueueFull:
+                self._state.listeners.remove(self._on_event)
+                asyncio.get_running_loop().create_task(self._ws.close(code=1008))
+                return
+
+    def _message(self, sub: _Subscription, event: Event) -> JSON | None:
+        if isinstance(event, LevelChanged):
+            if sub.channel != "orderbook_delta" or event.ticker not in sub.tickers:
+                return None
+            msg = messages.delta(event, sub.use_yes_price)
+            return {"type": "orderbook_delta", "sid": sub.sid, "seq": sub.next_seq(), "msg": msg}
+        built = self._built(sub.channel, event)
+        if built is None or not sub.covers(built[2]):
             return None
-        if not tickers:
-            return None
-        sub.turn += 1
-        ticker = tickers[sub.turn % len(tickers)]
-        if sub.channel == "ticker":
-            return self._ticker(sub, ticker)
-        return self._delta(sub, ticker)
+        return {"type": built[0], "sid": sub.sid, "msg": built[1]}
 
-    def _active_tickers(self) -> list[str]:
-        return [t for t, m in self._state.markets.items() if m["status"] == "active"]
-
-    def _book(self, sub: _Subscription, ticker: str) -> _Book:
-        if ticker not in sub.books:
-            sub.books[ticker] = _Book.of(self._state.markets[ticker])
-        return sub.books[ticker]
-
-    def _shown(self, sub: _Subscription, side: str, price: Decimal) -> Decimal:
-        # use_yes_price reports NO bids at the YES price of the same contract.
-        return 1 - price if side == "no" and sub.use_yes_price else price
+    def _built(self, channel: str, event: Event) -> tuple[str, JSON, str] | None:
+        """(message type, msg, market) of `event` on `channel`, or None if it has none."""
+        if channel == "ticker" and isinstance(event, QuoteChanged):
+            return "ticker", messages.ticker(self._state, event.ticker), event.ticker
+        if channel == "trade" and isinstance(event, Traded):
+            return "trade", messages.trade(event), event.trade.ticker
+        if channel == "fill" and isinstance(event, Filled):
+            return "fill", messages.fill(event), event.fill.order.ticker
+        if channel == "market_positions" and isinstance(event, Filled):
+            msg = messages.market_position(self._state, event)
+            return "market_position", msg, event.fill.order.ticker
+        if channel == "user_orders" and isinstance(event, OrderChanged):
+            return "user_order", messages.user_order(event), event.order.ticker
+        return None
 
     def _snapshot(self, sub: _Subscription, ticker: str) -> JSON:
-        book = self._book(sub, ticker)
-        msg: JSON = {"market_ticker": ticker, "market_id": market_id(ticker)}
-        # A side without bids is left out, as Kalshi does.
-        for side in ("yes", "no"):
-            shown = sorted((self._shown(sub, side, p), n) for p, n in book.side(side).items())
-            if shown:
-                msg[f"{side}_dollars_fp"] = [[f"{p:.4f}", f"{n:.2f}"] for p, n in shown]
+        msg = messages.snapshot(self._state, ticker, sub.use_yes_price)
         return {"type": "orderbook_snapshot", "sid": sub.sid, "seq": sub.next_seq(), "msg": msg}
 
-    def _delta(self, sub: _Subscription, ticker: str) -> JSON:
-        book = self._book(sub, ticker)
-        seq = sub.next_seq()
-        side = "yes" if seq % 2 else "no"
-        if not book.side(side):
-            side = "no" if side == "yes" else "yes"
-        levels = book.side(side)
-        if not levels:  # cancelled down to nothing: a new bid appears mid-book
-            levels[Decimal("0.50")] = Decimal(0)
-        price = sorted(levels)[seq % len(levels)]
-        amount = Decimal(1 + seq * 7 % 25)
-        # Mostly additions, sometimes a cancel; a level never goes below zero.
-        delta = -min(amount, levels[price]) if seq % 3 == 0 and levels[price] else amount
-        levels[price] += delta
-        if not levels[price]:
-            del levels[price]
-        now = self._state.now_ms()
-        msg = {
-            "market_ticker": ticker,
-            "market_id": market_id(ticker),
-            "price_dollars": f"{self._shown(sub, side, price):.4f}",
-            "delta_fp": f"{delta:.2f}",
-            "side": side,
-            "ts": _iso_micro(now),
-            "ts_ms": now,
-        }
-        return {"type": "orderbook_delta", "sid": sub.sid, "seq": seq, "msg": msg}
-
     def _ticker(self, sub: _Subscription, ticker: str) -> JSON:
-        market = self._state.markets[ticker]
-        now = self._state.now_ms()
-        price = Decimal(market["last_price_dollars"])
-        volume, interest = Decimal(market["volume_fp"]), Decimal(market["open_interest_fp"])
-        wobble = Decimal(sub.turn * 13 % 50)
-        msg: dict[str, Any] = {
-            "market_ticker": ticker,
-            "market_id": market_id(ticker),
-            "price_dollars": market["last_price_dollars"],
-            "yes_bid_dollars": market["yes_bid_dollars"],
-            "yes_ask_dollars": market["yes_ask_dollars"],
-            "volume_fp": market["volume_fp"],
-            "open_interest_fp": market["open_interest_fp"],
-            "dollar_volume": int(volume * price),
-            "dollar_open_interest": int(interest * price),
-            "yes_bid_size_fp": f"{Decimal(market['yes_bid_size_fp']) + wobble:.2f}",
-            "yes_ask_size_fp": f"{Decimal(market['yes_ask_size_fp']) + wobble:.2f}",
-            "last_trade_size_fp": f"{1 + wobble:.2f}",
-            "ts": now // 1000,
-            "ts_ms": now,
-            "time": datetime.fromtimestamp(now // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
         # No seq: Kalshi's ticker messages carry none (asyncapi.yaml, tickerPayload).
-        return {"type": "ticker", "sid": sub.sid, "msg": msg}
+        return {"type": "ticker", "sid": sub.sid, "msg": messages.ticker(self._state, ticker)}
 
 
 def _id(cmd_id: int | None) -> JSON:
