@@ -68,7 +68,9 @@ def _created(state: SandboxState, doc: JSON) -> JSON:
         "ts_ms": order.created_ms,
     }
     if order.fill_count:
-        answer["average_fill_price"] = dollars(order.fill_cost / order.fill_count)
+        # In YES terms, as V2 prices are: an ask's own cost is the NO side's.
+        paid = order.fill_cost / order.fill_count
+        answer["average_fill_price"] = dollars(paid if order.book_side == "bid" else 1 - paid)
         answer["average_fee_paid"] = dollars(order.fees / order.fill_count)
     return answer
 
