@@ -10,7 +10,6 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,20 +23,6 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = ROOT / "examples"
 TOKEN = "example-bot-token-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`signing-proxy sandbox --port 0`; yields the proxy's URL."""
-    log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
-    server = Background(
-        [CLI, "sandbox", "--port", "0"], log, base_env(SIGNING_PROXY_LOG_FORMAT="json")
-    )
-    try:
-        event = server.wait_for(r'\{[^\n]*"event": "sandbox_started"[^\n]*\}').group(0)
-        yield json.loads(event)["proxy"]
-    finally:
-        server.stop()
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
