@@ -103,6 +103,7 @@ def _events(state: SandboxState) -> dict[str, list[JSON]]:
 def _event(ticker: str, markets: list[JSON], with_markets: bool) -> JSON:
     series = ticker.split("-")[0]
     event: JSON = {
+        "available_on_brokers": False,
         "category": _CATEGORIES.get(series, "Sports"),
         "collateral_return_type": "MECNET",
         "event_ticker": ticker,

@@ -142,7 +142,10 @@ def batch_create_v2(state: SandboxState, call: Call) -> tuple[int, JSON]:
         try:
             results.append(_created(state, typed(item, "CreateOrderV2Request", _V2_TYPES)))
         except KalshiError as exc:
-            results.append({"client_order_id": item.get("client_order_id"), **_error(exc)})
+            # Echo the client's id only if it is one (a string), as a typed server would.
+            echoed = item.get("client_order_id")
+            named = {"client_order_id": echoed} if isinstance(echoed, str) else {}
+            results.append({**named, **_error(exc)})
     return 201, {"orders": results}
 
 
@@ -155,7 +158,8 @@ def batch_cancel_v2(state: SandboxState, call: Call) -> tuple[int, JSON]:
         try:
             results.append(_canceled(state, order_id))
         except KalshiError as exc:
-            results.append({"order_id": order_id, **_error(exc)})
+            # Spec: every entry carries reduced_by, a refused one "0.00".
+            results.append({"order_id": order_id, "reduced_by": "0.00", **_error(exc)})
     return 200, {"orders": results}
 
 
