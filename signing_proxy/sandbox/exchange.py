@@ -39,6 +39,15 @@ from signing_proxy.sandbox.market_data import (
     list_series,
     list_trades,
 )
+from signing_proxy.sandbox.order_groups import (
+    create_order_group,
+    delete_order_group,
+    get_order_group,
+    list_order_groups,
+    reset_order_group,
+    trigger_order_group,
+    update_order_group_limit,
+)
 from signing_proxy.sandbox.orders_v2 import (
     amend_order_v2,
     batch_cancel_v2,
@@ -102,6 +111,13 @@ _ROUTES: Final = (
     _Route("DELETE", ("portfolio", "events", "orders", "{}"), cancel_order_v2),
     _Route("POST", ("portfolio", "events", "orders", "{}", "amend"), amend_order_v2),
     _Route("POST", ("portfolio", "events", "orders", "{}", "decrease"), decrease_order_v2),
+    _Route("POST", ("portfolio", "order_groups", "create"), create_order_group),
+    _Route("GET", ("portfolio", "order_groups"), list_order_groups),
+    _Route("GET", ("portfolio", "order_groups", "{}"), get_order_group),
+    _Route("DELETE", ("portfolio", "order_groups", "{}"), delete_order_group),
+    _Route("PUT", ("portfolio", "order_groups", "{}", "reset"), reset_order_group),
+    _Route("PUT", ("portfolio", "order_groups", "{}", "trigger"), trigger_order_group),
+    _Route("PUT", ("portfolio", "order_groups", "{}", "limit"), update_order_group_limit),
     # Removed V1 writes: Kalshi's answer today, unless the state keeps them live (tests
     # compare a translated V2 order with the V1 order it stands for).
     _Route("POST", ("portfolio", "orders", "batched"), _removed_v1, removed=True),

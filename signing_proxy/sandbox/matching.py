@@ -9,7 +9,6 @@ account that took part, with positions and cash moved as Kalshi moves them.
 
 from __future__ import annotations
 
-import uuid
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -23,6 +22,7 @@ from signing_proxy.sandbox.events import (
     Traded,
     emit,
 )
+from signing_proxy.sandbox.groups import GroupChanged, OrderGroup
 from signing_proxy.sandbox.order import BookSide, Order
 from signing_proxy.sandbox.state import (
     Fill,
@@ -50,6 +50,12 @@ _POST_ONLY_CROSS = kalshi_error(
 _NOTHING_TO_REDUCE = kalshi_error(
     "reduce_only_no_position", "reduce only order has no position to reduce", service="exchange"
 )
+# Not recorded from Kalshi: the documented shape of an order the exchange rejects
+# (docs.kalshi.com, getting_started/order_errors), with details of ours.
+_NO_SUCH_GROUP = kalshi_error("invalid_order", "invalid order", details="order group not found")
+_GROUP_TRIGGERED = kalshi_error(
+    "invalid_order", "invalid order", details="order group is triggered until it is reset"
+)
 
 
 def taker_fee(count: Decimal, price: Decimal) -> Decimal:
@@ -67,18 +73,19 @@ def place_order(
     market = market_or_404(state, doc["ticker"])
     if market["status"] != "active":
         raise KalshiError(400, _MARKET_CLOSED)
-    subaccount = _subaccount(state, doc.get("subaccount"))
+    subaccount = subaccount_number(state, doc.get("subaccount"))
+    group = _group_for(state, doc.get("order_group_id"), subaccount)
     book_side: BookSide = "bid" if (side == "yes") == (action == "buy") else "ask"
     if doc.get("reduce_only"):
         count = _reducible(state, subaccount, market["ticker"], book_side, count)
     if doc.get("post_only") and _crosses(state, market["ticker"], book_side, yes_price):
         raise KalshiError(400, _POST_ONLY_CROSS)
-    client_order_id = str(doc.get("client_order_id") or uuid.uuid4())
+    client_order_id = str(doc.get("client_order_id") or state.new_id())
     claim_client_order_id(state, client_order_id)
     now = state.now_ms()
     order = Order(
         seq=len(state.orders) + 1,
-        order_id=str(uuid.uuid4()),
+        order_id=state.new_id(),
         client_order_id=client_order_id,
         ticker=market["ticker"],
         side=side,
@@ -93,6 +100,9 @@ def place_order(
         subaccount=subaccount,
     )
     state.orders[order.order_id] = order
+    if group is not None:
+        group.order_ids.append(order.order_id)
+        state.group_of[order.order_id] = group
     # Kalshi lists a market among the positions once an order rests in it.
     state.accounts[subaccount].position(order.ticker, market["event_ticker"], now)
     match_order(state, order, time_in_force)
@@ -106,6 +116,7 @@ def match_order(state: SandboxState, order: Order, time_in_force: str) -> None:
         order.remaining_count, order.status = Decimal(0), "canceled"
         return
     maker_side: BookSide = "ask" if order.book_side == "bid" else "bid"
+    filled = [order]  # the orders whose groups count these fills
     for resting in book.crossing(order.book_side, order.yes_price):
         if not order.remaining_count:
             break
@@ -120,6 +131,8 @@ def match_order(state: SandboxState, order: Order, time_in_force: str) -> None:
         count = min(order.remaining_count, resting.remaining)
         book.take(maker_side, resting, count)
         _trade(state, order, resting, count)
+        if maker is not None:
+            filled.append(maker)
     if order.remaining_count:
         if time_in_force == "good_till_canceled":
             book.add(order.book_side, Resting(order.yes_price, order.remaining_count, order))
@@ -127,6 +140,7 @@ def match_order(state: SandboxState, order: Order, time_in_force: str) -> None:
             order.remaining_count, order.status = Decimal(0), "canceled"
     emit(state, OrderChanged(order))
     requote(state, order.ticker)
+    _enforce_limits(state, filled)
 
 
 def cancel(state: SandboxState, order: Order) -> Decimal:
@@ -165,7 +179,7 @@ def reduce_resting(state: SandboxState, order: Order, to: Decimal) -> None:
 def _trade(state: SandboxState, taker: Order, resting: Resting, count: Decimal) -> None:
     """Record one match at the resting price: the trade, and a fill per account in it."""
     now = state.now_ms()
-    trade = Trade(str(uuid.uuid4()), taker.ticker, count, resting.price, taker.book_side, now)
+    trade = Trade(state.new_id(), taker.ticker, count, resting.price, taker.book_side, now)
     state.trades.append(trade)
     emit(state, Traded(trade))
     fee = taker_fee(count, resting.price)
@@ -198,7 +212,10 @@ def _fill(
     order.updated_ms = trade.created_ms
     if not order.remaining_count:
         order.status = "executed"
-    fill_id = str(uuid.uuid4())
+    group = state.group_of.get(order.order_id)
+    if group is not None:
+        group.record(trade.created_ms, count)
+    fill_id = state.new_id()
     fill = Fill(fill_id, trade.trade_id, order, count, price, is_taker, fee, trade.created_ms)
     state.fills.append(fill)
     account = state.accounts[order.subaccount]
@@ -258,13 +275,57 @@ def _reducible(
     return min(count, closable)
 
 
-def _subaccount(state: SandboxState, value: Any) -> int:
+def subaccount_number(state: SandboxState, value: Any) -> int:
+    """The subaccount a body names (the primary when absent); 400 when there is none such."""
     number = 0 if value is None else value
     if not isinstance(number, int) or number not in state.accounts:
         raise KalshiError(
             400, kalshi_error("invalid_subaccount", "invalid subaccount", service="exchange")
         )
     return number
+
+
+def _group_for(state: SandboxState, group_id: Any, subaccount: int) -> OrderGroup | None:
+    """The group an order is placed in, if any: it must be the subaccount's, and active."""
+    if not group_id:
+        return None
+    group = state.order_groups.get(str(group_id))
+    if group is None or group.subaccount != subaccount:
+        raise KalshiError(400, _NO_SUCH_GROUP)
+    if group.triggered:
+        raise KalshiError(400, _GROUP_TRIGGERED)
+    return group
+
+
+def _enforce_limits(state: SandboxState, orders: list[Order]) -> None:
+    """Trigger each group of `orders` whose window now holds more than its limit."""
+    now = state.now_ms()
+    groups = {g.group_id: g for o in orders if (g := state.group_of.get(o.order_id)) is not None}
+    for group in groups.values():
+        if not group.triggered and group.over_limit(now):
+            trigger_group(state, group)
+
+
+def trigger_group(state: SandboxState, group: OrderGroup) -> None:
+    """Trigger `group`: announce it, cancel its resting orders; it takes none until reset."""
+    group.triggered = True
+    announce_group(state, group, "triggered")
+    cancel_group_orders(state, group)
+
+
+def cancel_group_orders(state: SandboxState, group: OrderGroup) -> None:
+    """Cancel every resting order of `group` through the engine (the feed sees each)."""
+    for order_id in group.order_ids:
+        order = state.orders[order_id]
+        if order.status == "resting":
+            cancel(state, order)
+
+
+def announce_group(state: SandboxState, group: OrderGroup, event_type: str) -> None:
+    """Tell every listener what happened to `group` (order_group_updates)."""
+    event = GroupChanged(group.group_id, event_type, group.contracts_limit, state.now_ms())
+    for listener in list(state.listeners):
+        listener(event)
 
 
 def requote(state: SandboxState, ticker: str) -> None:

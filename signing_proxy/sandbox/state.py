@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from signing_proxy.kalshi.verifier import kalshi_error
 from signing_proxy.sandbox.book import Book, seeded
+from signing_proxy.sandbox.groups import OrderGroup
 from signing_proxy.sandbox.markets import generate_markets
 from signing_proxy.sandbox.order import Order
 from signing_proxy.sandbox.wire import (
@@ -175,6 +177,8 @@ class SandboxState:
             ticker: levels_of(book) for ticker, book in self.books.items()
         }
         self.fills: list[Fill] = []
+        self.order_groups: dict[str, OrderGroup] = {}
+        self.group_of: dict[str, OrderGroup] = {}  # order id -> the group it was placed in
         self.seen: deque[SeenRequest] = deque(maxlen=10_000)
 
     @property
@@ -190,6 +194,10 @@ class SandboxState:
     def now_ms(self) -> int:
         """The sandbox clock in milliseconds since the epoch."""
         return int(self.clock() * 1000)
+
+    def new_id(self) -> str:
+        """A fresh id (orders, trades, fills, groups, keys), a UUID as Kalshi's are."""
+        return str(uuid.uuid4())
 
 
 def levels_of(book: Book) -> dict[tuple[str, Decimal], Decimal]:
