@@ -156,6 +156,7 @@ class _Subscription:
     tickers: list[str]  # empty: every market (the ticker channel only)
     use_yes_price: bool
     seq: int = 0
+    skip_ticker_ack: bool = False  # OK replies leave out the market list
 
     def next_seq(self) -> int:
         """The subscription's next sequence number, from 1."""
@@ -254,7 +255,13 @@ class _Connection:
                 if msg.data == HEARTBEAT_PAYLOAD:
                     self._counters.heartbeat_pongs += 1
             elif msg.type is WSMsgType.BINARY:
-                await self._error(None, _CommandError(1, "Unable to process message"))
+                # Kalshi takes a command in a binary frame too, when it is UTF-8 JSON.
+                try:
+                    text = msg.data.decode("utf-8")
+                except UnicodeDecodeError:
+                    await self._error(None, _CommandError(1, "Unable to process message"))
+                    continue
+                await self._command(text)
 
     async def _locked(self, send: Awaitable[None]) -> None:
         async with self._send_lock:
@@ -304,6 +311,7 @@ class _Connection:
             self._last_sid += 1
             use_yes = params.get("use_yes_price") is True
             sub = _Subscription(self._last_sid, channel, list(tickers), use_yes)
+            sub.skip_ticker_ack = params.get("skip_ticker_ack") is True
             self._subs[sub.sid] = sub
             reply = {"channel": channel, "sid": sub.sid}
             await self._send({"type": "subscribed", **_id(cmd_id), "msg": reply})
@@ -354,7 +362,7 @@ class _Connection:
             sub.tickers.extend(added)
         elif action == "delete_markets":
             sub.tickers[:] = [t for t in sub.tickers if t not in tickers]
-        reply = {"market_tickers": list(sub.tickers)}
+        reply = {} if sub.skip_ticker_ack else {"market_tickers": list(sub.tickers)}
         seq = sub.next_seq()
         await self._send({**_id(cmd_id), "sid": sub.sid, "seq": seq, "type": "ok", "msg": reply})
         if action == "add_markets":
