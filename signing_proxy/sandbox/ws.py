@@ -29,6 +29,7 @@ from signing_proxy.sandbox.events import (
     QuoteChanged,
     Traded,
 )
+from signing_proxy.sandbox.groups import GroupChanged
 from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState, SeenRequest
 from signing_proxy.sandbox.wire import JSON
 
@@ -384,7 +385,7 @@ class _Connection:
             if message.get("sid") in self._subs:  # not unsubscribed since
                 await self._send(message)
 
-    def _on_event(self, event: Event) -> None:
+    def _on_event(self, event: Event | GroupChanged) -> None:
         """Queue what `event` means for each subscription (called by the engine)."""
         for sub in list(self._subs.values()):
             message = self._message(sub, event)
@@ -397,18 +398,28 @@ class _Connection:
                 asyncio.get_running_loop().create_task(self._ws.close(code=1008))
                 return
 
-    def _message(self, sub: _Subscription, event: Event) -> JSON | None:
+    def _message(self, sub: _Subscription, event: Event | GroupChanged) -> JSON | None:
         if isinstance(event, LevelChanged):
             if sub.channel != "orderbook_delta" or event.ticker not in sub.tickers:
                 return None
             msg = messages.delta(event, sub.use_yes_price)
             return {"type": "orderbook_delta", "sid": sub.sid, "seq": sub.next_seq(), "msg": msg}
+        if isinstance(event, GroupChanged):
+            if sub.channel != "order_group_updates":
+                return None
+            msg = event.message()
+            return {
+                "type": "order_group_updates",
+                "sid": sub.sid,
+                "seq": sub.next_seq(),
+                "msg": msg,
+            }
         built = self._built(sub.channel, event)
         if built is None or not sub.covers(built[2]):
             return None
         return {"type": built[0], "sid": sub.sid, "msg": built[1]}
 
-    def _built(self, channel: str, event: Event) -> tuple[str, JSON, str] | None:
+    def _built(self, channel: str, event: Event | GroupChanged) -> tuple[str, JSON, str] | None:
         """(message type, msg, market) of `event` on `channel`, or None if it has none."""
         if channel == "ticker" and isinstance(event, QuoteChanged):
             return "ticker", messages.ticker(self._state, event.ticker), event.ticker

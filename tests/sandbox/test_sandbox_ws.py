@@ -63,3 +63,28 @@ async def test_skip_ticker_ack_leaves_the_market_list_out(
     answer = await reply(ws)
     assert answer["type"] == "ok"
     assert ("market_tickers" in answer["msg"]) is listed
+
+
+async def test_order_group_changes_reach_order_group_updates(key_material, make_proxy) -> None:
+    app = create_sandbox_app({KEY_ID: key_material.public_key})
+    app[SANDBOX_WS].settings = WsSettings(heartbeat_interval=60, update_interval=3600)
+    sandbox = TestServer(app)
+    await sandbox.start_server()
+    try:
+        client = await make_proxy(str(sandbox.make_url("")).rstrip("/"))
+        async with client.ws_connect("/trade-api/ws/v2") as ws:
+            params = {"channels": ["order_group_updates"]}
+            await ws.send_json({"id": 1, "cmd": "subscribe", "params": params})
+            assert (await reply(ws))["type"] == "subscribed"
+            created = await client.post(
+                "/trade-api/v2/portfolio/order_groups/create", json={"contracts_limit": 5}
+            )
+            group_id = (await created.json())["order_group_id"]
+            update = await reply(ws)
+            assert (update["type"], update["seq"]) == ("order_group_updates", 1)
+            assert isinstance(update["msg"].pop("ts_ms"), int)
+            assert update["msg"] == {
+                "event_type": "created", "order_group_id": group_id, "contracts_limit_fp": "5.00"
+            }  # fmt: skip
+    finally:
+        await sandbox.close()
