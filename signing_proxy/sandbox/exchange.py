@@ -16,6 +16,13 @@ from aiohttp import web
 
 from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from signing_proxy.kalshi.verifier import check_auth, parse_ms
+from signing_proxy.sandbox.account import volume_progress
+from signing_proxy.sandbox.api_keys import (
+    create_api_key,
+    delete_api_key,
+    generate_api_key,
+    list_api_keys,
+)
 from signing_proxy.sandbox.handlers import (
     account_limits,
     amend_order,
@@ -96,6 +103,11 @@ _ROUTES: Final = (
     _Route("GET", ("series", "{}"), get_series, public=True),
     _Route("GET", ("account", "limits"), account_limits),
     _Route("GET", ("account", "endpoint_costs"), endpoint_costs),
+    _Route("GET", ("account", "api_usage_level", "volume_progress"), volume_progress),
+    _Route("GET", ("api_keys",), list_api_keys),
+    _Route("POST", ("api_keys",), create_api_key),
+    _Route("POST", ("api_keys", "generate"), generate_api_key),
+    _Route("DELETE", ("api_keys", "{}"), delete_api_key),
     _Route("GET", ("portfolio", "balance"), balance),
     _Route("GET", ("portfolio", "positions"), positions),
     _Route("GET", ("portfolio", "orders"), list_orders),
@@ -155,6 +167,8 @@ def _authenticate(
 
 
 def _json_response(status: int, payload: JSON, *, sort_keys: bool = False) -> web.Response:
+    if status == 204:  # No Content: no body, no content type (DELETE /api_keys/{id})
+        return web.Response(status=204)
     # Compact and unescaped UTF-8, like Go's encoder; Kalshi's data bodies have sorted keys.
     text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
     return web.Response(status=status, text=text, content_type="application/json")

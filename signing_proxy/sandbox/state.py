@@ -134,6 +134,15 @@ class Fill:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What Kalshi lists of an API key besides its public key (GET /api_keys)."""
+
+    name: str
+    scopes: tuple[str, ...] = ("read", "write")
+    subaccount: int | None = None  # None: the key may act on every subaccount
+
+
 class SandboxState:
     """What the sandbox remembers: keys, markets, orders, positions, balance, requests seen."""
 
@@ -146,7 +155,10 @@ class SandboxState:
         require_auth_everywhere: bool,
         v1_orders_live: bool = False,
     ) -> None:
+        # Key id -> public key: what signatures are verified against (and all a key is).
         self.keys: dict[str, RSAPublicKey] = dict(keys)
+        # What GET /api_keys lists of each key; the keys given at start are "sandbox".
+        self.key_info: dict[str, KeyInfo] = {key_id: KeyInfo("sandbox") for key_id in keys}
         self.clock = clock
         self.window_ms = window_ms
         self.require_auth_everywhere = require_auth_everywhere
