@@ -23,6 +23,7 @@ from signing_proxy.sandbox.api_keys import (
     generate_api_key,
     list_api_keys,
 )
+from signing_proxy.sandbox.exchange_info import exchange_announcements, exchange_schedule
 from signing_proxy.sandbox.handlers import (
     account_limits,
     amend_order,
@@ -92,6 +93,8 @@ def _removed_v1(state: SandboxState, call: Call) -> tuple[int, JSON]:
 
 _ROUTES: Final = (
     _Route("GET", ("exchange", "status"), exchange_status, public=True),
+    _Route("GET", ("exchange", "schedule"), exchange_schedule, public=True),
+    _Route("GET", ("exchange", "announcements"), exchange_announcements, public=True),
     _Route("GET", ("markets",), list_markets, public=True),
     _Route("GET", ("markets", "trades"), list_trades, public=True),
     _Route("GET", ("markets", "orderbooks"), get_orderbooks),
