@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--host", default=ListenConfig().host, help="address of the proxy")
     sandbox.add_argument("--port", type=int, default=ListenConfig().port, help="port of the proxy")
+    sandbox.add_argument(
+        "--rate-limit",
+        metavar="TIER",
+        help="answer 429 past Kalshi's rate limits of TIER (basic, advanced, premier, "
+        "paragon, prime), as Kalshi does; off by default",
+    )
     sandbox.set_defaults(func=_sandbox)
     return parser
 
@@ -102,4 +108,4 @@ def _run(args: argparse.Namespace) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     from signing_proxy.sandbox.runner import run_sandbox  # the sandbox is not needed by `run`
 
-    return run_sandbox(args.host, args.port)
+    return run_sandbox(args.host, args.port, rate_limit=args.rate_limit)

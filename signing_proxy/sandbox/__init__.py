@@ -24,8 +24,13 @@ def create_sandbox_app(
     require_auth_everywhere: bool = True,
     v1_orders_live: bool = False,
     seed: int | None = None,
+    rate_limit_tier: str | None = None,
 ) -> web.Application:
-    """The Kalshi-like upstream; `keys` maps key id -> public key."""
+    """The Kalshi-like upstream; `keys` maps key id -> public key.
+
+    `seed` makes the market makers' moves repeatable; `rate_limit_tier` (basic, advanced,
+    premier, paragon, prime) keeps Kalshi's rate limits of that tier, None none at all.
+    """
     app = web.Application()
     app[SANDBOX_STATE] = SandboxState(
         keys,
@@ -33,6 +38,7 @@ def create_sandbox_app(
         window_ms=window_ms,
         require_auth_everywhere=require_auth_everywhere,
         v1_orders_live=v1_orders_live,
+        rate_limit_tier=rate_limit_tier,
     )
     # REST and WebSocket are built here, so neither module imports the other's builder.
     add_ws_endpoint(app)

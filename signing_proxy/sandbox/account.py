@@ -1,11 +1,12 @@
-"""The sandbox's account endpoints beyond limits and costs: progress toward the
-volume-based API usage levels (GET /account/api_usage_level/volume_progress)."""
+"""The sandbox's account endpoints: its limits (the tier the sandbox keeps, if any) and
+its progress toward the volume-based API usage levels."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Final
 
+from signing_proxy.sandbox.handlers import account_limits as basic_limits
 from signing_proxy.sandbox.state import SandboxState
 from signing_proxy.sandbox.wire import JSON, Call, fixed_point
 
@@ -19,6 +20,13 @@ _VOLUME_GOALS: Final = (
     ("prime", Decimal(20_000_000), Decimal(15_000_000)),
     ("prestige", Decimal(50_000_000), Decimal(37_500_000)),
 )
+
+
+def account_limits(state: SandboxState, call: Call) -> tuple[int, JSON]:
+    """GET /account/limits: the tier whose limits the sandbox keeps, else Basic's figures."""
+    if state.limiter is None:
+        return basic_limits(state, call)
+    return 200, state.limiter.limits()
 
 
 def volume_progress(state: SandboxState, call: Call) -> tuple[int, JSON]:

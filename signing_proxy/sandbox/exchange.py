@@ -16,7 +16,7 @@ from aiohttp import web
 
 from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from signing_proxy.kalshi.verifier import check_auth, parse_ms
-from signing_proxy.sandbox.account import volume_progress
+from signing_proxy.sandbox.account import account_limits, volume_progress
 from signing_proxy.sandbox.api_keys import (
     create_api_key,
     delete_api_key,
@@ -25,7 +25,6 @@ from signing_proxy.sandbox.api_keys import (
 )
 from signing_proxy.sandbox.exchange_info import exchange_announcements, exchange_schedule
 from signing_proxy.sandbox.handlers import (
-    account_limits,
     amend_order,
     balance,
     cancel_order,
@@ -71,6 +70,7 @@ from signing_proxy.sandbox.portfolio import (
     subaccount_balances,
     transfer,
 )
+from signing_proxy.sandbox.ratelimit import TOO_MANY_REQUESTS
 from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState, SeenRequest
 from signing_proxy.sandbox.wire import JSON, NOT_FOUND, PREFIX, V1_REMOVED, Call, KalshiError
 
@@ -204,6 +204,8 @@ async def handle_request(request: web.Request) -> web.Response:
     if matched is None:
         return _json_response(404, NOT_FOUND)
     route, params = matched
+    if state.limiter is not None and not state.limiter.allow(request.method, path, body):
+        return _json_response(429, TOO_MANY_REQUESTS)  # no Retry-After, as at Kalshi
     if route.removed and not state.v1_orders_live:
         return _json_response(400, V1_REMOVED)
     query = parse_qs(raw_query, keep_blank_values=True)

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -21,6 +22,7 @@ from signing_proxy.config import (
     load_config,
     with_upstream,
 )
+from signing_proxy.config.rate_limit import TIERS
 from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import load_signer
 from signing_proxy.ops.logging import SecretRedactor, configure_logging, get_logger
@@ -65,9 +67,27 @@ def check_arguments(host: str, port: int) -> None:
         raise ConfigError(f"sandbox --port: must be between 0 and 65535; got {port}")
 
 
-def run_sandbox(host: str, port: int) -> int:
+@dataclass(frozen=True, slots=True)
+class ExchangeOptions:
+    """How the sandbox's own exchange runs, as the command line asked."""
+
+    rate_limit: str | None = None  # the Kalshi tier whose rate limits it keeps; None: none
+
+
+def rate_limit_tier(value: str | None) -> str | None:
+    """--rate-limit TIER, checked: one of Kalshi's tiers (any case), or None for off."""
+    if value is None:
+        return None
+    tier = value.strip().lower()
+    if tier not in TIERS:
+        raise ConfigError(f"sandbox --rate-limit: must be one of {', '.join(TIERS)}; got {value!r}")
+    return tier
+
+
+def run_sandbox(host: str, port: int, *, rate_limit: str | None = None) -> int:
     """Serve the sandbox until SIGINT or SIGTERM; the key file is removed at exit."""
     check_arguments(host, port)
+    options = ExchangeOptions(rate_limit=rate_limit_tier(rate_limit))
     with tempfile.TemporaryDirectory(prefix="signing-proxy-sandbox-") as tmp:
         key_path = write_throwaway_key(Path(tmp))
         key_id = str(uuid.uuid4())
@@ -79,14 +99,16 @@ def run_sandbox(host: str, port: int) -> int:
             credentials=CredentialsConfig(api_key_id=key_id, private_key_file=str(key_path)),
             listen=ListenConfig(host=host, port=port),
         )
-        run_event_loop(_serve_sandbox(config))
+        run_event_loop(_serve_sandbox(config, options))
     return 0
 
 
-async def _serve_sandbox(config: Config) -> None:
+async def _serve_sandbox(config: Config, options: ExchangeOptions) -> None:
     signer = load_signer(config.credentials)
     configure_logging(config.logging, SecretRedactor(config.secret_values()))
-    upstream_app = create_sandbox_app({signer.key_id: signer.public_key()})
+    upstream_app = create_sandbox_app(
+        {signer.key_id: signer.public_key()}, rate_limit_tier=options.rate_limit
+    )
     upstream = await start(upstream_app, "127.0.0.1", 0)
     try:
         config = with_upstream(config, upstream.url)
@@ -109,6 +131,7 @@ async def _serve_sandbox(config: Config) -> None:
             key_id=signer.key_id,
             fingerprint=signer.info.fingerprint,
             key_file=config.credentials.private_key_file,
+            rate_limit=options.rate_limit or "off",
         )
         print(
             f"\nsigning-proxy sandbox: proxy on {proxy.url}, offline Kalshi-like upstream on "

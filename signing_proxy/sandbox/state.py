@@ -17,6 +17,7 @@ from signing_proxy.sandbox.book import Book, seeded
 from signing_proxy.sandbox.groups import OrderGroup
 from signing_proxy.sandbox.markets import generate_markets
 from signing_proxy.sandbox.order import Order
+from signing_proxy.sandbox.ratelimit import RateLimiter
 from signing_proxy.sandbox.wire import (
     JSON,
     NOT_FOUND,
@@ -154,6 +155,7 @@ class SandboxState:
         window_ms: int,
         require_auth_everywhere: bool,
         v1_orders_live: bool = False,
+        rate_limit_tier: str | None = None,
     ) -> None:
         # Key id -> public key: what signatures are verified against (and all a key is).
         self.keys: dict[str, RSAPublicKey] = dict(keys)
@@ -164,6 +166,8 @@ class SandboxState:
         self.require_auth_everywhere = require_auth_everywhere
         # Kalshi removed the V1 order writes; True serves them as they were (tests only).
         self.v1_orders_live = v1_orders_live
+        # Kalshi's rate limits of one tier, or none at all (the default).
+        self.limiter = None if rate_limit_tier is None else RateLimiter(rate_limit_tier, clock)
         self.markets: dict[str, JSON] = {m["ticker"]: m for m in generate_markets()}
         # One book per market, market makers quoting around each market's generated price.
         self.books: dict[str, Book] = {

@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -220,6 +221,27 @@ async def test_sandbox_command_serves_balance_and_removes_its_key() -> None:
     assert '"event": "stopping"' in out and '"event": "stopped"' in out
 
 
+async def test_sandbox_rate_limit_answers_kalshis_429_through_the_proxy() -> None:
+    proc = await start_cli("sandbox", "--port", "0", "--rate-limit", "basic", env=base_env())
+    assert (await proc.wait_for(r'"rate_limit": "(\w+)"')).group(1) == "basic"
+    base = (await proc.wait_for(r"curl -s (http://\S+)/trade-api/v2/portfolio/balance")).group(1)
+
+    async def get(session: aiohttp.ClientSession) -> tuple[int, str, str | None]:
+        async with session.get(f"{base}/trade-api/v2/portfolio/balance") as reply:
+            return reply.status, await reply.text(), reply.headers.get("Retry-After")
+
+    # Basic's read bucket holds 20 calls at cost 10; 60 at once overflow it.
+    async with aiohttp.ClientSession() as session:
+        answers = await asyncio.gather(*(get(session) for _ in range(60)))
+    refused = [a for a in answers if a[0] == 429]
+    assert refused, answers
+    assert {a[0] for a in answers} == {200, 429}
+    assert all(body == '{"error":"too many requests"}' for _, body, _ in refused)
+    assert all(retry is not None and int(retry) >= 1 for *_, retry in refused)  # the proxy's
+    code, _, err = await proc.stop(signal.SIGINT)
+    assert code == 0, err
+
+
 def test_python_dash_m_is_the_cli() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "signing_proxy", "--version"],
@@ -342,6 +364,11 @@ def test_host_name_typo_is_not_called_remote(proxy_env: dict[str, str]) -> None:
     [
         (["--host", "0.0.0.0", "--port", "0"], "sandbox --host: '0.0.0.0' is not a loopback"),
         (["--port", "70000"], "sandbox --port: must be between 0 and 65535; got 70000"),
+        (
+            ["--rate-limit", "gold"],
+            "sandbox --rate-limit: must be one of basic, advanced, premier, paragon, prime; "
+            "got 'gold'",
+        ),
     ],
 )
 def test_sandbox_refuses_an_address_others_reach_or_a_bad_port(
