@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
         help="answer 429 past Kalshi's rate limits of TIER (basic, advanced, premier, "
         "paragon, prime), as Kalshi does; off by default",
     )
+    sandbox.add_argument(
+        "--seed", metavar="N", help="seed the market makers and ids, so runs repeat"
+    )
+    sandbox.add_argument(
+        "--exchange-port",
+        metavar="P",
+        help="port of the offline exchange on 127.0.0.1 (default: any free port)",
+    )
     sandbox.set_defaults(func=_sandbox)
     return parser
 
@@ -108,4 +116,10 @@ def _run(args: argparse.Namespace) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     from signing_proxy.sandbox.runner import run_sandbox  # the sandbox is not needed by `run`
 
-    return run_sandbox(args.host, args.port, rate_limit=args.rate_limit)
+    return run_sandbox(
+        args.host,
+        args.port,
+        rate_limit=args.rate_limit,
+        seed=args.seed,
+        exchange_port=args.exchange_port,
+    )

@@ -28,8 +28,9 @@ def create_sandbox_app(
 ) -> web.Application:
     """The Kalshi-like upstream; `keys` maps key id -> public key.
 
-    `seed` makes the market makers' moves repeatable; `rate_limit_tier` (basic, advanced,
-    premier, paragon, prime) keeps Kalshi's rate limits of that tier, None none at all.
+    `seed` makes the market makers' moves and the ids given out repeatable;
+    `rate_limit_tier` (basic, advanced, premier, paragon, prime) keeps Kalshi's rate limits
+    of that tier, None none at all.
     """
     app = web.Application()
     app[SANDBOX_STATE] = SandboxState(
@@ -39,6 +40,7 @@ def create_sandbox_app(
         require_auth_everywhere=require_auth_everywhere,
         v1_orders_live=v1_orders_live,
         rate_limit_tier=rate_limit_tier,
+        seed=seed,
     )
     # REST and WebSocket are built here, so neither module imports the other's builder.
     add_ws_endpoint(app)

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -26,7 +27,7 @@ from signing_proxy.config.rate_limit import TIERS
 from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import load_signer
 from signing_proxy.ops.logging import SecretRedactor, configure_logging, get_logger
-from signing_proxy.ops.server import ServeHooks, run_event_loop, serve, start
+from signing_proxy.ops.server import Served, ServeHooks, run_event_loop, serve, start
 from signing_proxy.proxy.app import LIFECYCLE, create_app
 from signing_proxy.sandbox import create_sandbox_app
 
@@ -72,6 +73,8 @@ class ExchangeOptions:
     """How the sandbox's own exchange runs, as the command line asked."""
 
     rate_limit: str | None = None  # the Kalshi tier whose rate limits it keeps; None: none
+    seed: int | None = None  # makes the makers' moves and the ids repeatable
+    port: int = 0  # the exchange's own port on 127.0.0.1; 0: any free one
 
 
 def rate_limit_tier(value: str | None) -> str | None:
@@ -84,10 +87,45 @@ def rate_limit_tier(value: str | None) -> str | None:
     return tier
 
 
-def run_sandbox(host: str, port: int, *, rate_limit: str | None = None) -> int:
+def whole_number(flag: str, value: str | None, highest: int) -> int | None:
+    """A flag's value as a whole number from 0 to `highest`; None when not given."""
+    if value is None:
+        return None
+    text = value.strip()
+    # Length first: int() refuses (with a traceback) strings of thousands of digits.
+    well_formed = text.isascii() and text.isdigit() and len(text) <= len(str(highest))
+    if not well_formed or int(text) > highest:
+        raise ConfigError(
+            f"sandbox {flag}: must be a whole number from 0 to {highest}; got {value!r}"
+        )
+    return int(text)
+
+
+def exchange_options(
+    port: int, rate_limit: str | None, seed: str | None, exchange_port: str | None
+) -> ExchangeOptions:
+    """The exchange's flags, checked (each mistake one ConfigError naming its flag)."""
+    pinned = whole_number("--exchange-port", exchange_port, 65535)
+    if pinned and pinned == port:
+        raise ConfigError(f"sandbox --exchange-port: must differ from --port; both are {port}")
+    return ExchangeOptions(
+        rate_limit=rate_limit_tier(rate_limit),
+        seed=whole_number("--seed", seed, 2**63 - 1),
+        port=pinned or 0,
+    )
+
+
+def run_sandbox(
+    host: str,
+    port: int,
+    *,
+    rate_limit: str | None = None,
+    seed: str | None = None,
+    exchange_port: str | None = None,
+) -> int:
     """Serve the sandbox until SIGINT or SIGTERM; the key file is removed at exit."""
     check_arguments(host, port)
-    options = ExchangeOptions(rate_limit=rate_limit_tier(rate_limit))
+    options = exchange_options(port, rate_limit, seed, exchange_port)
     with tempfile.TemporaryDirectory(prefix="signing-proxy-sandbox-") as tmp:
         key_path = write_throwaway_key(Path(tmp))
         key_id = str(uuid.uuid4())
@@ -107,9 +145,11 @@ async def _serve_sandbox(config: Config, options: ExchangeOptions) -> None:
     signer = load_signer(config.credentials)
     configure_logging(config.logging, SecretRedactor(config.secret_values()))
     upstream_app = create_sandbox_app(
-        {signer.key_id: signer.public_key()}, rate_limit_tier=options.rate_limit
+        {signer.key_id: signer.public_key()},
+        rate_limit_tier=options.rate_limit,
+        seed=options.seed,
     )
-    upstream = await start(upstream_app, "127.0.0.1", 0)
+    upstream = await _start_exchange(upstream_app, options.port)
     try:
         config = with_upstream(config, upstream.url)
         proxy_app = create_app(config, signer)
@@ -132,6 +172,7 @@ async def _serve_sandbox(config: Config, options: ExchangeOptions) -> None:
             fingerprint=signer.info.fingerprint,
             key_file=config.credentials.private_key_file,
             rate_limit=options.rate_limit or "off",
+            seed=options.seed,
         )
         print(
             f"\nsigning-proxy sandbox: proxy on {proxy.url}, offline Kalshi-like upstream on "
@@ -151,3 +192,12 @@ async def _serve_sandbox(config: Config, options: ExchangeOptions) -> None:
     finally:
         async with asyncio.timeout(_EXCHANGE_STOP_SECONDS):
             await upstream.runner.cleanup()
+
+
+async def _start_exchange(app: web.Application, port: int) -> Served:
+    """The exchange on 127.0.0.1:`port`; a port it cannot have is the flag's error."""
+    try:
+        return await start(app, "127.0.0.1", port)
+    except ConfigError as exc:
+        reason = str(exc).partition(": ")[2] or str(exc)  # without start()'s "listen.port"
+        raise ConfigError(f"sandbox --exchange-port: {reason}") from None

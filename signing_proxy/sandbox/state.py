@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -156,6 +157,7 @@ class SandboxState:
         require_auth_everywhere: bool,
         v1_orders_live: bool = False,
         rate_limit_tier: str | None = None,
+        seed: int | None = None,
     ) -> None:
         # Key id -> public key: what signatures are verified against (and all a key is).
         self.keys: dict[str, RSAPublicKey] = dict(keys)
@@ -196,6 +198,8 @@ class SandboxState:
         self.order_groups: dict[str, OrderGroup] = {}
         self.group_of: dict[str, OrderGroup] = {}  # order id -> the group it was placed in
         self.seen: deque[SeenRequest] = deque(maxlen=10_000)
+        # The ids' own stream: with a seed, the same calls get the same ids every run.
+        self._ids = random.Random(None if seed is None else f"sandbox-ids:{seed}")  # noqa: S311
 
     @property
     def balance(self) -> Decimal:
@@ -212,8 +216,8 @@ class SandboxState:
         return int(self.clock() * 1000)
 
     def new_id(self) -> str:
-        """A fresh id (orders, trades, fills, groups, keys), a UUID as Kalshi's are."""
-        return str(uuid.uuid4())
+        """A fresh id (orders, trades, fills, groups, keys), a version 4 UUID as Kalshi's are."""
+        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
 
 def levels_of(book: Book) -> dict[tuple[str, Decimal], Decimal]:

@@ -242,6 +242,53 @@ async def test_sandbox_rate_limit_answers_kalshis_429_through_the_proxy() -> Non
     assert code == 0, err
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _one_order_id(seed: str, exchange_port: int) -> str:
+    """Start `sandbox --seed SEED --exchange-port P`, place one order, stop; its order id."""
+    proc = await start_cli(
+        "sandbox", "--port", "0", "--seed", seed, "--exchange-port", str(exchange_port),
+        env=base_env(),
+    )  # fmt: skip
+    upstream = (await proc.wait_for(r'"upstream": "(http://[^"]+)"')).group(1)
+    assert upstream == f"http://127.0.0.1:{exchange_port}"
+    # The exchange itself is on that port: unsigned, it answers Kalshi's 401.
+    status, body = await curl(f"{upstream}/trade-api/v2/portfolio/balance")
+    assert status == 401 and "api_key_is_missing_from_headers" in body
+    base = (await proc.wait_for(r"curl -s (http://\S+)/trade-api/v2/portfolio/balance")).group(1)
+    order = {"ticker": "KXHIGHNY-26JUN12-B74.5", "side": "bid", "price": "0.05", "count": "1",
+             "time_in_force": "good_till_canceled",
+             "self_trade_prevention_type": "taker_at_cross"}  # fmt: skip
+    status, body = await curl(
+        "-X", "POST", "-d", json.dumps(order), f"{base}/trade-api/v2/portfolio/events/orders"
+    )
+    assert status == 201, body
+    code, _, err = await proc.stop(signal.SIGINT)
+    assert code == 0, err
+    return str(json.loads(body)["order_id"])
+
+
+async def test_sandbox_seed_repeats_ids_and_exchange_port_pins_the_exchange() -> None:
+    port = free_port()
+    first = await _one_order_id("42", port)
+    assert first == await _one_order_id("42", port)  # the same port again: it was let go
+    assert first != await _one_order_id("43", free_port())
+
+
+def test_sandbox_exchange_port_in_use_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _config_error(["sandbox", "--port", "0", "--exchange-port", str(port)], base_env())
+    assert line == f"signing-proxy: sandbox --exchange-port: 127.0.0.1:{port} is already in use"
+
+
 def test_python_dash_m_is_the_cli() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "signing_proxy", "--version"],
@@ -368,6 +415,18 @@ def test_host_name_typo_is_not_called_remote(proxy_env: dict[str, str]) -> None:
             ["--rate-limit", "gold"],
             "sandbox --rate-limit: must be one of basic, advanced, premier, paragon, prime; "
             "got 'gold'",
+        ),
+        (["--seed", "abc"], "sandbox --seed: must be a whole number from 0 to 922337203685477"),
+        (["--seed", "-1"], "sandbox --seed: must be a whole number from 0 to"),
+        (["--seed", "9" * 5000], "sandbox --seed: must be a whole number from 0 to"),
+        (
+            ["--exchange-port", "70000"],
+            "sandbox --exchange-port: must be a whole number from 0 to 65535; got '70000'",
+        ),
+        (["--exchange-port", "x1"], "sandbox --exchange-port: must be a whole number from 0"),
+        (
+            ["--port", "8123", "--exchange-port", "8123"],
+            "sandbox --exchange-port: must differ from --port; both are 8123",
         ),
     ],
 )

@@ -88,6 +88,7 @@ async def serve(
 ) -> Exchange:
     """The sandbox (makers still: every fill is one the test caused) and its signed caller."""
     clock = Clock()
-    app = create_sandbox_app({KEY_ID: key.public_key()}, clock=clock, seed=3, **options)
+    options = {"seed": 3, **options}
+    app = create_sandbox_app({KEY_ID: key.public_key()}, clock=clock, **options)
     app[SANDBOX_WS].settings = WsSettings(heartbeat_interval=60, update_interval=3600)
     return Exchange(await aiohttp_client(app), key, clock)
