@@ -81,16 +81,16 @@ class RateLimiter:
 
     def limits(self) -> JSON:
         """GET /account/limits for this tier."""
-
-        def shape(bucket: Bucket) -> JSON:
-            return {"bucket_capacity": int(bucket.capacity), "refill_rate": int(bucket.rate)}
-
         return {
             "grants": [],
-            "read": shape(self.buckets["read"]),
+            "read": _bucket_limit(self.buckets["read"]),
             "usage_tier": self.tier,
-            "write": shape(self.buckets["write"]),
+            "write": _bucket_limit(self.buckets["write"]),
         }
+
+
+def _bucket_limit(bucket: Bucket) -> JSON:
+    return {"bucket_capacity": int(bucket.capacity), "refill_rate": int(bucket.rate)}
 
 
 def cost_of(method: str, path: str, rules: tuple[CostRule, ...] = BUILTIN_COSTS) -> int:

@@ -231,6 +231,7 @@ SANDBOX_STATE: web.AppKey[SandboxState] = web.AppKey("sandbox_state", SandboxSta
 
 
 def market_or_404(state: SandboxState, ticker: str) -> JSON:
+    """The market `ticker`, or Kalshi's 404."""
     market = state.markets.get(ticker)
     if market is None:
         raise KalshiError(404, NOT_FOUND)
@@ -238,6 +239,7 @@ def market_or_404(state: SandboxState, ticker: str) -> JSON:
 
 
 def order_or_404(state: SandboxState, order_id: str, *, resting: bool = False) -> Order:
+    """The order `order_id` (only if resting, when asked), or Kalshi's 404."""
     order = state.orders.get(order_id)
     if order is None or (resting and order.status != "resting"):
         raise KalshiError(404, NOT_FOUND)
@@ -245,6 +247,7 @@ def order_or_404(state: SandboxState, order_id: str, *, resting: bool = False) -
 
 
 def claim_client_order_id(state: SandboxState, client_order_id: str) -> None:
+    """Take `client_order_id` for good; Kalshi's 409 if it was ever used."""
     if client_order_id in state.client_order_ids:
         raise KalshiError(
             409, kalshi_error("order_already_exists", "order already exists", service="exchange")
