@@ -16,6 +16,7 @@ from aiohttp import web
 
 from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from signing_proxy.kalshi.verifier import check_auth, parse_ms
+from signing_proxy.sandbox import history
 from signing_proxy.sandbox.account import account_limits, volume_progress
 from signing_proxy.sandbox.api_keys import (
     create_api_key,
@@ -98,12 +99,30 @@ _ROUTES: Final = (
     _Route("GET", ("markets",), list_markets, public=True),
     _Route("GET", ("markets", "trades"), list_trades, public=True),
     _Route("GET", ("markets", "orderbooks"), get_orderbooks),
+    _Route("GET", ("markets", "candlesticks"), history.batch_candlesticks, public=True),
     _Route("GET", ("markets", "{}"), get_market, public=True),
     _Route("GET", ("markets", "{}", "orderbook"), get_orderbook),
     _Route("GET", ("events",), list_events, public=True),
     _Route("GET", ("events", "{}"), get_event, public=True),
     _Route("GET", ("series",), list_series, public=True),
     _Route("GET", ("series", "{}"), get_series, public=True),
+    _Route(
+        "GET",
+        ("series", "{}", "markets", "{}", "candlesticks"),
+        history.market_candlesticks,
+        public=True,
+    ),
+    _Route("GET", ("historical", "cutoff"), history.historical_cutoff, public=True),
+    _Route("GET", ("historical", "markets"), history.historical_markets, public=True),
+    _Route("GET", ("historical", "trades"), history.historical_trades, public=True),
+    _Route("GET", ("historical", "fills"), history.historical_fills),
+    _Route("GET", ("historical", "orders"), history.historical_orders),
+    _Route("GET", ("exchange", "user_data_timestamp"), history.user_data_timestamp),
+    _Route("GET", ("portfolio", "settlements"), history.settlements),
+    _Route(
+        "GET", ("portfolio", "summary", "total_resting_order_value"), history.resting_order_value
+    ),
+    _Route("GET", ("portfolio", "orders", "queue_positions"), history.queue_positions),
     _Route("GET", ("account", "limits"), account_limits),
     _Route("GET", ("account", "endpoint_costs"), endpoint_costs),
     _Route("GET", ("account", "api_usage_level", "volume_progress"), volume_progress),

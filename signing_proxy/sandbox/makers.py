@@ -21,12 +21,15 @@ from signing_proxy.sandbox.state import SandboxState
 _MOVE: Final = 25
 
 
-def move_once(state: SandboxState, rng: random.Random, turn: int) -> None:
-    """One maker move on the `turn`-th active market: add or pull contracts at one level."""
-    active = [t for t, m in state.markets.items() if m["status"] == "active"]
-    if not active:
-        return
-    ticker = active[turn % len(active)]
+def move_all(state: SandboxState, rng: random.Random) -> None:
+    """One maker move on every active market, in the markets' order."""
+    for ticker, market in list(state.markets.items()):
+        if market["status"] == "active":
+            move_once(state, rng, ticker)
+
+
+def move_once(state: SandboxState, rng: random.Random, ticker: str) -> None:
+    """One maker move on `ticker`: add or pull contracts at one level near the touch."""
     book = state.books[ticker]
     side: BookSide = rng.choice(("bid", "ask"))
     best = book.best(side)
@@ -51,8 +54,8 @@ async def run_makers(
 ) -> None:
     """Move the makers every `interval()` seconds until cancelled."""
     rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
-    turn = 0
+    # Every market moves each interval, so a feed of one market moves as often as the
+    # interval says (the old synthetic feed's pace), not once per pass over all of them.
     while True:
         await asyncio.sleep(interval())
-        move_once(state, rng, turn)
-        turn += 1
+        move_all(state, rng)

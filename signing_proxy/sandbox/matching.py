@@ -98,6 +98,7 @@ def place_order(
         created_ms=now,
         updated_ms=now,
         subaccount=subaccount,
+        order_group_id=group.group_id if group is not None else None,
     )
     state.orders[order.order_id] = order
     if group is not None:

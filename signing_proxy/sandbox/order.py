@@ -31,6 +31,7 @@ class Order:
     fill_cost: Decimal = Decimal(0)
     fees: Decimal = Decimal(0)
     subaccount: int = 0
+    order_group_id: str | None = None
 
     def to_json(self) -> JSON:
         return {
@@ -51,6 +52,7 @@ class Order:
             "side": self.side,
             "status": self.status,
             "subaccount_number": self.subaccount,
+            **({"order_group_id": self.order_group_id} if self.order_group_id else {}),
             "taker_fees_dollars": dollars(self.fees, 6),
             "taker_fill_cost_dollars": dollars(self.fill_cost, 6),
             "ticker": self.ticker,

@@ -130,7 +130,7 @@ class Fill:
             "side": order.side,
             "subaccount_number": order.subaccount,
             "ticker": order.ticker,
-            "trade_id": self.fill_id,
+            "trade_id": self.fill_id,  # Kalshi: the legacy name of fill_id, same value
             "ts": self.created_ms // 1000,
             "yes_price_dollars": dollars(self.yes_price),
         }
@@ -187,6 +187,8 @@ class SandboxState:
         self.client_order_ids: set[str] = set()
         self.accounts: dict[int, Account] = {0: Account(0)}
         self.trades: list[Trade] = []
+        self.settlements: list[JSON] = []
+        self.started_ms = self.now_ms()
         self.transfer_ids: set[str] = set()
         # One per WebSocket connection: called with every event of the engine (events.py).
         self.listeners: list[Callable[[Any], None]] = []

@@ -82,10 +82,15 @@ def test_pykalshi_trades_through_the_proxy(sandbox: str, dummy_key: Path) -> Non
 def test_kalshi_py_reads_and_learns_its_v1_order_route_is_gone(sandbox: str) -> None:
     pytest.importorskip("kalshi_py", reason="pip install kalshi-py (community)")
     from kalshi_py import Client
+
+    with Client(base_url=f"{sandbox}/trade-api/v2") as client:
+        _kalshi_py_calls(client)
+
+
+def _kalshi_py_calls(client: Any) -> None:
     from kalshi_py.api.market import get_market_orderbook
     from kalshi_py.api.portfolio import create_order, get_balance
 
-    client = Client(base_url=f"{sandbox}/trade-api/v2")
     # Its Market model still requires `subtitle`, which Kalshi no longer sends (nor does
     # wire/markets__page1.json), so get_markets cannot parse today's answer: the ticker is
     # read with its HTTP client instead.
