@@ -65,7 +65,7 @@ def generate_api_key(state: SandboxState, call: Call) -> tuple[int, JSON]:
     info = _key_info(state, doc)
     private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     # Kalshi hands its keys out "in the RSA_PRIVATE_KEY format" (docs: getting_started/
-    # api_keys): PKCS#1, `-----BEGIN RSA PRIVATE KEY-----`.
+    # api_keys): PKCS#1, the PEM whose header names an RSA private key.
     pem = private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
