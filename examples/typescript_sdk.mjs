@@ -76,6 +76,8 @@ const batch = await call("batchCreateOrdersV2", orders.batchCreateOrdersV2({
 await call("batchCancelOrdersV2", orders.batchCancelOrdersV2({
   orders: batch.orders.map((placedOrder) => ({ order_id: placedOrder.order_id })),
 }));
+await call("createOrderV2", orders.createOrderV2({ ...order, client_order_id: randomUUID() }));
+await call("cancelAllOrders", orders.cancelAllOrders());
 await call("getOrders", orders.getOrders(market.ticker));
 await call("getBalance", portfolio.getBalance());
 await call("getPositions", portfolio.getPositions());

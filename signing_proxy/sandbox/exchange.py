@@ -16,7 +16,7 @@ from aiohttp import web
 
 from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from signing_proxy.kalshi.verifier import check_auth, parse_ms
-from signing_proxy.sandbox import history
+from signing_proxy.sandbox import catalog, history
 from signing_proxy.sandbox.account import account_limits, volume_progress
 from signing_proxy.sandbox.api_keys import (
     create_api_key,
@@ -60,6 +60,7 @@ from signing_proxy.sandbox.orders_v2 import (
     amend_order_v2,
     batch_cancel_v2,
     batch_create_v2,
+    cancel_all,
     cancel_order_v2,
     create_order_v2,
     decrease_order_v2,
@@ -93,6 +94,26 @@ def _removed_v1(state: SandboxState, call: Call) -> tuple[int, JSON]:
 
 
 _ROUTES: Final = (
+    # First, so that their fixed words are not taken for ids by the routes below.
+    # The rest of the catalogue (sandbox/catalog.py): empty lists, or 404 by id.
+    *(_Route("GET", path, handler, public=True) for path, handler in catalog.EMPTY.items()),
+    *(_Route("GET", path, catalog.not_found, public=True) for path in catalog.BY_ID),
+    _Route("GET", ("events", "{}", "metadata"), catalog.event_metadata, public=True),
+    _Route(
+        "GET",
+        ("series", "{}", "events", "{}", "candlesticks"),
+        catalog.event_candlesticks,
+        public=True,
+    ),
+    _Route(
+        "GET",
+        ("series", "{}", "events", "{}", "forecast_percentile_history"),
+        catalog.forecast_history,
+        public=True,
+    ),
+    _Route("GET", ("portfolio", "subaccounts", "transfers"), catalog.subaccount_transfers),
+    _Route("GET", ("portfolio", "subaccounts", "netting"), catalog.get_netting),
+    _Route("PUT", ("portfolio", "subaccounts", "netting"), catalog.put_netting),
     _Route("GET", ("exchange", "status"), exchange_status, public=True),
     _Route("GET", ("exchange", "schedule"), exchange_schedule, public=True),
     _Route("GET", ("exchange", "announcements"), exchange_announcements, public=True),
@@ -142,6 +163,7 @@ _ROUTES: Final = (
     _Route("POST", ("portfolio", "events", "orders"), create_order_v2),
     _Route("POST", ("portfolio", "events", "orders", "batched"), batch_create_v2),
     _Route("DELETE", ("portfolio", "events", "orders", "batched"), batch_cancel_v2),
+    _Route("DELETE", ("portfolio", "events", "orders"), cancel_all),
     _Route("DELETE", ("portfolio", "events", "orders", "{}"), cancel_order_v2),
     _Route("POST", ("portfolio", "events", "orders", "{}", "amend"), amend_order_v2),
     _Route("POST", ("portfolio", "events", "orders", "{}", "decrease"), decrease_order_v2),

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Final
 
 from signing_proxy.sandbox.handlers import cancel_resting
-from signing_proxy.sandbox.matching import amend, place_order, reduce_resting
+from signing_proxy.sandbox.matching import amend, cancel, place_order, reduce_resting
+from signing_proxy.sandbox.portfolio import subaccount_of
 from signing_proxy.sandbox.state import SandboxState, claim_client_order_id, order_or_404
 from signing_proxy.sandbox.wire import (
     INVALID_PARAMETERS,
@@ -174,3 +175,12 @@ def _batch_items(call: Call, struct: str) -> list[JSON]:
 def _error(exc: KalshiError) -> JSON:
     error = exc.body.get("error", exc.body)
     return {"error": error}
+
+
+def cancel_all(state: SandboxState, call: Call) -> tuple[int, JSON]:
+    """DELETE /portfolio/events/orders: every resting order (of one subaccount if named)."""
+    subaccount = subaccount_of(state, call, "CancelAllOrders")
+    for order in list(state.orders.values()):
+        if order.status == "resting" and subaccount in (None, order.subaccount):
+            cancel(state, order)
+    return 204, {}

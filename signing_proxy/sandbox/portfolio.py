@@ -114,4 +114,13 @@ def transfer(state: SandboxState, call: Call) -> tuple[int, JSON]:
     source.balance -= dollars_moved
     target.balance += dollars_moved
     state.transfer_ids.add(transfer_id)
+    state.transfers.append(
+        {
+            "amount_cents": amount,
+            "created_ts": state.now_ms() // 1000,
+            "from_subaccount": doc["from_subaccount"],
+            "to_subaccount": doc["to_subaccount"],
+            "transfer_id": transfer_id,
+        }
+    )
     return 200, {}

@@ -190,6 +190,8 @@ class SandboxState:
         self.settlements: list[JSON] = []
         self.started_ms = self.now_ms()
         self.transfer_ids: set[str] = set()
+        self.transfers: list[JSON] = []  # Kalshi's SubaccountTransfer, oldest first
+        self.netting: set[int] = set()  # subaccounts with netting turned on
         # One per WebSocket connection: called with every event of the engine (events.py).
         self.listeners: list[Callable[[Any], None]] = []
         # The book's levels as last announced, by market: (yes|no, price) -> contracts.

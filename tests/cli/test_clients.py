@@ -43,7 +43,7 @@ def test_the_typescript_sdk_makes_every_bot_call(typescript_sdk: Path, sandbox: 
     )
     assert result.returncode == 0, result.stdout + result.stderr
     calls = [line.split(" -> ") for line in result.stdout.splitlines() if " -> " in line]
-    assert len(calls) == 25 and all(status.startswith("2") for _, status in calls), calls
+    assert len(calls) == 27 and all(status.startswith("2") for _, status in calls), calls
     assert "every call answered 2xx" in result.stdout
 
 

@@ -65,6 +65,24 @@ SERVED = {
     ("GET", "/series/{series_ticker}/markets/{ticker}/candlesticks"),
     ("GET", "/portfolio/settlements"), ("GET", "/portfolio/summary/total_resting_order_value"),
     ("GET", "/portfolio/orders/queue_positions"),
+    # sandbox/catalog.py: what an exchange with none of these things answers.
+    ("GET", "/series/fee_changes"), ("GET", "/events/fee_changes"), ("GET", "/events/multivariate"),
+    ("GET", "/milestones"), ("GET", "/milestones/{milestone_id}"),
+    ("GET", "/structured_targets"), ("GET", "/structured_targets/{structured_target_id}"),
+    ("GET", "/live_data/batch"), ("GET", "/live_data/milestone/{milestone_id}"),
+    ("GET", "/live_data/{type}/milestone/{milestone_id}"),
+    ("GET", "/live_data/milestone/{milestone_id}/game_stats"),
+    ("GET", "/multivariate_event_collections"),
+    ("GET", "/multivariate_event_collections/{collection_ticker}"),
+    ("GET", "/incentive_programs"), ("GET", "/search/tags_by_categories"),
+    ("GET", "/search/filters_by_sport"), ("GET", "/portfolio/deposits"),
+    ("GET", "/portfolio/withdrawals"), ("GET", "/historical/markets/{ticker}"),
+    ("GET", "/historical/markets/{ticker}/candlesticks"),
+    ("GET", "/events/{event_ticker}/metadata"),
+    ("GET", "/series/{series_ticker}/events/{ticker}/candlesticks"),
+    ("GET", "/series/{series_ticker}/events/{ticker}/forecast_percentile_history"),
+    ("GET", "/portfolio/subaccounts/transfers"), ("GET", "/portfolio/subaccounts/netting"),
+    ("PUT", "/portfolio/subaccounts/netting"),
 }  # fmt: skip
 # The V1 order writes Kalshi removed (spec 3.22): the proxy answers them itself, with 410.
 REMOVED = {

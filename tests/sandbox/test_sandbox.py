@@ -743,3 +743,14 @@ async def test_removed_v1_writes_answer_as_kalshi_does_now(
     status, body = await call(method, f"{API}/portfolio/orders{rest}", order)
     assert (status, body) == (400, V1_REMOVED)
     assert state.orders == {}
+
+
+async def test_cancel_all_cancels_every_resting_order_and_answers_204(
+    call: Call, client: Client, key: rsa.RSAPrivateKey, state: SandboxState
+) -> None:
+    first = await create_v2(call)
+    second = await create_v2(call, count="3", client_order_id="second-order")
+    headers = signed_headers(key, "DELETE", f"{API}/portfolio/events/orders")
+    status, body = await fetch(client, "DELETE", f"{API}/portfolio/events/orders", headers)
+    assert (status, body) == (204, b"")
+    assert {state.orders[o].status for o in (first, second)} == {"canceled"}
