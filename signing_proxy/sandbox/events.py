@@ -50,7 +50,17 @@ class QuoteChanged:
     ticker: str
 
 
-Event = LevelChanged | Traded | Filled | OrderChanged | QuoteChanged
+@dataclass(frozen=True, slots=True)
+class MarketLifecycle:
+    """A market was determined or settled (market_lifecycle_v2's event_type)."""
+
+    ticker: str
+    event_type: str
+    result: str
+    ms: int
+
+
+Event = LevelChanged | Traded | Filled | OrderChanged | QuoteChanged | MarketLifecycle
 Listener = Callable[[Event], None]
 
 

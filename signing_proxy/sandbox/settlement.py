@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from signing_proxy.sandbox.events import MarketLifecycle, emit
 from signing_proxy.sandbox.matching import cancel
 from signing_proxy.sandbox.state import SandboxState
 from signing_proxy.sandbox.wire import dollars, fixed_point, iso_ms
@@ -43,3 +44,6 @@ def settle(state: SandboxState, ticker: str, result: str) -> None:
         position.realized_pnl += paid - position.exposure
         position.position, position.exposure = Decimal(0), Decimal(0)
     market.update({"status": "finalized", "result": result})
+    # Kalshi announces both steps; the sandbox determines and settles at once.
+    for event_type in ("determined", "settled"):
+        emit(state, MarketLifecycle(ticker, event_type, result, now))

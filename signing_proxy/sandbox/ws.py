@@ -25,6 +25,7 @@ from signing_proxy.sandbox.events import (
     Event,
     Filled,
     LevelChanged,
+    MarketLifecycle,
     OrderChanged,
     QuoteChanged,
     Traded,
@@ -430,6 +431,8 @@ class _Connection:
         if channel == "market_positions" and isinstance(event, Filled):
             msg = messages.market_position(self._state, event)
             return "market_position", msg, event.fill.order.ticker
+        if channel == "market_lifecycle_v2" and isinstance(event, MarketLifecycle):
+            return "market_lifecycle_v2", messages.lifecycle(event), event.ticker
         if channel == "user_orders" and isinstance(event, OrderChanged):
             return "user_order", messages.user_order(event), event.order.ticker
         return None

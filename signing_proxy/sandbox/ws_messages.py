@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from signing_proxy.sandbox.events import Filled, LevelChanged, OrderChanged, Traded
+from signing_proxy.sandbox.events import (
+    Filled,
+    LevelChanged,
+    MarketLifecycle,
+    OrderChanged,
+    Traded,
+)
 from signing_proxy.sandbox.state import SandboxState, levels_of
 from signing_proxy.sandbox.wire import JSON, SANDBOX_USER_ID, dollars, fixed_point, iso_ms
 
@@ -158,3 +164,14 @@ def market_position(state: SandboxState, event: Filled) -> JSON:
         "volume_fp": fixed_point(position.traded_count),
         "subaccount": order.subaccount,
     }
+
+
+def lifecycle(event: MarketLifecycle) -> JSON:
+    """market_lifecycle_v2's msg: a market determined or settled, and how."""
+    msg: JSON = {"event_type": event.event_type, "market_ticker": event.ticker}
+    seconds = event.ms // 1000
+    if event.event_type == "determined":
+        msg.update({"result": event.result, "determination_ts": seconds})
+    else:
+        msg.update({"settled_ts": seconds, "settlement_value": 100 if event.result == "yes" else 0})
+    return msg

@@ -68,3 +68,17 @@ def test_resting_value_and_queue_positions() -> None:
     _, queue = history.queue_positions(state, call(market_tickers=MARKET))
     ahead = {q["order_id"]: q["queue_position_fp"] for q in queue["queue_positions"]}
     assert ahead[first.order_id] == "0.00" and sorted(ahead.values()) == ["0.00", "4.00"]
+
+
+def test_settling_is_announced_as_market_lifecycle_v2() -> None:
+    from signing_proxy.sandbox import ws_messages
+    from signing_proxy.sandbox.events import MarketLifecycle
+
+    state = new_state()
+    seen: list[object] = []
+    state.listeners.append(seen.append)
+    settle(state, MARKET, "no")
+    steps = [e for e in seen if isinstance(e, MarketLifecycle)]
+    assert [e.event_type for e in steps] == ["determined", "settled"]
+    settled = ws_messages.lifecycle(steps[1])
+    assert (settled["market_ticker"], settled["settlement_value"]) == (MARKET, 0)
