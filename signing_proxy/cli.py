@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         "sandbox", help="offline: a throwaway key, a local Kalshi-like upstream, the proxy"
     )
     sandbox.add_argument("--host", default=ListenConfig().host, help="address of the proxy")
-    sandbox.add_argument("--port", type=int, default=ListenConfig().port, help="port of the proxy")
+    # Checked by the sandbox, so that a bad value is one line and exit 2.
+    sandbox.add_argument("--port", default=ListenConfig().port, help="port of the proxy")
     sandbox.add_argument(
         "--rate-limit",
         metavar="TIER",

@@ -54,8 +54,9 @@ def write_throwaway_key(directory: Path) -> Path:
     return path
 
 
-def check_arguments(host: str, port: int) -> None:
-    """Refuse a sandbox address that others could reach, or a port that does not exist."""
+def check_arguments(host: str, port: str | int) -> int:
+    """Refuse a sandbox address that others could reach, or a port that does not exist;
+    the port as a number."""
     # The sandbox has no inbound tokens and signs whatever it is sent: off loopback,
     # anyone on the network could use it.
     if not is_loopback_host(host.strip("[]")):
@@ -63,9 +64,13 @@ def check_arguments(host: str, port: int) -> None:
             f"sandbox --host: {host!r} is not a loopback address, and the sandbox has no "
             "inbound tokens, so anyone on the network could use it; use 127.0.0.1 or localhost"
         )
+    text = str(port).strip()
+    if not text.isdigit() or len(text) > 5:
+        raise ConfigError(f"sandbox --port: must be a number between 0 and 65535; got {port!r}")
     # Checked here: a larger number would silently wrap around to another port at bind.
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"sandbox --port: must be between 0 and 65535; got {port}")
+    if not 0 <= int(text) <= 65535:
+        raise ConfigError(f"sandbox --port: must be between 0 and 65535; got {int(text)}")
+    return int(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +122,14 @@ def exchange_options(
 
 def run_sandbox(
     host: str,
-    port: int,
+    port: str | int,
     *,
     rate_limit: str | None = None,
     seed: str | None = None,
     exchange_port: str | None = None,
 ) -> int:
     """Serve the sandbox until SIGINT or SIGTERM; the key file is removed at exit."""
-    check_arguments(host, port)
+    port = check_arguments(host, port)
     options = exchange_options(port, rate_limit, seed, exchange_port)
     with tempfile.TemporaryDirectory(prefix="signing-proxy-sandbox-") as tmp:
         key_path = write_throwaway_key(Path(tmp))

@@ -411,6 +411,7 @@ def test_host_name_typo_is_not_called_remote(proxy_env: dict[str, str]) -> None:
     [
         (["--host", "0.0.0.0", "--port", "0"], "sandbox --host: '0.0.0.0' is not a loopback"),
         (["--port", "70000"], "sandbox --port: must be between 0 and 65535; got 70000"),
+        (["--port", "abc"], "sandbox --port: must be a number between 0 and 65535; got 'abc'"),
         (
             ["--rate-limit", "gold"],
             "sandbox --rate-limit: must be one of basic, advanced, premier, paragon, prime; "
