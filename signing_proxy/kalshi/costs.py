@@ -15,7 +15,12 @@ from typing import Any, Final
 from signing_proxy.config.rate_limit import DEFAULT_COST, CostRule
 
 LIMITS_PATH: Final = "/trade-api/v2/account/limits"
+# What a believable answer holds: Kalshi's highest tier is 4,000 tokens a second.
+_SMALLEST: Final = 0.001
+_LARGEST: Final = 1_000_000.0
+_MOST_RULES: Final = 1000
 COSTS_PATH: Final = "/trade-api/v2/account/endpoint_costs"
+_API: Final = "/trade-api/v2/"
 
 # Kalshi's exceptions to the default cost, as GET /account/endpoint_costs listed them on
 # demo (shared/kalshi/wire/account__endpoint_costs.json), without the V1 order writes
@@ -69,34 +74,47 @@ def parse_account_limits(limits: Any, costs: Any) -> AccountLimits:
     """Both answers, checked: the buckets, the default cost and the per-endpoint costs."""
     if not isinstance(limits, Mapping) or not isinstance(costs, Mapping):
         raise LimitsAnswerError("an answer is not a JSON object")
+    listed = costs.get("endpoint_costs") or []
+    if not isinstance(listed, list) or len(listed) > _MOST_RULES:
+        raise LimitsAnswerError(f"endpoint_costs is not a list of at most {_MOST_RULES} rules")
     rules = []
-    for index, item in enumerate(costs.get("endpoint_costs") or []):
+    for index, item in enumerate(listed):
         if not isinstance(item, Mapping):
             raise LimitsAnswerError(f"endpoint_costs[{index}] is not an object")
-        cost = _positive(item.get("cost"), f"endpoint_costs[{index}].cost")
+        cost = _whole(item.get("cost"), f"endpoint_costs[{index}].cost")
         method, path = item.get("method"), item.get("path")
-        if not isinstance(method, str) or not isinstance(path, str) or not path.startswith("/"):
+        if not isinstance(method, str) or not isinstance(path, str) or not path.startswith(_API):
             raise LimitsAnswerError(f"endpoint_costs[{index}] lacks a method or path")
         rules.append(CostRule(method.upper(), path, int(cost)))
     return AccountLimits(
         tier=str(limits.get("usage_tier") or "unknown"),
         read=_bucket(limits.get("read"), "read"),
         write=_bucket(limits.get("write"), "write"),
-        default_cost=int(_positive(costs.get("default_cost", DEFAULT_COST), "default_cost")),
+        default_cost=_whole(costs.get("default_cost", DEFAULT_COST), "default_cost"),
         costs=tuple(rules),
     )
 
 
 def batch_items(method: str, path: str, body: bytes | None) -> int:
-    """How many orders a batch call carries (1 for any other call, or a body not JSON)."""
-    if (method, path.rstrip("/")) not in BATCH_ROUTES or not body:
+    """How many orders a batch call carries (1 for any other call, or a body not JSON).
+
+    `path` is one decoded spelling; the caller tries every spelling a server might route.
+    The largest list under any key Go would read as `orders` or `ids` (its JSON decoder
+    ignores letter case) is what Kalshi would bill.
+    """
+    plain = "/".join(segment.split(";", 1)[0] for segment in path.rstrip("/").split("/"))
+    if (method, plain.lower()) not in BATCH_ROUTES or not body:
         return 1
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return 1
-    items = doc.get("orders", doc.get("ids")) if isinstance(doc, dict) else None
-    return max(1, len(items)) if isinstance(items, list) else 1
+    if not isinstance(doc, dict):
+        return 1
+    sizes = [
+        len(v) for k, v in doc.items() if k.lower() in ("orders", "ids") and isinstance(v, list)
+    ]
+    return max([1, *sizes])
 
 
 def _bucket(value: Any, name: str) -> Bucket:
@@ -107,6 +125,16 @@ def _bucket(value: Any, name: str) -> Bucket:
 
 
 def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise LimitsAnswerError(f"{name} is not a positive number")
+    # Bounded both ways: a rate of 1e-300 would make waits infinite, 1e300 turn the limiter off.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise LimitsAnswerError(f"{name} is not a number")
+    if not _SMALLEST <= value <= _LARGEST:
+        raise LimitsAnswerError(f"{name} is not between {_SMALLEST:g} and {_LARGEST:g}")
     return float(value)
+
+
+def _whole(value: Any, name: str) -> int:
+    number = _positive(value, name)
+    if number != int(number) or number < 1:
+        raise LimitsAnswerError(f"{name} is not a whole number of tokens")
+    return int(number)

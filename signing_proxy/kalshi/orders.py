@@ -22,6 +22,11 @@ V2_ORDERS: Final = "/trade-api/v2/portfolio/events/orders"
 V1_ORDERS: Final = "/trade-api/v2/portfolio/orders"
 ONE_DOLLAR: Final = Decimal(1)
 _CENTS: Final = Decimal(100)
+_PRICE_STEP: Final = Decimal("0.0001")
+_COUNT_STEP: Final = Decimal("0.01")
+_LARGEST: Final = Decimal(10) ** 9
+# Kalshi takes at most this many orders in one V2 batch (docs: batch-create-orders-v2).
+MAX_BATCH: Final = 20
 
 WriteKind = Literal["create", "cancel", "amend", "decrease", "batch_create", "batch_cancel"]
 
@@ -147,6 +152,8 @@ def decrease_to_v2(doc: Mapping[str, Any]) -> dict[str, Any]:
     to = _optional_count(doc, "reduce_to")
     if (by is None) == (to is None):
         raise TranslationError("give exactly one of reduce_by(_fp) or reduce_to(_fp)")
+    if (by is not None and by <= 0) or (to is not None and to < 0):
+        raise TranslationError("reduce_by must be positive and reduce_to not negative")
     v2: dict[str, Any] = {"reduce_by": format_count(by)} if by is not None else {}
     if to is not None:
         v2["reduce_to"] = format_count(to)
@@ -158,8 +165,8 @@ def decrease_to_v2(doc: Mapping[str, Any]) -> dict[str, Any]:
 def batch_create_to_v2(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A V1 BatchCreateOrdersRequest as a V2 BatchCreateOrdersV2Request."""
     orders = doc.get("orders")
-    if not isinstance(orders, list) or not orders:
-        raise TranslationError("orders: must be a non-empty list")
+    if not isinstance(orders, list) or not 0 < len(orders) <= MAX_BATCH:
+        raise TranslationError(f"orders: must be a list of 1 to {MAX_BATCH} orders")
     translated = []
     for index, order in enumerate(orders):
         if not isinstance(order, Mapping):
@@ -175,14 +182,17 @@ def batch_cancel_to_v2(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A V1 BatchCancelOrdersRequest (ids, or orders with subaccounts) as V2's."""
     if isinstance(doc.get("orders"), list):
         orders = [dict(order) for order in doc["orders"] if isinstance(order, Mapping)]
-        if len(orders) != len(doc["orders"]) or not all("order_id" in o for o in orders):
+        named = all(isinstance(o.get("order_id"), str) and o["order_id"] for o in orders)
+        if len(orders) != len(doc["orders"]) or not named:
             raise TranslationError("orders: each must be an object with an order_id")
     elif isinstance(doc.get("ids"), list):
-        orders = [{"order_id": str(order_id)} for order_id in doc["ids"]]
+        if not all(isinstance(i, str) and i for i in doc["ids"]):
+            raise TranslationError("ids: each must be a non-empty string")
+        orders = [{"order_id": order_id} for order_id in doc["ids"]]
     else:
         raise TranslationError("give orders (with order_id) or ids")
-    if not orders:
-        raise TranslationError("orders: must not be empty")
+    if not 0 < len(orders) <= MAX_BATCH:
+        raise TranslationError(f"orders: must list 1 to {MAX_BATCH} orders")
     return {"orders": orders}
 
 
@@ -198,11 +208,12 @@ def yes_price(doc: Mapping[str, Any]) -> Decimal:
             "give exactly one of yes_price, no_price, yes_price_dollars or no_price_dollars"
         )
     ((name, value),) = given.items()
-    price = (
-        _decimal(value, name) / _CENTS if not name.endswith("_dollars") else _decimal(value, name)
-    )
-    if not Decimal(0) < price < ONE_DOLLAR:
-        raise TranslationError(f"{name}: must be between 1 and 99 cents")
+    price = _decimal(value, name)
+    if not name.endswith("_dollars"):
+        price /= _CENTS  # V1 integer prices are cents
+    # Refused, never rounded: rounding could turn a limit into a worse price, or into $0/$1.
+    if price != price.quantize(_PRICE_STEP) or not Decimal(0) < price < ONE_DOLLAR:
+        raise TranslationError(f"{name}: must be a price between $0.0001 and $0.9999")
     return price if name.startswith("yes") else ONE_DOLLAR - price
 
 
@@ -211,6 +222,13 @@ def count_of(doc: Mapping[str, Any], name: str) -> Decimal:
     count = _optional_count(doc, name)
     if count is None or count <= 0:
         raise TranslationError(f"give {name} or {name}_fp, a positive number of contracts")
+    return count
+
+
+def _count_step(count: Decimal, name: str) -> Decimal:
+    # Refused, never rounded: 0.001 contracts must not become 0, nor 1.999 become 2.
+    if count != count.quantize(_COUNT_STEP):
+        raise TranslationError(f"{name}: counts are in steps of 0.01 contracts")
     return count
 
 
@@ -233,7 +251,7 @@ def _optional_count(doc: Mapping[str, Any], name: str) -> Decimal | None:
     ]
     if len(values) == 2 and values[0] != values[1]:
         raise TranslationError(f"{name} and {name}_fp differ")
-    return values[0] if values else None
+    return _count_step(values[0], name) if values else None
 
 
 def _decimal(value: Any, name: str) -> Decimal:
@@ -243,8 +261,8 @@ def _decimal(value: Any, name: str) -> Decimal:
         number = Decimal(str(value))
     except InvalidOperation:
         raise TranslationError(f"{name}: must be a number") from None
-    if not number.is_finite():
-        raise TranslationError(f"{name}: must be a number")
+    if not number.is_finite() or abs(number) > _LARGEST:
+        raise TranslationError(f"{name}: must be a number of sensible size")
     return number
 
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from aiohttp import web
+
 from signing_proxy.config import AccessConfig, RuleConfig, TokenConfig
 from signing_proxy.proxy.paths import Refusal
 
@@ -79,8 +81,15 @@ def policy_forms(raw_path: str) -> frozenset[str]:
 
 
 def _plain(path: str) -> str:
+    # Backslashes read as slashes and trailing white space dropped, as some servers do.
+    path = path.replace("\\", "/").rstrip(" \t\r\n")
     segments = [segment.split(";", 1)[0] for segment in path.split("/")]
     return "/" + "/".join(segment for segment in segments if segment)
+
+
+# The client the guard authenticated (None when no tokens are configured), for checks that
+# only the handler can make: a translated V1 write is checked again on its V2 route.
+CLIENT: web.RequestKey[Client | None] = web.RequestKey("client")
 
 
 class AccessPolicy:

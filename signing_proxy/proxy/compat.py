@@ -10,6 +10,7 @@ the mapping) and answers in the V1 shape, reading the order back with the V1 rea
 from __future__ import annotations
 
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from decimal import Decimal
@@ -36,6 +37,16 @@ _TO_V2: Final[dict[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "batch_create": orders.batch_create_to_v2,
     "batch_cancel": orders.batch_cancel_to_v2,
 }
+
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")
+# What a V2 answer that is not the shape it should be raises while it is reshaped.
+_UNSHAPED = (ArithmeticError, AttributeError, LookupError, TypeError, ValueError, CallFailed)
+
+
+def plain_id(order_id: str | None) -> bool:
+    """Whether an order id can go into a V2 path as it is (Kalshi's ids are UUIDs)."""
+    return order_id is None or _PLAIN_ID.fullmatch(order_id) is not None
 
 
 def refusal(write: V1Write, method: str, path: str) -> web.Response:
@@ -114,7 +125,19 @@ class Translation:
         )
         if answer.status >= 300:
             return _passed_through(answer)  # Kalshi's own error, unchanged
-        result = _json_object(answer.body)
+        # The write is done: from here on the client must hear that it succeeded, or it
+        # may send it again. An answer that cannot be put in V1's shape goes as it came.
+        try:
+            return await self._v1_shaped(_json_object(answer.body), doc, old)
+        except _UNSHAPED:
+            self.record.error = "proxy_v1_answer_untranslated"
+            return _passed_through(answer)
+
+    async def _v1_shaped(
+        self, result: dict[str, Any], doc: dict[str, Any], old: Any
+    ) -> web.Response:
+        """The V2 answer `result` in the V1 route's shape, read back where V1 showed orders."""
+        kind, order_id = self.write.kind, self.write.order_id
         if kind == "create":
             order = await self._order(result.get("order_id"), doc)
             return _v1_answer(201, {"order": order})
@@ -138,7 +161,15 @@ class Translation:
         if doc is not None and doc.get("side") in ("yes", "no"):
             self.sides.remember(order_id, str(doc["side"]))
         raw_path = f"{orders.V1_ORDERS}/{order_id}{self.query}"
-        answer = await self.forwarder.call(self.snapshot, self.record, "GET", raw_path, None)
+        # A read-back is a read Kalshi bills: it waits for its tokens like any other call,
+        # and is skipped (the order shown by its id) rather than wait past max_wait.
+        limiter = self.snapshot.limiter
+        if limiter is not None and not (await limiter.acquire("GET", raw_path)).allowed:
+            return {"order_id": order_id}
+        try:
+            answer = await self.forwarder.call(self.snapshot, self.record, "GET", raw_path, None)
+        except CallFailed:
+            return {"order_id": order_id}  # placed; the read-back got no answer
         if answer.status != 200:
             return {"order_id": order_id}  # placed, but Kalshi would not show it just now
         order = _json_object(answer.body).get("order")
@@ -181,7 +212,7 @@ def _json_object(body: bytes | None) -> dict[str, Any]:
         return {}
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise TranslationError("the body is not JSON") from None
     if not isinstance(doc, dict):
         raise TranslationError("the body must be a JSON object")

@@ -20,7 +20,7 @@ from signing_proxy.kalshi.protocol import HEADER_TIMESTAMP
 from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.metrics import Metrics
 from signing_proxy.proxy import compat
-from signing_proxy.proxy.access import policy_forms
+from signing_proxy.proxy.access import CLIENT, policy_forms
 from signing_proxy.proxy.calls import CALL_RECORD, Answer, CallFailed, CallRecord
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
 from signing_proxy.proxy.live import Live, Snapshot
@@ -129,9 +129,11 @@ class Forwarder:
         access = snapshot.config.access
         record = request[CALL_RECORD]
         write = _v1_write(method, target.path)
-        if write is not None and snapshot.config.compat.v1_orders == "refuse":
-            record.error = compat.REMOVED_CODE
-            return compat.refusal(write, method, target.path)
+        if write is not None:
+            refused = _v1_refusal(request, snapshot, write, target.path)
+            if refused is not None:
+                record.error = refused[0]
+                return refused[1]
         body = await self._read_body(request, record, access, hold)
         if isinstance(body, web.Response):
             return body
@@ -139,7 +141,8 @@ class Forwarder:
             # A translated write costs what its V2 route costs.
             charged = (method, target.path) if write is None else (write.v2_method, write.v2_path)
             # A batch is billed per order in it, as Kalshi bills it.
-            items = batch_items(*charged, body if isinstance(body, bytes) else None)
+            held = body if isinstance(body, bytes) else None
+            items = max(batch_items(charged[0], form, held) for form in policy_forms(charged[1]))
             decision = await snapshot.limiter.acquire(*charged, items)
             if decision.waited:
                 record.rate_wait_ms = round(decision.waited * 1000, 3)
@@ -452,6 +455,25 @@ async def _request_body(
         chunks.append(chunk)
     record.bytes_in = size
     return b"".join(chunks)
+
+
+def _v1_refusal(
+    request: web.Request, snapshot: Snapshot, write: V1Write, path: str
+) -> tuple[str, web.Response] | None:
+    """Why a removed V1 write is not carried out (its code and answer), or None to translate."""
+    method = request.method
+    if snapshot.config.compat.v1_orders == "refuse":
+        return compat.REMOVED_CODE, compat.refusal(write, method, path)
+    # Translated only when spelled plainly: the order id then goes into the V2 path as sent,
+    # never a decoded form of it that would name another route or order.
+    if v1_order_write(method, path) is None or not compat.plain_id(write.order_id):
+        message = "spell the V1 route plainly (no encoding) to have it translated"
+        return compat.TRANSLATION_CODE, proxy_error(400, compat.TRANSLATION_CODE, message)
+    # The policy was checked on the V1 route; what is sent is the V2 route: check that too.
+    denied = snapshot.access.authorize(request[CLIENT], write.v2_method, write.v2_path)
+    if denied is not None:
+        return denied.code, proxy_error(denied.status, denied.code, denied.message)
+    return None
 
 
 def _v1_write(method: str, path: str) -> V1Write | None:

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from multidict import MultiMapping
 
 from signing_proxy.errors import proxy_error
+from signing_proxy.proxy.access import CLIENT
 from signing_proxy.proxy.calls import CALL_RECORD
 from signing_proxy.proxy.live import Live, Snapshot
 from signing_proxy.proxy.paths import ROUTE, Refusal, RouteKind, route_target
@@ -172,6 +173,7 @@ def make_guard(live: Live) -> Middleware:
             return _refuse(request, client, headers)
         if client is not None:
             request[CALL_RECORD].client = client.name
+        request[CLIENT] = client
         refusal = access.authorize(client, request.method, route.path)
         if refusal is not None:
             return _refuse(request, refusal)

@@ -34,6 +34,11 @@ _REQUEST_DROP = HOP_BY_HOP | {
     "x-request-id",
     "origin",
     "referer",
+    # Method overrides: what is signed and checked is the request's method, so a header
+    # claiming another must not reach a server that might honour it.
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 }
 _REQUEST_DROP_PREFIXES = ("kalshi-access-", "x-forwarded-", "sec-fetch-", "access-control-request-")
 

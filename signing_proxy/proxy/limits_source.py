@@ -33,15 +33,16 @@ async def learn_limits(caller: UpstreamCaller, live: Live) -> AccountLimits | No
         limits = await _read(caller, snapshot, LIMITS_PATH)
         costs = await _read(caller, snapshot, COSTS_PATH)
         learned = parse_account_limits(limits, costs)
-    except (CallFailed, LimitsAnswerError) as exc:
-        reason = str(exc) if isinstance(exc, LimitsAnswerError) else "no answer from the upstream"
+        limiter.adopt(learned)
+    except Exception as exc:
+        # Whatever the upstream answered, the limiter keeps working on its own settings.
+        reason = str(exc) if isinstance(exc, LimitsAnswerError) else _reason(exc)
         log.warning(
             "rate_limit_fallback",
             reason=reason,
             using="the configured tier and the built-in cost table",
         )
         return None
-    limiter.adopt(learned)
     log.info(
         "rate_limit_learned",
         tier=learned.tier,
@@ -54,6 +55,12 @@ async def learn_limits(caller: UpstreamCaller, live: Live) -> AccountLimits | No
     return learned
 
 
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, CallFailed):
+        return "no answer from the upstream"
+    return f"the answer could not be used ({type(exc).__name__})"
+
+
 async def _read(caller: UpstreamCaller, snapshot: Snapshot, path: str) -> object:
     record = CallRecord(request_id="rate-limit-source")
     answer = await caller.call(snapshot, record, "GET", path, None)
@@ -61,5 +68,5 @@ async def _read(caller: UpstreamCaller, snapshot: Snapshot, path: str) -> object
         raise LimitsAnswerError(f"GET {path} answered {answer.status}")
     try:
         return json.loads(answer.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise LimitsAnswerError(f"GET {path} did not answer JSON") from None

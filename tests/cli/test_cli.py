@@ -146,7 +146,11 @@ async def test_no_secret_appears_in_a_whole_run(
 ) -> None:
     upstream = str(sandbox_upstream.make_url("")).rstrip("/")
     config = tmp_path / "tokens.yaml"
-    config.write_text("access:\n  tokens:\n    - {name: bot, token_env: BOT_TOKEN}\n")
+    config.write_text(
+        "access:\n  tokens:\n    - {name: bot, token_env: BOT_TOKEN}\n"
+        # Translation and Kalshi's limits on too: their paths log and fail in their own ways.
+        "compat: {v1_orders: translate}\nrate_limit: {}\n"
+    )
     env = {**proxy_env, "SIGNING_PROXY_LOG_LEVEL": "debug", "BOT_TOKEN": INBOUND_TOKEN}
     proc = await start_cli(
         "run", "--port", "0", "--upstream", upstream, "--config", str(config), env=env
@@ -164,6 +168,27 @@ async def test_no_secret_appears_in_a_whole_run(
             f"{base}{path}",
         )
         assert status in (200, 400, 404)  # the sandbox answered (signed and verified)
+    secret_query, secret_field = "subaccount=QUERY-SECRET-123", "FIELD-SECRET-456"
+    v1 = "/trade-api/v2/portfolio/orders"
+    v1_order = json.dumps(
+        {"ticker": secret_field, "side": "yes", "action": "buy", "count": 1, "yes_price": 5}
+    )
+    for method, target, body in (
+        ("POST", f"{v1}?{secret_query}", v1_order),  # translated, refused by the exchange
+        ("POST", f"{v1}?{secret_query}", "[" * 50_000),  # not JSON, deeply nested
+        (
+            "POST",
+            f"{v1}?{secret_query}",
+            v1_order.replace('"count": 1', f'"count": "x{secret_field}"'),
+        ),
+        ("DELETE", f"{v1}/order-1?{secret_query}", ""),
+        ("POST", f"{v1}/batched?{secret_query}", f'{{"orders": [{v1_order}]}}'),
+    ):
+        status, _ = await curl(
+            "-X", method, "-H", f"Authorization: Bearer {INBOUND_TOKEN}", "-d", body,
+            f"{base}{target}",
+        )  # fmt: skip
+        assert status < 500
     status, _ = await curl(
         "-H", "X-Proxy-Token: wrong-token-also-secret-000", f"{base}/trade-api/v2/x"
     )
@@ -183,6 +208,8 @@ async def test_no_secret_appears_in_a_whole_run(
         INBOUND_TOKEN,
         "wrong-token-also-secret-000",
         "client-sent-signature-value",
+        "QUERY-SECRET-123",
+        secret_field,
     ]
     for secret in secrets:
         assert secret not in everything
