@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hmac
 import re
 from collections.abc import Mapping
@@ -65,6 +66,9 @@ def _client(token: TokenConfig) -> Client:
 _DECODE_ROUNDS = 3
 
 
+# Pure and asked for up to three times a request (policy, V1 check, batch billing); ids in
+# paths make the set of paths unbounded, hence a bounded memo.
+@functools.lru_cache(maxsize=4096)
 def policy_forms(raw_path: str) -> frozenset[str]:
     """Every spelling a server might route `raw_path` as; rules must hold for each.
 
