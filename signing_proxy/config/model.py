@@ -12,6 +12,7 @@ from typing import Any, Literal
 from signing_proxy.config import network, signing
 from signing_proxy.config.fields import section, setting
 from signing_proxy.config.rate_limit import RateLimitConfig, parse_rate_limit
+from signing_proxy.config.risk import RiskConfig
 from signing_proxy.config.tokens import TokenConfig, tokens
 from signing_proxy.config.values import boolean, choice, integer, key_id, seconds, utf8_text
 
@@ -226,6 +227,7 @@ class Config:
     )
     signing: SigningConfig = section(SigningConfig, "pre-signing and threads", restart=True)
     compat: CompatConfig = section(CompatConfig, "removed Kalshi routes")
+    risk: RiskConfig = section(RiskConfig, "limits on order entry")
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret string this configuration holds, for log redaction."""

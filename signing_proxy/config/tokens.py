@@ -6,12 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from signing_proxy.config import risk
 from signing_proxy.config.values import boolean, env_value, is_utf8
 from signing_proxy.errors import ConfigError, did_you_mean
 
 MIN_TOKEN_LENGTH = 16
 METHODS = frozenset({"*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_TOKEN_KEYS = frozenset({"name", "token", "token_env", "read_only", "allow", "deny"})
+_TOKEN_KEYS = frozenset({"name", "token", "token_env", "read_only", "allow", "deny", "risk"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class TokenConfig:
     read_only: bool = False
     allow: tuple[RuleConfig, ...] = ()
     deny: tuple[RuleConfig, ...] = ()
+    # Overrides of the top-level `risk` section for this client, checked as those keys are.
+    risk: Mapping[str, Any] = field(default_factory=dict)
 
 
 def tokens(value: Any, name: str, env: Mapping[str, str]) -> tuple[TokenConfig, ...]:
@@ -66,6 +69,7 @@ def _token(item: Any, where: str, env: Mapping[str, str]) -> TokenConfig:
         read_only=boolean(item.get("read_only", False), f"{where}.read_only", env),
         allow=policy_rules(item.get("allow"), f"{where}.allow"),
         deny=policy_rules(item.get("deny"), f"{where}.deny"),
+        risk=risk.overrides(item.get("risk"), f"{where}.risk", env),
     )
 
 

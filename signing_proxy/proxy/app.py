@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from signing_proxy.config import Config
 from signing_proxy.errors import proxy_error
+from signing_proxy.gateway.risk import OrderRate
 from signing_proxy.kalshi.signer import Signer
 from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.logging import drop_none, get_logger
@@ -102,7 +103,7 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     )
     metrics = Metrics(live, engine)
     bodies = BodyBudget(config.limits.body_memory_bytes)
-    forwarder = Forwarder(live, monitor, metrics, engine, bodies, sessions, V1Sides())
+    forwarder = Forwarder(live, monitor, metrics, engine, bodies, sessions, V1Sides(), OrderRate())
     app[SESSIONS] = sessions
     app[METRICS] = metrics
     app[CONFIG] = config

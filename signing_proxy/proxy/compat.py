@@ -59,6 +59,15 @@ def refusal(write: V1Write, method: str, path: str) -> web.Response:
     return proxy_error(410, REMOVED_CODE, message)
 
 
+def v2_body(write: V1Write, body: bytes | None) -> bytes | None:
+    """The V2 body a V1 write becomes, for the risk rules; None if it cannot become one."""
+    try:
+        doc = _json_object(body)
+        return json.dumps(_TO_V2[write.kind](doc)).encode() if write.kind in _TO_V2 else None
+    except TranslationError:
+        return None  # the translation itself answers 400
+
+
 class V1Sides:
     """The V1 (side, action) of orders placed by translation, by order id, bounded.
 

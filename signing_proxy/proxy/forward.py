@@ -14,13 +14,13 @@ from yarl import URL
 from signing_proxy import __version__
 from signing_proxy.config import AccessConfig
 from signing_proxy.errors import proxy_error
+from signing_proxy.gateway import risk
 from signing_proxy.kalshi.costs import batch_items
-from signing_proxy.kalshi.orders import V1Write, v1_order_write
 from signing_proxy.kalshi.protocol import HEADER_TIMESTAMP
 from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.metrics import Metrics
-from signing_proxy.proxy import compat
-from signing_proxy.proxy.access import CLIENT, policy_forms
+from signing_proxy.proxy import compat, entry
+from signing_proxy.proxy.access import policy_forms
 from signing_proxy.proxy.calls import CALL_RECORD, Answer, CallFailed, CallRecord
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
 from signing_proxy.proxy.live import Live, Snapshot
@@ -92,9 +92,11 @@ class Forwarder:
         bodies: BodyBudget,
         sessions: UpstreamSessions,
         v1_sides: compat.V1Sides,
+        order_rate: risk.OrderRate,
     ) -> None:
         self.bodies = bodies
         self.v1_sides = v1_sides
+        self.order_rate = order_rate
         self._sessions = sessions
         self.live = live
         self.monitor = monitor
@@ -128,15 +130,20 @@ class Forwarder:
         snapshot = self.live.current
         access = snapshot.config.access
         record = request[CALL_RECORD]
-        write = _v1_write(method, target.path)
+        write = entry.v1_write(method, target.path)
         if write is not None:
-            refused = _v1_refusal(request, snapshot, write, target.path)
+            refused = entry.v1_refusal(request, snapshot, write, target.path)
             if refused is not None:
                 record.error = refused[0]
                 return refused[1]
         body = await self._read_body(request, record, access, hold)
         if isinstance(body, web.Response):
             return body
+        risk_answer = entry.risk_refusal(
+            self.order_rate, snapshot, record, method, target.path, write, body
+        )
+        if risk_answer is not None:
+            return risk_answer
         if snapshot.limiter is not None:
             # A translated write costs what its V2 route costs.
             charged = (method, target.path) if write is None else (write.v2_method, write.v2_path)
@@ -455,33 +462,6 @@ async def _request_body(
         chunks.append(chunk)
     record.bytes_in = size
     return b"".join(chunks)
-
-
-def _v1_refusal(
-    request: web.Request, snapshot: Snapshot, write: V1Write, path: str
-) -> tuple[str, web.Response] | None:
-    """Why a removed V1 write is not carried out (its code and answer), or None to translate."""
-    method = request.method
-    if snapshot.config.compat.v1_orders == "refuse":
-        return compat.REMOVED_CODE, compat.refusal(write, method, path)
-    # Translated only when spelled plainly: the order id then goes into the V2 path as sent,
-    # never a decoded form of it that would name another route or order.
-    if v1_order_write(method, path) is None or not compat.plain_id(write.order_id):
-        message = "spell the V1 route plainly (no encoding) to have it translated"
-        return compat.TRANSLATION_CODE, proxy_error(400, compat.TRANSLATION_CODE, message)
-    # The policy was checked on the V1 route; what is sent is the V2 route: check that too.
-    denied = snapshot.access.authorize(request[CLIENT], write.v2_method, write.v2_path)
-    if denied is not None:
-        return denied.code, proxy_error(denied.status, denied.code, denied.message)
-    return None
-
-
-def _v1_write(method: str, path: str) -> V1Write | None:
-    """The removed V1 order write that any spelling of `path` names, if one does."""
-    for form in sorted(policy_forms(path)):
-        if (write := v1_order_write(method, form)) is not None:
-            return write
-    return None
 
 
 def _abort(request: web.Request) -> None:

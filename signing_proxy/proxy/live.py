@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from signing_proxy.config import Config
+from signing_proxy.config.risk import RiskConfig, for_client
 from signing_proxy.kalshi.signer import Signer
 from signing_proxy.proxy.access import AccessPolicy
 from signing_proxy.proxy.ratelimit import RateLimiter
@@ -24,6 +25,8 @@ class Snapshot:
     client_timeout: aiohttp.ClientTimeout
     # listen.allowed_hosts as a set, for the Host check on every request.
     allowed_hosts: frozenset[str]
+    # Each token's risk rules (the top-level ones with its overrides), by token name.
+    risks: dict[str, RiskConfig]
 
 
 class Live:
@@ -66,4 +69,5 @@ def make_snapshot(config: Config, signer: Signer, previous: Snapshot | None = No
             sock_read=config.upstream.timeout,
         ),
         allowed_hosts=frozenset(config.listen.allowed_hosts),
+        risks={t.name: for_client(config.risk, t.risk) for t in config.access.tokens},
     )

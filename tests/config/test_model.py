@@ -53,6 +53,12 @@ SAMPLES: dict[str, Any] = {
     "signing.learn_hot_routes": 0,
     "signing.threads": 3,
     "compat.v1_orders": "translate",
+    "risk.max_order_count": 10,
+    "risk.max_order_notional": "25.50",
+    "risk.price_collar": [0.05, 0.95],
+    "risk.allow_tickers": ["KXHIGHNY-*"],
+    "risk.deny_tickers": ["KXBTC*"],
+    "risk.max_orders_per_minute": 60,
 }
 
 
