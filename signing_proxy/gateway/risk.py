@@ -59,18 +59,24 @@ def order_entry(method: str, path: str) -> str | None:
     return "amend" if len(rest) == 2 and rest[1] == "amend" else None
 
 
+_RULES: Final = (
+    "allow_tickers",
+    "deny_tickers",
+    "max_order_count",
+    "price_collar",
+    "max_order_notional",
+    "max_orders_per_minute",
+)
+
+
+def active_rules(risk: RiskConfig) -> list[str]:
+    """The names of the rules set, in the order they are checked."""
+    return [name for name in _RULES if getattr(risk, name) not in (None, ())]
+
+
 def active(risk: RiskConfig) -> bool:
     """Whether any rule is set (with none, no body is read)."""
-    return any(
-        (
-            risk.max_order_count,
-            risk.max_order_notional,
-            risk.price_collar,
-            risk.allow_tickers,
-            risk.deny_tickers,
-            risk.max_orders_per_minute,
-        )
-    )
+    return bool(active_rules(risk))
 
 
 def orders_of(kind: str, body: bytes | None) -> list[OrderTerms] | Refused:
@@ -118,8 +124,10 @@ class OrderRate:
         self._sent: dict[str, deque[float]] = {}
         self._clock = clock
 
-    def take(self, client: str, orders: int, limit: int | None) -> Refused | None:
-        """Count `orders` for `client`, or refuse them (uncounted) past `limit` a minute."""
+    def take(
+        self, client: str, orders: int, limit: int | None, *, count: bool = True
+    ) -> Refused | None:
+        """Count `orders` for `client` (unless not `count`), or refuse them past `limit`."""
         if limit is None:
             return None
         now = self._clock()
@@ -130,7 +138,8 @@ class OrderRate:
             return _refused(
                 "max_orders_per_minute", f"{len(sent)} sent in the last minute; limit {limit}"
             )
-        sent.extend([now] * orders)
+        if count:
+            sent.extend([now] * orders)
         return None
 
 

@@ -59,7 +59,23 @@ def risk_refusal(
     body: aiohttp.StreamReader | bytes | None,
 ) -> web.Response | None:
     """The answer when an order breaks a risk rule (or cannot be read for one)."""
+    refused = judge(order_rate, snapshot, record, (method, path), write, body, count=True)
+    return None if refused is None else _refusal(record, refused)
+
+
+def judge(
+    order_rate: risk.OrderRate,
+    snapshot: Snapshot,
+    record: CallRecord,
+    call: tuple[str, str],
+    write: V1Write | None,
+    body: aiohttp.StreamReader | bytes | None,
+    *,
+    count: bool,
+) -> risk.Refused | None:
+    """The first rule the call's orders break; `count` counts them towards the minute."""
     rules = snapshot.risks.get(record.client or "", snapshot.config.risk)
+    method, path = call
     held = body if isinstance(body, bytes) else None
     if write is not None:  # a translated V1 write is judged as the V2 order it becomes
         method, path, held = write.v2_method, write.v2_path, compat.v2_body(write, held)
@@ -67,14 +83,45 @@ def risk_refusal(
     if kind is None or not risk.active(rules):
         return None
     if isinstance(body, aiohttp.StreamReader):
-        return _refusal(record, risk.Refused(413, "proxy_body_too_large", _NO_STREAMED))
+        return risk.Refused(413, "proxy_body_too_large", _NO_STREAMED)
     found = risk.orders_of(kind, held)
     if isinstance(found, risk.Refused):
-        return _refusal(record, found)
+        return found
     for order in found:
         broken = risk.check(order, rules)
         if broken is not None:
-            return _refusal(record, broken)
+            return broken
     limit = rules.max_orders_per_minute
-    broken = order_rate.take(record.client or "", len(found), limit)
-    return None if broken is None else _refusal(record, broken)
+    return order_rate.take(record.client or "", len(found), limit, count=count)
+
+
+DRY_RUN_HEADER = "X-Proxy-Dry-Run"
+
+
+def dry_run(
+    order_rate: risk.OrderRate,
+    snapshot: Snapshot,
+    record: CallRecord,
+    call: tuple[str, str],
+    write: V1Write | None,
+    body: aiohttp.StreamReader | bytes | None,
+) -> web.Response:
+    """200 with what the proxy would do with this write, having sent nothing."""
+    refused = judge(order_rate, snapshot, record, call, write, body, count=False)
+    rules = snapshot.risks.get(record.client or "", snapshot.config.risk)
+    checks = [
+        {"rule": name, "passed": refused is None or refused.code != f"proxy_risk_{name}"}
+        for name in risk.active_rules(rules)
+    ]
+    answer: dict[str, object] = {"dry_run": True, "checks": checks}
+    if refused is None:
+        answer["decision"] = "would_forward"
+    else:
+        answer["decision"] = "would_refuse"
+        answer["error"] = {
+            "code": refused.code,
+            "message": refused.message,
+            "status": refused.status,
+        }
+    record.error = "proxy_dry_run"
+    return web.json_response(answer)

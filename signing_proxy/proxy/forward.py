@@ -20,7 +20,7 @@ from signing_proxy.kalshi.protocol import HEADER_TIMESTAMP
 from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.metrics import Metrics
 from signing_proxy.proxy import compat, entry
-from signing_proxy.proxy.access import policy_forms
+from signing_proxy.proxy.access import SAFE_METHODS, policy_forms
 from signing_proxy.proxy.calls import CALL_RECORD, Answer, CallFailed, CallRecord
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
 from signing_proxy.proxy.live import Live, Snapshot
@@ -139,6 +139,10 @@ class Forwarder:
         body = await self._read_body(request, record, access, hold)
         if isinstance(body, web.Response):
             return body
+        if request.headers.get(entry.DRY_RUN_HEADER) == "1" and method not in SAFE_METHODS:
+            # A preview: every check runs, nothing is sent, nothing is counted.
+            call = (method, target.path)
+            return entry.dry_run(self.order_rate, snapshot, record, call, write, body)
         risk_answer = entry.risk_refusal(
             self.order_rate, snapshot, record, method, target.path, write, body
         )

@@ -39,6 +39,7 @@ _REQUEST_DROP = HOP_BY_HOP | {
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-proxy-dry-run",  # the proxy's own: a dry run is never sent anyway
 }
 _REQUEST_DROP_PREFIXES = ("kalshi-access-", "x-forwarded-", "sec-fetch-", "access-control-request-")
 

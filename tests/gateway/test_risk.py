@@ -158,3 +158,46 @@ def test_notional_is_exact_on_fixed_point_strings(side: str, cents: int, hundred
     # Integer arithmetic in ten-thousandths of a cent as the oracle: no float anywhere.
     per_contract = cents if side == "bid" else 10_000 - cents
     assert terms.notional * 1_000_000 == hundredths * per_contract
+
+
+DRY = {"X-Proxy-Dry-Run": "1"}
+
+
+async def dry(client: Any, token: str, path: str, body: Any, method: str = "POST") -> Any:
+    headers = {"Authorization": f"Bearer {token}", **DRY}
+    reply = await client.request(method, path, json=body, headers=headers)
+    assert reply.status == 200
+    return await reply.json()
+
+
+async def test_a_dry_run_runs_every_check_and_sends_nothing(proxy: Any) -> None:
+    upstream, client = proxy
+    fine = await dry(client, BOT, V2, order())
+    assert (fine["dry_run"], fine["decision"]) == (True, "would_forward")
+    assert {c["rule"] for c in fine["checks"]} >= {"max_order_count", "price_collar"}
+    assert all(c["passed"] for c in fine["checks"])
+    bad = await dry(client, BOT, V2, order(count="11"))
+    assert bad["decision"] == "would_refuse"
+    assert bad["error"]["code"] == "proxy_risk_max_order_count"
+    assert [c for c in bad["checks"] if not c["passed"]] == [
+        {"rule": "max_order_count", "passed": False}
+    ]
+    assert upstream.seen == []
+
+
+async def test_dry_runs_do_not_count_towards_the_minute(proxy: Any) -> None:
+    _, client = proxy
+    for _ in range(5):
+        await dry(client, BOT, V2, order())
+    statuses = [(await send(client, BOT, V2, order()))[0] for _ in range(3)]
+    assert statuses == [201, 201, 201]
+
+
+async def test_a_dry_run_of_any_write_sends_nothing(make_upstream, make_proxy) -> None:
+    upstream = await make_upstream(accepted)
+    client = await make_proxy(upstream.url)
+    answer = await dry(client, BOT, f"{V2}/o-1", None, method="DELETE")
+    assert answer["decision"] == "would_forward" and upstream.seen == []
+    reply = await client.get("/trade-api/v2/markets", headers=DRY)  # reads are just read
+    assert reply.status == 201
+    assert "x-proxy-dry-run" not in {name.lower() for name in upstream.seen[0].headers}
