@@ -12,7 +12,11 @@ from signing_proxy.errors import ConfigError, did_you_mean
 
 MIN_TOKEN_LENGTH = 16
 METHODS = frozenset({"*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_TOKEN_KEYS = frozenset({"name", "token", "token_env", "read_only", "allow", "deny", "risk"})
+_TOKEN_KEYS = frozenset(
+    {"name", "token", "token_env", "read_only", "allow", "deny", "risk", "subaccount"}
+)
+# Kalshi numbers subaccounts 1-63 (0 is the primary).
+MAX_SUBACCOUNT = 63
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,8 @@ class TokenConfig:
     deny: tuple[RuleConfig, ...] = ()
     # Overrides of the top-level `risk` section for this client, checked as those keys are.
     risk: Mapping[str, Any] = field(default_factory=dict)
+    # Pinned: this client acts on this subaccount only (0 is the primary).
+    subaccount: int | None = None
 
 
 def tokens(value: Any, name: str, env: Mapping[str, str]) -> tuple[TokenConfig, ...]:
@@ -70,7 +76,17 @@ def _token(item: Any, where: str, env: Mapping[str, str]) -> TokenConfig:
         allow=policy_rules(item.get("allow"), f"{where}.allow"),
         deny=policy_rules(item.get("deny"), f"{where}.deny"),
         risk=risk.overrides(item.get("risk"), f"{where}.risk", env),
+        subaccount=_subaccount(item.get("subaccount"), f"{where}.subaccount"),
     )
+
+
+def _subaccount(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SUBACCOUNT:
+        limit = MAX_SUBACCOUNT
+        raise ConfigError(f"{where}: must be a subaccount number, 0 to {limit}; got {value!r}")
+    return value
 
 
 def policy_rules(value: Any, where: str) -> tuple[RuleConfig, ...]:

@@ -7,14 +7,14 @@ import aiohttp
 from aiohttp import web
 
 from signing_proxy.errors import proxy_error
-from signing_proxy.gateway import risk
+from signing_proxy.gateway import pinning, risk
 from signing_proxy.kalshi.orders import V1Write, v1_order_write
 from signing_proxy.proxy import compat
 from signing_proxy.proxy.access import CLIENT, policy_forms
 from signing_proxy.proxy.calls import CallRecord
 from signing_proxy.proxy.live import Snapshot
 
-_NO_STREAMED = "risk rules read order bodies; set access.max_body_bytes above 0"
+_NO_STREAMED = "risk rules and pinning read bodies; set access.max_body_bytes above 0"
 
 
 def _refusal(record: CallRecord, refused: risk.Refused) -> web.Response:
@@ -125,3 +125,23 @@ def dry_run(
         }
     record.error = "proxy_dry_run"
     return web.json_response(answer)
+
+
+def pinned(
+    snapshot: Snapshot,
+    record: CallRecord,
+    method: str,
+    raw_target: str,
+    body: aiohttp.StreamReader | bytes | None,
+) -> tuple[str, aiohttp.StreamReader | bytes | None] | web.Response:
+    """The target and body to send for a client pinned to a subaccount (others unchanged)."""
+    number = snapshot.pins.get(record.client or "")
+    if number is None:
+        return raw_target, body
+    path, _, query = raw_target.partition("?")
+    if isinstance(body, aiohttp.StreamReader):
+        return _refusal(record, risk.Refused(413, "proxy_body_too_large", _NO_STREAMED))
+    result = pinning.pin(method, policy_forms(path), query, body, number)
+    if isinstance(result, risk.Refused):
+        return _refusal(record, result)
+    return (f"{path}?{result.query}" if result.query else path), result.body

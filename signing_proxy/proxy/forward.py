@@ -16,6 +16,7 @@ from signing_proxy.config import AccessConfig
 from signing_proxy.errors import proxy_error
 from signing_proxy.gateway import risk
 from signing_proxy.kalshi.costs import batch_items
+from signing_proxy.kalshi.orders import V1Write
 from signing_proxy.kalshi.protocol import HEADER_TIMESTAMP
 from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.metrics import Metrics
@@ -139,6 +140,10 @@ class Forwarder:
         body = await self._read_body(request, record, access, hold)
         if isinstance(body, web.Response):
             return body
+        pinned = entry.pinned(snapshot, record, method, request.raw_path, body)
+        if isinstance(pinned, web.Response):
+            return pinned
+        raw_target, body = pinned
         if request.headers.get(entry.DRY_RUN_HEADER) == "1" and method not in SAFE_METHODS:
             # A preview: every check runs, nothing is sent, nothing is counted.
             call = (method, target.path)
@@ -148,33 +153,21 @@ class Forwarder:
         )
         if risk_answer is not None:
             return risk_answer
-        if snapshot.limiter is not None:
-            # A translated write costs what its V2 route costs.
-            charged = (method, target.path) if write is None else (write.v2_method, write.v2_path)
-            # A batch is billed per order in it, as Kalshi bills it.
-            held = body if isinstance(body, bytes) else None
-            items = max(batch_items(charged[0], form, held) for form in policy_forms(charged[1]))
-            decision = await snapshot.limiter.acquire(*charged, items)
-            if decision.waited:
-                record.rate_wait_ms = round(decision.waited * 1000, 3)
-            if not decision.allowed:
-                record.error = "proxy_rate_limited"
-                return proxy_error(
-                    429,
-                    "proxy_rate_limited",
-                    f"over the {decision.bucket} budget of rate_limit (cost {decision.cost}); "
-                    f"retry in {decision.retry_after} s",
-                    headers={"Retry-After": str(decision.retry_after)},
-                )
+        limited = await _charge(snapshot, record, (method, target.path), write, body)
+        if limited is not None:
+            return limited
         if write is not None:
-            query = request.raw_path.partition("?")[2]
+            query = raw_target.partition("?")[2]
             translation = compat.Translation(self, self.v1_sides, snapshot, record, write, query)
             return await translation.run(await compat.read_whole(body))
         headers = upstream_request_headers(request.headers)
+        if isinstance(body, bytes):
+            # Held in memory (and perhaps rewritten, by pinning): aiohttp states its length.
+            headers.popall("Content-Length", None)
         if "User-Agent" not in headers:
             headers["User-Agent"] = USER_AGENT
         # encoded=True: the raw path and query go upstream exactly as received (no requoting).
-        url = URL(snapshot.config.upstream.rest_url + request.raw_path, encoded=True)
+        url = URL(snapshot.config.upstream.rest_url + raw_target, encoded=True)
         return await self._exchange(request, record, snapshot, url, target.path, headers, body)
 
     async def call(
@@ -424,6 +417,36 @@ async def _backoff(attempt: int, deadline: float) -> bool:
         return False
     await asyncio.sleep(delay)
     return True
+
+
+async def _charge(
+    snapshot: Snapshot,
+    record: CallRecord,
+    call: tuple[str, str],
+    write: V1Write | None,
+    body: aiohttp.StreamReader | bytes | None,
+) -> web.Response | None:
+    """Take the call's tokens from the local rate limit, or the 429 when it cannot have them."""
+    if snapshot.limiter is None:
+        return None
+    # A translated write costs what its V2 route costs.
+    charged = call if write is None else (write.v2_method, write.v2_path)
+    # A batch is billed per order in it, as Kalshi bills it.
+    held = body if isinstance(body, bytes) else None
+    items = max(batch_items(charged[0], form, held) for form in policy_forms(charged[1]))
+    decision = await snapshot.limiter.acquire(*charged, items)
+    if decision.waited:
+        record.rate_wait_ms = round(decision.waited * 1000, 3)
+    if decision.allowed:
+        return None
+    record.error = "proxy_rate_limited"
+    return proxy_error(
+        429,
+        "proxy_rate_limited",
+        f"over the {decision.bucket} budget of rate_limit (cost {decision.cost}); "
+        f"retry in {decision.retry_after} s",
+        headers={"Retry-After": str(decision.retry_after)},
+    )
 
 
 def _retry_after(snapshot: Snapshot, method: str, path: str) -> int:

@@ -27,6 +27,8 @@ class Snapshot:
     allowed_hosts: frozenset[str]
     # Each token's risk rules (the top-level ones with its overrides), by token name.
     risks: dict[str, RiskConfig]
+    # The subaccount each pinned token acts on, by token name.
+    pins: dict[str, int]
 
 
 class Live:
@@ -70,4 +72,5 @@ def make_snapshot(config: Config, signer: Signer, previous: Snapshot | None = No
         ),
         allowed_hosts=frozenset(config.listen.allowed_hosts),
         risks={t.name: for_client(config.risk, t.risk) for t in config.access.tokens},
+        pins={t.name: t.subaccount for t in config.access.tokens if t.subaccount is not None},
     )
