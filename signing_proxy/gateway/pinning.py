@@ -71,6 +71,15 @@ def _pinned_body(query: str, body: bytes, number: int) -> Pinned | Refused:
         return Pinned(query, body)  # not JSON: Kalshi refuses it, whatever it names
     if not isinstance(doc, dict):
         return Pinned(query, body)
+    ids = [v for k, v in doc.items() if k.lower() == "ids"]
+    if ids:
+        # V1's cancel by bare ids names no subaccount (Kalshi then means the primary):
+        # spelled as orders, each names the pinned one. Anything but strings is refused.
+        if any(k.lower() not in ("ids",) for k in doc) or not all(
+            isinstance(v, list) and all(isinstance(i, str) for i in v) for v in ids
+        ):
+            return _mismatch(f"this client is pinned to subaccount {number}: name orders by id")
+        doc = {"orders": [{"order_id": i} for v in ids for i in v]}
     batches = [v for k, v in doc.items() if k.lower() == "orders" and isinstance(v, list)]
     # A batch names the subaccount per order; a single order at its top level.
     items = [i for batch in batches for i in batch if isinstance(i, dict)] if batches else [doc]

@@ -75,13 +75,14 @@ def judge(
 ) -> risk.Refused | None:
     """The first rule the call's orders break; `count` counts them towards the minute."""
     rules = snapshot.risks.get(record.client or "", snapshot.config.risk)
-    method, path = call
-    held = body if isinstance(body, bytes) else None
-    if write is not None:  # a translated V1 write is judged as the V2 order it becomes
-        method, path, held = write.v2_method, write.v2_path, compat.v2_body(write, held)
+    # A translated V1 write is judged as the V2 order it becomes.
+    method, path = call if write is None else (write.v2_method, write.v2_path)
     kind = risk.order_entry(method, path)
     if kind is None or not risk.active(rules):
-        return None
+        return None  # nothing to judge: no body is parsed
+    held = body if isinstance(body, bytes) else None
+    if write is not None:
+        held = compat.v2_body(write, held)
     if isinstance(body, aiohttp.StreamReader):
         return risk.Refused(413, "proxy_body_too_large", _NO_STREAMED)
     found = risk.orders_of(kind, held)

@@ -124,3 +124,26 @@ async def test_an_unpinned_token_is_untouched(make_upstream, make_proxy, tmp_pat
     target = "/trade-api/v2/portfolio/balance?subaccount=7"
     assert (await client.get(target, headers=AUTH)).status == 200
     assert upstream.seen[0].raw_path == target
+
+
+async def test_a_v1_cancel_by_bare_ids_is_pinned_per_order(
+    make_upstream, make_proxy, tmp_path: Path
+) -> None:
+    # Bare ids name no subaccount, which Kalshi reads as the primary: a pinned bot must not
+    # reach it that way, so each id becomes an order naming the pinned subaccount.
+    async def batch_answer(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"orders": []})
+
+    upstream = await make_upstream(batch_answer)
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({**CONFIG, "compat": {"v1_orders": "translate"}}))
+    client = await make_proxy(upstream.url, config_file=config)
+    body = json.dumps({"ids": ["a", "b"]})
+    reply = await client.delete("/trade-api/v2/portfolio/orders/batched", data=body, headers=AUTH)
+    assert reply.status == 200
+    (sent,) = [s for s in upstream.seen if s.method == "DELETE"]
+    assert json.loads(sent.body)["orders"] == [
+        {"order_id": "a", "subaccount": 3},
+        {"order_id": "b", "subaccount": 3},
+    ]
