@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,19 @@ from tests.support.upstreams import (
     auth_error,
     echo,
 )
+
+
+# No test writes to the developer's real state directory (the journal's default home):
+# the whole session gets a throwaway one, and each test its own below.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="signing-proxy-test-state-")
+
+
+@pytest.fixture(autouse=True)
+def own_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's state directory: its proxies' default journals (and halts) are its own."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
 
 
 @pytest.fixture(scope="session")

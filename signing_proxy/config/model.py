@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from signing_proxy.config import network, signing
+from signing_proxy.config import journal, network, signing
 from signing_proxy.config.fields import section, setting
 from signing_proxy.config.rate_limit import RateLimitConfig, parse_rate_limit
 from signing_proxy.config.risk import RiskConfig
@@ -197,6 +197,20 @@ class CompatConfig:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    """The order journal: every order-entry call and cancel, and the halt state."""
+
+    # Halt state and daily notional survive a restart only through this file.
+    path: str | None = setting(
+        journal.DEFAULT,
+        "SQLite file; default: the user's state directory (one per environment); null: off",
+        journal.journal_path,
+        env="SIGNING_PROXY_JOURNAL",
+        restart=True,
+    )
+
+
 def _rate_limit(value: Any, name: str, env: Mapping[str, str]) -> RateLimitConfig | None:
     # Its defaults follow the chosen tier, so the section validates its own keys.
     return parse_rate_limit(value)
@@ -228,6 +242,7 @@ class Config:
     signing: SigningConfig = section(SigningConfig, "pre-signing and threads", restart=True)
     compat: CompatConfig = section(CompatConfig, "removed Kalshi routes")
     risk: RiskConfig = section(RiskConfig, "limits on order entry")
+    journal: JournalConfig = section(JournalConfig, "the order journal")
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret string this configuration holds, for log redaction."""

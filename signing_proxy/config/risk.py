@@ -80,6 +80,12 @@ class RiskConfig:
     max_orders_per_minute: int | None = setting(
         None, "orders per client per rolling minute; null: no limit", optional_count
     )
+    max_daily_notional: Decimal | None = setting(
+        None,
+        "dollars of orders per client per UTC day (survives restarts with the journal); "
+        "null: no limit",
+        optional_amount,
+    )
 
 
 def overrides(value: Any, name: str, env: Mapping[str, str]) -> Mapping[str, Any]:

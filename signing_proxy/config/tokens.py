@@ -7,13 +7,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signing_proxy.config import risk
-from signing_proxy.config.values import boolean, env_value, is_utf8
+from signing_proxy.config.values import boolean, env_value, is_utf8, seconds
 from signing_proxy.errors import ConfigError, did_you_mean
 
 MIN_TOKEN_LENGTH = 16
 METHODS = frozenset({"*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _TOKEN_KEYS = frozenset(
-    {"name", "token", "token_env", "read_only", "allow", "deny", "risk", "subaccount"}
+    {
+        "name",
+        "token",
+        "token_env",
+        "read_only",
+        "allow",
+        "deny",
+        "risk",
+        "subaccount",
+        "admin",
+        "heartbeat",
+    }
 )
 # Kalshi numbers subaccounts 1-63 (0 is the primary).
 MAX_SUBACCOUNT = 63
@@ -43,6 +54,10 @@ class TokenConfig:
     risk: Mapping[str, Any] = field(default_factory=dict)
     # Pinned: this client acts on this subaccount only (0 is the primary).
     subaccount: int | None = None
+    # May call the admin API under /proxy/v1/ (status, halt, resume, journal).
+    admin: bool = False
+    # Dead-man's switch: silent this many seconds, its resting orders are cancelled.
+    heartbeat: float | None = None
 
 
 def tokens(value: Any, name: str, env: Mapping[str, str]) -> tuple[TokenConfig, ...]:
@@ -77,7 +92,22 @@ def _token(item: Any, where: str, env: Mapping[str, str]) -> TokenConfig:
         deny=policy_rules(item.get("deny"), f"{where}.deny"),
         risk=risk.overrides(item.get("risk"), f"{where}.risk", env),
         subaccount=_subaccount(item.get("subaccount"), f"{where}.subaccount"),
+        admin=boolean(item.get("admin", False), f"{where}.admin", env),
+        heartbeat=_heartbeat(item.get("heartbeat"), f"{where}.heartbeat", env),
     )
+
+
+# Below a second the switch would fire between two calls of a healthy bot.
+MIN_HEARTBEAT = 1.0
+
+
+def _heartbeat(value: Any, where: str, env: Mapping[str, str]) -> float | None:
+    if value is None:
+        return None
+    number: float = seconds()(value, where, env)
+    if number < MIN_HEARTBEAT:
+        raise ConfigError(f"{where}: must be at least {MIN_HEARTBEAT:g} second; got {value!r}")
+    return number
 
 
 def _subaccount(value: Any, where: str) -> int | None:

@@ -2,24 +2,23 @@
 
 Only order-entry bodies are read (V2 create, batched create, amend: small JSON), with
 prices and counts parsed exactly as `Decimal`s from Kalshi's fixed-point strings. A
-batch is checked order by order and refused whole if one order fails.
+batch is checked order by order and refused whole if one order fails. The daily
+notional is counted per client and UTC day, from the journal across restarts.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from decimal import Decimal
+from typing import Final
 
 from signing_proxy.config.risk import RiskConfig
+from signing_proxy.gateway.orders import OrderFields
 
-V2_ORDERS: Final = "/trade-api/v2/portfolio/events/orders"
-ONE: Final = Decimal(1)
 _WINDOW: Final = 60.0  # seconds of max_orders_per_minute
 
 
@@ -32,33 +31,6 @@ class Refused:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class OrderTerms:
-    """What a rule looks at in one V2 order: market, book side, YES price, contracts."""
-
-    ticker: str
-    side: str
-    price: Decimal
-    count: Decimal
-
-    @property
-    def notional(self) -> Decimal:
-        """Dollars at risk: count x price for a bid, count x (1 - price) for an ask."""
-        return self.count * (self.price if self.side == "bid" else ONE - self.price)
-
-
-def order_entry(method: str, path: str) -> str | None:
-    """Which order-entry call `method path` is: create, batch or amend; else None."""
-    if method != "POST" or not path.startswith(V2_ORDERS):
-        return None
-    rest = path[len(V2_ORDERS) :].strip("/").split("/")
-    if rest == [""]:
-        return "create"
-    if rest == ["batched"]:
-        return "batch"
-    return "amend" if len(rest) == 2 and rest[1] == "amend" else None
-
-
 _RULES: Final = (
     "allow_tickers",
     "deny_tickers",
@@ -66,6 +38,7 @@ _RULES: Final = (
     "price_collar",
     "max_order_notional",
     "max_orders_per_minute",
+    "max_daily_notional",
 )
 
 
@@ -79,41 +52,49 @@ def active(risk: RiskConfig) -> bool:
     return bool(active_rules(risk))
 
 
-def orders_of(kind: str, body: bytes | None) -> list[OrderTerms] | Refused:
-    """The orders a create, batch or amend body carries, or 400 if one cannot be read."""
-    try:
-        doc = json.loads(body or b"")
-    except (ValueError, RecursionError):
-        return _invalid("the body is not JSON")
-    items = doc.get("orders") if kind == "batch" and isinstance(doc, dict) else [doc]
-    if not isinstance(items, list) or not items:
-        return _invalid("a batch must carry a list of orders")
-    orders = []
-    for item in items:
-        terms = _terms(item)
-        if isinstance(terms, Refused):
-            return terms
-        orders.append(terms)
-    return orders
+# What each per-order rule reads; an order missing it cannot be judged (400).
+_NEEDS: Final = {
+    "allow_tickers": ("ticker",),
+    "deny_tickers": ("ticker",),
+    "max_order_count": ("count",),
+    "price_collar": ("price",),
+    "max_order_notional": ("side", "price", "count"),
+    "max_daily_notional": ("side", "price", "count"),
+}
 
 
-def check(order: OrderTerms, risk: RiskConfig) -> Refused | None:
-    """The first rule `order` breaks, or None."""
-    ticker = order.ticker.upper()
+def unreadable(orders: Sequence[OrderFields] | None, risk: RiskConfig) -> Refused | None:
+    """400 when a set rule needs a field that an order lacks (or the body is not JSON)."""
+    if orders is None:
+        return _invalid("the body is not a JSON order (or a batch of them)")
+    needed = {field for name in active_rules(risk) for field in _NEEDS.get(name, ())}
+    for order in orders:
+        missing = [field for field in sorted(needed) if getattr(order, field) is None]
+        if missing:
+            return _invalid(
+                f"{', '.join(missing)} missing or not readable (prices and counts are "
+                'fixed-point strings such as "0.56" and "10"; side is bid or ask)'
+            )
+    return None
+
+
+def check(order: OrderFields, risk: RiskConfig) -> Refused | None:
+    """The first per-order rule `order` breaks, or None (its fields are known readable)."""
+    ticker = (order.ticker or "").upper()
     if risk.deny_tickers and any(fnmatch.fnmatchcase(ticker, g) for g in risk.deny_tickers):
         return _refused("deny_tickers", f"{order.ticker} matches risk.deny_tickers")
     if risk.allow_tickers and not any(fnmatch.fnmatchcase(ticker, g) for g in risk.allow_tickers):
         return _refused("allow_tickers", f"{order.ticker} matches no risk.allow_tickers glob")
-    if risk.max_order_count is not None and order.count > risk.max_order_count:
-        limit = risk.max_order_count
+    limit = risk.max_order_count
+    if limit is not None and order.count is not None and order.count > limit:
         return _refused("max_order_count", f"{order.count} contracts; the limit is {limit}")
-    if risk.price_collar is not None:
+    if risk.price_collar is not None and order.price is not None:
         low, high = risk.price_collar
         if not low <= order.price <= high:
             return _refused("price_collar", f"price {order.price} is outside [{low}, {high}]")
-    if risk.max_order_notional is not None and order.notional > risk.max_order_notional:
-        limit = risk.max_order_notional
-        return _refused("max_order_notional", f"${order.notional} at risk; the limit is ${limit}")
+    notional, cap = order.notional, risk.max_order_notional
+    if cap is not None and notional is not None and notional > cap:
+        return _refused("max_order_notional", f"${notional} at risk; the limit is ${cap}")
     return None
 
 
@@ -143,31 +124,51 @@ class OrderRate:
         return None
 
 
-def _terms(item: Any) -> OrderTerms | Refused:
-    if not isinstance(item, dict):
-        return _invalid("an order must be a JSON object")
-    ticker, side = item.get("ticker"), item.get("side")
-    if not isinstance(ticker, str) or not ticker or side not in ("bid", "ask"):
-        return _invalid("an order needs a ticker and side bid or ask")
-    price, count = _exact(item.get("price")), _exact(item.get("count"))
-    if price is None or count is None:
-        return _invalid('price and count must be fixed-point strings such as "0.56" and "10"')
-    return OrderTerms(ticker, str(side), price, count)
-
-
-def _exact(value: Any) -> Decimal | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() and abs(number) < 10**12 else None
-
-
 def _refused(rule: str, detail: str) -> Refused:
     return Refused(403, f"proxy_risk_{rule}", f"risk.{rule}: {detail}")
 
 
 def _invalid(detail: str) -> Refused:
     return Refused(400, "proxy_invalid_order", f"the risk rules need to read this order: {detail}")
+
+
+class DailyNotional:
+    """Dollars of orders each client sent today (UTC), for max_daily_notional.
+
+    Reserved when a call is admitted, so concurrent orders cannot overshoot together;
+    given back for orders Kalshi refused. `load` reads a day's total from the journal
+    the first time a client is seen that day, so the count survives a restart.
+    """
+
+    def __init__(self, load: Callable[[str, str], Decimal]) -> None:
+        self._load = load
+        self._spent: dict[tuple[str, str], Decimal] = {}
+
+    def spent(self, client: str, day: str) -> Decimal:
+        """The client's total for `day` (YYYY-MM-DD, UTC)."""
+        key = (client, day)
+        if key not in self._spent:
+            # Only today's totals matter: older days are dropped as a new one starts.
+            self._spent = {k: v for k, v in self._spent.items() if k[1] == day}
+            self._spent[key] = self._load(client, day)
+        return self._spent[key]
+
+    def reserve(
+        self, client: str, day: str, amount: Decimal, limit: Decimal, *, commit: bool = True
+    ) -> Refused | None:
+        """Add `amount` to the client's day (unless not `commit`), or refuse it past `limit`."""
+        spent = self.spent(client, day)
+        if spent + amount > limit:
+            return _refused(
+                "max_daily_notional",
+                f"${spent} sent today (UTC) plus ${amount} would pass the limit of ${limit}",
+            )
+        if commit:
+            self._spent[(client, day)] = spent + amount
+        return None
+
+    def give_back(self, client: str, day: str, amount: Decimal) -> None:
+        """Return `amount` of a reservation whose orders did not reach the book."""
+        key = (client, day)
+        if amount and key in self._spent:
+            self._spent[key] -= amount

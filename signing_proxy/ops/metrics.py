@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from signing_proxy.gateway.gate import GateStats
 from signing_proxy.proxy.live import Live
 from signing_proxy.proxy.signing_engine import SigningEngine
 
@@ -73,7 +74,7 @@ def status_class(status: int) -> str:
 class Metrics:
     """The proxy's metrics, registered in a registry of their own."""
 
-    def __init__(self, live: Live, engine: SigningEngine) -> None:
+    def __init__(self, live: Live, engine: SigningEngine, gate: GateStats | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -125,6 +126,7 @@ class Metrics:
         r.register(self._ws)
         r.register(_RateLimitCollector(live))
         r.register(_PresignCollector(engine))
+        r.register(_GatewayCollector(gate or GateStats()))
         for result in ("ok", "failed"):
             self.reloads.labels(result=result)
 
@@ -224,4 +226,46 @@ class _RateLimitCollector(Collector):
             "signing_proxy_rate_limit_rejections",
             "Requests refused with 429 locally.",
             value=limiter.rejections,
+        )
+
+
+class _GatewayCollector(Collector):
+    """Reads the trading gateway's counts at scrape time: orders pay nothing for them."""
+
+    def __init__(self, stats: GateStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        refusals = CounterMetricFamily(
+            "signing_proxy_order_refusals",
+            "Order calls the gateway refused, by code (proxy_risk_<rule>, proxy_trading_halted).",
+            labels=["code"],
+        )
+        for code, count in sorted(stats.refusals.items()):
+            refusals.add_metric([code], count)
+        yield refusals
+        halts = CounterMetricFamily(
+            "signing_proxy_halts", "Halts, by kind (manual, deadman).", labels=["kind"]
+        )
+        for kind in ("manual", "deadman"):
+            halts.add_metric([kind], stats.halts[kind])
+        yield halts
+        triggers = CounterMetricFamily(
+            "signing_proxy_deadman_triggers",
+            "Dead-man's switches fired, by client.",
+            labels=["client"],
+        )
+        for client, count in sorted(stats.deadman_triggers.items()):
+            triggers.add_metric([client], count)
+        yield triggers
+        yield CounterMetricFamily(
+            "signing_proxy_orders_cancelled_by_proxy",
+            "Resting orders the proxy cancelled (halts and dead-man's switches).",
+            value=stats.orders_cancelled,
+        )
+        yield CounterMetricFamily(
+            "signing_proxy_journal_errors",
+            "Journal writes that failed (an order that cannot be journaled is not sent).",
+            value=stats.journal_errors,
         )

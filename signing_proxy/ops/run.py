@@ -12,7 +12,7 @@ from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer
 from signing_proxy.ops.logging import SecretRedactor, get_logger
 from signing_proxy.ops.server import ServeHooks, serve, start
-from signing_proxy.proxy.app import FORWARDER, LIFECYCLE, LIVE, METRICS, create_app
+from signing_proxy.proxy.app import FORWARDER, GATE, LIFECYCLE, LIVE, METRICS, create_app
 from signing_proxy.proxy.limits_source import learn_limits
 from signing_proxy.proxy.live import make_snapshot
 
@@ -91,6 +91,7 @@ async def _reload(
     # Redact the new secrets before any event could mention them.
     redactor.update((*config.secret_values(), *old.secret_values()))
     live.swap(make_snapshot(config, signer, live.current))
+    app[GATE].configure(config.access.tokens)
     redactor.update(config.secret_values())
     # Kalshi's limits may have changed too (a tier is lowered after inactivity).
     await learn_limits(app[FORWARDER], live)

@@ -45,6 +45,7 @@ class Client:
     read_only: bool
     allow: tuple[_Rule, ...]
     deny: tuple[_Rule, ...]
+    admin: bool = False
 
 
 def _compile(rule: RuleConfig, flags: int = 0) -> _Rule:
@@ -59,6 +60,7 @@ def _client(token: TokenConfig) -> Client:
         allow=tuple(_compile(r) for r in token.allow),
         # A deny rule also holds for other letter cases: refusing more is the safe side.
         deny=tuple(_compile(r, re.IGNORECASE) for r in token.deny),
+        admin=token.admin,
     )
 
 
@@ -118,6 +120,11 @@ class AccessPolicy:
             if hmac.compare_digest(candidate, secret):
                 found = client
         return found or _WRONG_TOKEN
+
+    @property
+    def has_tokens(self) -> bool:
+        """Whether inbound tokens are configured (then every route but the probes needs one)."""
+        return bool(self._tokens)
 
     def authorize(self, client: Client | None, method: str, raw_path: str) -> Refusal | None:
         """A 403 naming the rule that refuses `method` on `raw_path`, or None to let it pass."""

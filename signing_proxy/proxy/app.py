@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -14,13 +16,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from signing_proxy.config import Config
-from signing_proxy.errors import proxy_error
-from signing_proxy.gateway.risk import OrderRate
+from signing_proxy.config.journal import resolve as resolve_journal
+from signing_proxy.errors import ConfigError, proxy_error
+from signing_proxy.gateway.admin import AdminApi
+from signing_proxy.gateway.gate import Gate
+from signing_proxy.gateway.halt import Caller
+from signing_proxy.gateway.journal import Journal
 from signing_proxy.kalshi.signer import Signer
 from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.logging import drop_none, get_logger
 from signing_proxy.ops.metrics import Metrics
-from signing_proxy.proxy.calls import CALL_RECORD, CallRecord
+from signing_proxy.proxy.calls import CALL_RECORD, CallFailed, CallRecord
 from signing_proxy.proxy.compat import V1Sides
 from signing_proxy.proxy.forward import BodyBudget, Forwarder
 from signing_proxy.proxy.guard import add_cors_headers, make_guard
@@ -56,6 +62,9 @@ MONITOR = web.AppKey("monitor", UpstreamMonitor)
 METRICS = web.AppKey("metrics", Metrics)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 SESSIONS = web.AppKey("sessions", UpstreamSessions)
+GATE = web.AppKey("gate", Gate)
+# How often the dead-man's switches are looked at: a switch fires within this of its time.
+_HEARTBEAT_TICK = 0.25
 
 # A client's X-Request-ID is kept only when it is short and plain, so it is safe to log.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -87,8 +96,10 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     """
     handler_args = {**HANDLER_ARGS, "keepalive_timeout": config.access.client_timeout}
     live = Live.build(config, signer)
+    gate = Gate(open_journal(config))
+    gate.configure(config.access.tokens)
     app = web.Application(
-        middlewares=[_call_middleware, make_guard(live)], handler_args=handler_args
+        middlewares=[_call_middleware, make_guard(live, gate)], handler_args=handler_args
     )
     sessions = UpstreamSessions()
     monitor = UpstreamMonitor(live, sessions)
@@ -101,20 +112,23 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
         threads=signing.threads,
         max_learned=signing.learn_hot_routes,
     )
-    metrics = Metrics(live, engine)
+    metrics = Metrics(live, engine, gate.stats)
     bodies = BodyBudget(config.limits.body_memory_bytes)
-    forwarder = Forwarder(live, monitor, metrics, engine, bodies, sessions, V1Sides(), OrderRate())
+    forwarder = Forwarder(live, monitor, metrics, engine, bodies, sessions, V1Sides(), gate)
+    admin = AdminApi(gate, lambda: live.current.config, functools.partial(_proxy_caller, forwarder))
     app[SESSIONS] = sessions
     app[METRICS] = metrics
     app[CONFIG] = config
     app[LIVE] = live
     app[MONITOR] = monitor
     app[FORWARDER] = forwarder
+    app[GATE] = gate
     app[LIFECYCLE] = Lifecycle()
     app.on_response_prepare.append(_add_request_id)
     app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_limits_from_kalshi)
+    app.cleanup_ctx.append(_gateway)
     if background_probe and config.upstream.probe_interval > 0:
         app.cleanup_ctx.append(_probe_loop)
     relay = WebSocketRelay(live, metrics, sessions, max_sessions=config.limits.websocket_sessions)
@@ -123,7 +137,10 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     # One route: the guard has already decided what the request is for (paths.route_target),
     # and the dispatcher serves exactly that; aiohttp's router never decides on its own.
     app.router.add_route(
-        "*", "/{tail:.*}", _dispatcher(forwarder.handle, relay.handle), expect_handler=_no_expect
+        "*",
+        "/{tail:.*}",
+        _dispatcher(forwarder.handle, relay.handle, admin.handle),
+        expect_handler=_no_expect,
     )
     return app
 
@@ -137,7 +154,63 @@ async def _limits_from_kalshi(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def _dispatcher(rest: Handler, websocket: Handler) -> Handler:
+def open_journal(config: Config) -> Journal | None:
+    """The order journal the configuration names (None when off); ConfigError if unusable."""
+    path = resolve_journal(config.journal.path, config.environment)
+    if path is None:
+        return None
+    try:
+        return Journal(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"journal.path: cannot open {path}: {exc}") from None
+
+
+async def _gateway(app: web.Application) -> AsyncIterator[None]:
+    """Watch the dead-man's switches for the app's whole life; close the journal at the end."""
+    gate = app[GATE]
+    task = asyncio.create_task(_watch_heartbeats(gate, app[FORWARDER], app[LIVE]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    if gate.journal is not None:
+        gate.journal.close()
+
+
+async def _watch_heartbeats(gate: Gate, forwarder: Forwarder, live: Live) -> None:
+    """Fire each dead-man's switch whose client has been silent too long."""
+    firing: set[asyncio.Task[None]] = set()
+    while True:
+        await asyncio.sleep(_HEARTBEAT_TICK)
+        for client in gate.heartbeats.due():
+            task = asyncio.create_task(_fire(gate, forwarder, live, client))
+            firing.add(task)
+            task.add_done_callback(firing.discard)
+
+
+async def _fire(gate: Gate, forwarder: Forwarder, live: Live, client: str) -> None:
+    tokens = {t.name: t for t in live.current.config.access.tokens}
+    log = get_logger()
+    log.warning("deadman_fired", client=client, heartbeat=gate.heartbeats.interval(client))
+    report = await gate.fire(client, _proxy_caller(forwarder, "proxy:dead-man"), tokens.get(client))
+    log.warning("deadman_cancelled", client=client, **report.as_json())
+
+
+def _proxy_caller(forwarder: Forwarder, label: str) -> Caller:
+    """A caller that makes signed calls as the proxy itself (cancels of a halt)."""
+
+    async def call(method: str, raw_path: str, body: bytes | None) -> tuple[int, bytes]:
+        record = CallRecord(request_id=os.urandom(16).hex(), client=label)
+        try:
+            answer = await forwarder.call(forwarder.live.current, record, method, raw_path, body)
+        except CallFailed as failed:
+            raise ConnectionError(failed.response.status) from None
+        return answer.status, answer.body
+
+    return call
+
+
+def _dispatcher(rest: Handler, websocket: Handler, admin: Handler) -> Handler:
     """The handler for every request: serves the route the guard checked."""
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -148,6 +221,8 @@ def _dispatcher(rest: Handler, websocket: Handler) -> Handler:
             if request.method != "GET":
                 return _method_not_allowed(request.method, ("GET",))
             return await websocket(request)
+        if route.kind is RouteKind.ADMIN:
+            return await admin(request)
         if route.kind is RouteKind.PUBLIC:
             if request.method not in _PROBE_METHODS:
                 return _method_not_allowed(request.method, _PROBE_METHODS)

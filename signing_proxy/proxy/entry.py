@@ -1,25 +1,30 @@
 """The order-entry gate, before anything is sent: Kalshi's removed V1 writes (refused, or
-checked for translation) and the risk rules on the orders a call would place."""
+checked for translation), subaccount pinning, and the trading gateway (halts, risk rules,
+dry runs, the journal) for the calls that trade or cancel."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
+from signing_proxy.config.risk import RiskConfig
 from signing_proxy.errors import proxy_error
-from signing_proxy.gateway import pinning, risk
+from signing_proxy.gateway import orders, pinning, risk
+from signing_proxy.gateway.gate import CallInfo, Gate, Ticket
+from signing_proxy.gateway.halt import HALTED_CODE
+from signing_proxy.gateway.journal import Halt
+from signing_proxy.gateway.orders import JUDGED_KINDS, OrderCall, OrderFields
+from signing_proxy.gateway.risk import Refused
 from signing_proxy.kalshi.orders import V1Write, v1_order_write
 from signing_proxy.proxy import compat
 from signing_proxy.proxy.access import CLIENT, policy_forms
-from signing_proxy.proxy.calls import CallRecord
+from signing_proxy.proxy.calls import CALL_RECORD, CallRecord
 from signing_proxy.proxy.live import Snapshot
 
 _NO_STREAMED = "risk rules and pinning read bodies; set access.max_body_bytes above 0"
-
-
-def _refusal(record: CallRecord, refused: risk.Refused) -> web.Response:
-    record.error = refused.code
-    return proxy_error(refused.status, refused.code, refused.message)
+_TOO_LARGE = "proxy_body_too_large"
 
 
 def v1_refusal(
@@ -49,71 +54,80 @@ def v1_write(method: str, path: str) -> V1Write | None:
     return None
 
 
-def risk_refusal(
-    order_rate: risk.OrderRate,
-    snapshot: Snapshot,
-    record: CallRecord,
-    method: str,
-    path: str,
-    write: V1Write | None,
-    body: aiohttp.StreamReader | bytes | None,
-) -> web.Response | None:
-    """The answer when an order breaks a risk rule (or cannot be read for one)."""
-    refused = judge(order_rate, snapshot, record, (method, path), write, body, count=True)
-    return None if refused is None else _refusal(record, refused)
-
-
-def judge(
-    order_rate: risk.OrderRate,
-    snapshot: Snapshot,
-    record: CallRecord,
-    call: tuple[str, str],
-    write: V1Write | None,
-    body: aiohttp.StreamReader | bytes | None,
-    *,
-    count: bool,
-) -> risk.Refused | None:
-    """The first rule the call's orders break; `count` counts them towards the minute."""
-    rules = snapshot.risks.get(record.client or "", snapshot.config.risk)
-    # A translated V1 write is judged as the V2 order it becomes.
-    method, path = call if write is None else (write.v2_method, write.v2_path)
-    kind = risk.order_entry(method, path)
-    if kind is None or not risk.active(rules):
-        return None  # nothing to judge: no body is parsed
-    held = body if isinstance(body, bytes) else None
-    if write is not None:
-        held = compat.v2_body(write, held)
-    if isinstance(body, aiohttp.StreamReader):
-        return risk.Refused(413, "proxy_body_too_large", _NO_STREAMED)
-    found = risk.orders_of(kind, held)
-    if isinstance(found, risk.Refused):
-        return found
-    for order in found:
-        broken = risk.check(order, rules)
-        if broken is not None:
-            return broken
-    limit = rules.max_orders_per_minute
-    return order_rate.take(record.client or "", len(found), limit, count=count)
-
-
+# Set by the guard on the first call of a client whose dead-man's switch had fired: the
+# halt it lifted, so that this call, if it places an order, is still refused.
+LIFTED = web.RequestKey("deadman_lifted", Halt)
 DRY_RUN_HEADER = "X-Proxy-Dry-Run"
 
 
-def dry_run(
-    order_rate: risk.OrderRate,
+def order_call(method: str, path: str, write: V1Write | None) -> OrderCall | None:
+    """The order call this is, in any spelling; a translated V1 write is its V2 route."""
+    if write is not None:
+        method, path = write.v2_method, write.v2_path
+    return orders.classify(method, policy_forms(path))
+
+
+def call_info(request: web.Request, record: CallRecord) -> CallInfo:
+    """Who sent which call, as the journal names it (never the query or the body)."""
+    # The raw path: checked to be plain ASCII by the guard, and never the query.
+    path = request.raw_path.partition("?")[0]
+    return CallInfo(record.request_id, record.client, request.method, path)
+
+
+def admit(
+    gate: Gate,
     snapshot: Snapshot,
-    record: CallRecord,
-    call: tuple[str, str],
+    request: web.Request,
+    call: OrderCall,
     write: V1Write | None,
     body: aiohttp.StreamReader | bytes | None,
+) -> Ticket | web.Response:
+    """Let an order call through (its ticket), or answer it: refused, or a dry run."""
+    record = request[CALL_RECORD]
+    rules = snapshot.risks.get(record.client or "", snapshot.config.risk)
+    judged = call.kind in JUDGED_KINDS and risk.active(rules)
+    found: list[OrderFields] | None = []
+    if call.has_body_orders and (judged or gate.journal is not None):
+        if isinstance(body, aiohttp.StreamReader):
+            if judged:
+                return _refusal(record, gate, request, call, Refused(413, _TOO_LARGE, _NO_STREAMED))
+        else:
+            # A translated V1 write is judged and journaled as the V2 order it becomes.
+            found = orders.read_orders(call.kind, compat.v2_body(write, body) if write else body)
+    dry = request.headers.get(DRY_RUN_HEADER) == "1"
+    lifted = request.get(LIFTED)
+    verdict = gate.judge(rules, record.client, call, found, commit=not dry, lifted=lifted)
+    if dry:
+        code = verdict.code if isinstance(verdict, Refused) else None
+        gate.refused(call_info(request, record), call, found, code or "", dry_run=True)
+        return dry_run(record, rules, verdict if isinstance(verdict, Refused) else None, call)
+    if isinstance(verdict, Refused):
+        return _refusal(record, gate, request, call, verdict, found)
+    return verdict
+
+
+def _refusal(
+    record: CallRecord,
+    gate: Gate,
+    request: web.Request,
+    call: OrderCall,
+    refused: Refused,
+    found: list[OrderFields] | None = None,
+) -> web.Response:
+    gate.refused(call_info(request, record), call, found, refused.code)
+    record.error = refused.code
+    return proxy_error(refused.status, refused.code, refused.message)
+
+
+def dry_run(
+    record: CallRecord, rules: RiskConfig, refused: Refused | None, call: OrderCall | None
 ) -> web.Response:
     """200 with what the proxy would do with this write, having sent nothing."""
-    refused = judge(order_rate, snapshot, record, call, write, body, count=False)
-    rules = snapshot.risks.get(record.client or "", snapshot.config.risk)
-    checks = [
-        {"rule": name, "passed": refused is None or refused.code != f"proxy_risk_{name}"}
-        for name in risk.active_rules(rules)
-    ]
+    names = (["halt"] if call is not None and call.is_entry else []) + (
+        risk.active_rules(rules) if call is not None and call.kind in JUDGED_KINDS else []
+    )
+    failed = None if refused is None else refused.code
+    checks = [{"rule": name, "passed": failed != _code_of(name)} for name in names]
     answer: dict[str, object] = {"dry_run": True, "checks": checks}
     if refused is None:
         answer["decision"] = "would_forward"
@@ -126,6 +140,51 @@ def dry_run(
         }
     record.error = "proxy_dry_run"
     return web.json_response(answer)
+
+
+def _code_of(check: str) -> str:
+    return HALTED_CODE if check == "halt" else f"proxy_risk_{check}"
+
+
+async def journaled(
+    gate: Gate,
+    ticket: Ticket,
+    info: CallInfo,
+    record: CallRecord,
+    send: Callable[[], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """Send an admitted order call with its intent journaled before and its outcome after.
+
+    An order that cannot be journaled is not sent (503): the journal is the record of what
+    was sent and what the dead-man's switch cancels. A cancel is sent all the same."""
+    if not gate.begin(info, ticket) and ticket.call.is_entry:
+        gate.daily.give_back(ticket.client, ticket.day, ticket.reserved)
+        record.error = _NO_JOURNAL
+        message = "the order journal cannot be written (see the proxy's log); nothing was sent"
+        return proxy_error(503, _NO_JOURNAL, message, headers={"Retry-After": "1"})
+    completed = False
+    try:
+        response = await send()
+        body = response.body if isinstance(response, web.Response) else None
+        known = not (record.error or "").startswith(_MAYBE_SENT)
+        gate.complete(ticket, response.status, _bytes(body), record.error, known=known)
+        completed = True
+        return response
+    finally:
+        if not completed:
+            # Cut (the client left, or the proxy is stopping): whether it reached Kalshi
+            # is unknown, and the journal says so.
+            gate.complete(ticket, 499, None, record.error or "cut", known=False)
+
+
+_NO_JOURNAL = "proxy_journal_unavailable"
+# Failures after which the call may have reached Kalshi: its outcome is unknown. (The
+# others, such as a refused connection or a TLS failure, mean nothing was sent.)
+_MAYBE_SENT = ("proxy_upstream_timeout", "proxy_upstream_protocol_error", "proxy_upstream_error")
+
+
+def _bytes(body: object) -> bytes | None:
+    return body if isinstance(body, bytes) else None
 
 
 def pinned(
@@ -141,8 +200,10 @@ def pinned(
         return raw_target, body
     path, _, query = raw_target.partition("?")
     if isinstance(body, aiohttp.StreamReader):
-        return _refusal(record, risk.Refused(413, "proxy_body_too_large", _NO_STREAMED))
+        record.error = _TOO_LARGE
+        return proxy_error(413, _TOO_LARGE, _NO_STREAMED)
     result = pinning.pin(method, policy_forms(path), query, body, number)
-    if isinstance(result, risk.Refused):
-        return _refusal(record, result)
+    if isinstance(result, Refused):
+        record.error = result.code
+        return proxy_error(result.status, result.code, result.message)
     return (f"{path}?{result.query}" if result.query else path), result.body

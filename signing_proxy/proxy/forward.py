@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 
@@ -14,7 +15,7 @@ from yarl import URL
 from signing_proxy import __version__
 from signing_proxy.config import AccessConfig
 from signing_proxy.errors import proxy_error
-from signing_proxy.gateway import risk
+from signing_proxy.gateway.gate import Gate
 from signing_proxy.kalshi.costs import batch_items
 from signing_proxy.kalshi.orders import V1Write
 from signing_proxy.kalshi.protocol import HEADER_TIMESTAMP
@@ -93,11 +94,11 @@ class Forwarder:
         bodies: BodyBudget,
         sessions: UpstreamSessions,
         v1_sides: compat.V1Sides,
-        order_rate: risk.OrderRate,
+        gate: Gate,
     ) -> None:
         self.bodies = bodies
         self.v1_sides = v1_sides
-        self.order_rate = order_rate
+        self.gate = gate
         self._sessions = sessions
         self.live = live
         self.monitor = monitor
@@ -129,7 +130,6 @@ class Forwarder:
         method = request.method
         # One snapshot for the whole call, so a reload midway cannot mix generations.
         snapshot = self.live.current
-        access = snapshot.config.access
         record = request[CALL_RECORD]
         write = entry.v1_write(method, target.path)
         if write is not None:
@@ -137,25 +137,44 @@ class Forwarder:
             if refused is not None:
                 record.error = refused[0]
                 return refused[1]
-        body = await self._read_body(request, record, access, hold)
+        body = await self._read_body(request, record, snapshot.config.access, hold)
         if isinstance(body, web.Response):
             return body
         pinned = entry.pinned(snapshot, record, method, request.raw_path, body)
         if isinstance(pinned, web.Response):
             return pinned
         raw_target, body = pinned
-        if request.headers.get(entry.DRY_RUN_HEADER) == "1" and method not in SAFE_METHODS:
-            # A preview: every check runs, nothing is sent, nothing is counted.
-            call = (method, target.path)
-            return entry.dry_run(self.order_rate, snapshot, record, call, write, body)
-        risk_answer = entry.risk_refusal(
-            self.order_rate, snapshot, record, method, target.path, write, body
-        )
-        if risk_answer is not None:
-            return risk_answer
+        order = entry.order_call(method, target.path, write)
+        ticket = None
+        if order is not None:
+            admitted = entry.admit(self.gate, snapshot, request, order, write, body)
+            if isinstance(admitted, web.Response):
+                return admitted
+            ticket = admitted
+        elif request.headers.get(entry.DRY_RUN_HEADER) == "1" and method not in SAFE_METHODS:
+            # A preview of a write that is no order call: nothing to judge, nothing sent.
+            return entry.dry_run(record, snapshot.config.risk, None, None)
         limited = await _charge(snapshot, record, (method, target.path), write, body)
         if limited is not None:
+            if ticket is not None:
+                self.gate.abandon(entry.call_info(request, record), ticket, "proxy_rate_limited")
             return limited
+        send = functools.partial(self._send_on, request, record, snapshot, raw_target, body, write)
+        if ticket is None:
+            return await send()
+        info = entry.call_info(request, record)
+        return await entry.journaled(self.gate, ticket, info, record, send)
+
+    async def _send_on(
+        self,
+        request: web.Request,
+        record: CallRecord,
+        snapshot: Snapshot,
+        raw_target: str,
+        body: aiohttp.StreamReader | bytes | None,
+        write: V1Write | None,
+    ) -> web.StreamResponse:
+        """Send the checked call upstream (a V1 write as its V2 translation) and relay back."""
         if write is not None:
             query = raw_target.partition("?")[2]
             translation = compat.Translation(self, self.v1_sides, snapshot, record, write, query)
@@ -168,7 +187,8 @@ class Forwarder:
             headers["User-Agent"] = USER_AGENT
         # encoded=True: the raw path and query go upstream exactly as received (no requoting).
         url = URL(snapshot.config.upstream.rest_url + raw_target, encoded=True)
-        return await self._exchange(request, record, snapshot, url, target.path, headers, body)
+        path = raw_target.partition("?")[0]
+        return await self._exchange(request, record, snapshot, url, path, headers, body)
 
     async def call(
         self, snapshot: Snapshot, record: CallRecord, method: str, raw_path: str, body: bytes | None

@@ -15,8 +15,10 @@ from aiohttp.typedefs import Middleware
 from multidict import MultiMapping
 
 from signing_proxy.errors import proxy_error
-from signing_proxy.proxy.access import CLIENT
+from signing_proxy.gateway.gate import Gate
+from signing_proxy.proxy.access import CLIENT, Client
 from signing_proxy.proxy.calls import CALL_RECORD
+from signing_proxy.proxy.entry import LIFTED
 from signing_proxy.proxy.live import Live, Snapshot
 from signing_proxy.proxy.paths import ROUTE, Refusal, RouteKind, route_target
 
@@ -149,7 +151,7 @@ def browser_refusal(request: web.Request, snapshot: Snapshot) -> web.StreamRespo
     return None
 
 
-def make_guard(live: Live) -> Middleware:
+def make_guard(live: Live, gate: Gate) -> Middleware:
     """The guard middleware: every check, on one routing decision, before any handler."""
 
     @web.middleware
@@ -173,13 +175,49 @@ def make_guard(live: Live) -> Middleware:
             return _refuse(request, client, headers)
         if client is not None:
             request[CALL_RECORD].client = client.name
+            lifted = gate.saw(client.name)
+            if lifted is not None:
+                request[LIFTED] = lifted
         request[CLIENT] = client
+        if route.kind is RouteKind.ADMIN:
+            refusal = admin_refusal(request, client)
+            return await handler(request) if refusal is None else _refuse(request, refusal)
         refusal = access.authorize(client, request.method, route.path)
         if refusal is not None:
             return _refuse(request, refusal)
         return await handler(request)
 
     return guard
+
+
+_NOT_ADMIN = Refusal(
+    403, "proxy_admin_only", "the admin API needs a token with admin: true (access.tokens)"
+)
+_NOT_LOCAL = Refusal(
+    403,
+    "proxy_admin_only",
+    "without tokens, the admin API answers only loopback clients that send no Origin; "
+    "configure a token with admin: true to call it from elsewhere",
+)
+
+
+def admin_refusal(request: web.Request, client: Client | None) -> Refusal | None:
+    """Why this caller may not use the admin API, or None.
+
+    With tokens, only an admin token; without, only a loopback peer that no web page
+    sent (no Origin at all, even an allowed one)."""
+    if client is not None:
+        return None if client.admin else _NOT_ADMIN
+    peer = request.remote or ""
+    try:
+        address = ipaddress.ip_address(peer.partition("%")[0])
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        loopback = (mapped or address).is_loopback
+    except ValueError:
+        loopback = peer == ""  # a Unix socket has no address and is local
+    if not loopback or "Origin" in request.headers:
+        return _NOT_LOCAL
+    return None
 
 
 def _refuse(

@@ -13,6 +13,8 @@ from signing_proxy.config import MARGIN_WS_PATH, WS_PATH
 REST_PREFIX = "/trade-api/v2/"
 # Probes answer without a token: orchestrators call them and they reveal nothing.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# The admin API: the proxy's own, never forwarded, admin tokens (or loopback) only.
+ADMIN_PREFIX = "/proxy/v1/"
 
 # Characters allowed in a raw request target: RFC 3986 unreserved, sub-delims, ":@/?%".
 # Anything else (spaces, controls, backslash, '#', non-ASCII) is refused, not re-encoded,
@@ -62,6 +64,7 @@ class RouteKind(enum.Enum):
     PUBLIC = "public"  # probes: no token, never forwarded
     REST = "rest"  # /trade-api/v2/**: checked, signed, forwarded
     WEBSOCKET = "websocket"  # /trade-api/ws/v2: checked, handshake signed
+    ADMIN = "admin"  # /proxy/v1/**: the admin API, answered by the proxy itself
     NOT_FOUND = "not_found"  # anything else: checked like a Kalshi route, then 404
 
 
@@ -93,6 +96,8 @@ def route_target(raw_target: str) -> Route | Refusal:
         return Route(RouteKind.PUBLIC, path, route_query)
     if path in (WS_PATH, MARGIN_WS_PATH):
         return Route(RouteKind.WEBSOCKET, path, route_query)
+    if path.startswith(ADMIN_PREFIX):
+        return Route(RouteKind.ADMIN, path, route_query)
     if path.startswith(REST_PREFIX):
         # Checked here, once: the policy and the forwarder only ever see a clean target.
         checked = check_rest_target(raw_target)
@@ -112,7 +117,10 @@ def _spells_a_route(path: str) -> bool:
         folded = decoded.replace("\\", "/")
         while "//" in folded:
             folded = folded.replace("//", "/")
-        if folded.startswith(REST_PREFIX) or folded.rstrip("/") in (WS_PATH, MARGIN_WS_PATH):
+        if folded.startswith((REST_PREFIX, ADMIN_PREFIX)) or folded.rstrip("/") in (
+            WS_PATH,
+            MARGIN_WS_PATH,
+        ):
             return True
         if decoded == path:
             return False

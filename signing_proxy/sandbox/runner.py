@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from signing_proxy.config import (
     Config,
     CredentialsConfig,
+    JournalConfig,
     ListenConfig,
     Overrides,
     is_loopback_host,
@@ -141,6 +142,8 @@ def run_sandbox(
             base,
             credentials=CredentialsConfig(api_key_id=key_id, private_key_file=str(key_path)),
             listen=ListenConfig(host=host, port=port),
+            # Like the exchange's state, the journal lasts as long as this sandbox.
+            journal=JournalConfig(path=str(Path(tmp) / "journal.sqlite3")),
         )
         run_event_loop(_serve_sandbox(config, options))
     return 0

@@ -59,6 +59,8 @@ SAMPLES: dict[str, Any] = {
     "risk.allow_tickers": ["KXHIGHNY-*"],
     "risk.deny_tickers": ["KXBTC*"],
     "risk.max_orders_per_minute": 60,
+    "risk.max_daily_notional": 2500,
+    "journal.path": "/tmp/signing-proxy-test-journal.sqlite3",
 }
 
 

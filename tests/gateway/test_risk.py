@@ -13,7 +13,7 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signing_proxy.gateway.risk import OrderTerms
+from signing_proxy.gateway.orders import OrderFields
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -154,9 +154,10 @@ async def test_a_translated_v1_order_is_judged_as_the_v2_order(
 )
 def test_notional_is_exact_on_fixed_point_strings(side: str, cents: int, hundredths: int) -> None:
     price, count = Decimal(cents) / 10_000, Decimal(hundredths) / 100
-    terms = OrderTerms("T", side, Decimal(f"{price:.4f}"), Decimal(f"{count:.2f}"))
+    terms = OrderFields("T", side, Decimal(f"{price:.4f}"), Decimal(f"{count:.2f}"))
     # Integer arithmetic in ten-thousandths of a cent as the oracle: no float anywhere.
     per_contract = cents if side == "bid" else 10_000 - cents
+    assert terms.notional is not None
     assert terms.notional * 1_000_000 == hundredths * per_contract
 
 

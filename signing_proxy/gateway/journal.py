@@ -1,0 +1,260 @@
+"""The order journal: every order-entry call and cancel, in a SQLite file in WAL mode.
+
+A call's rows (one per order; one for a call that names none) are written before it goes
+upstream, as `pending`, and completed with Kalshi's status and order ids after. A crash
+in between leaves them `pending`: the calls whose outcome is unknown. The file also keeps
+the halt state, so a halt survives a restart. No key, token, signature or body is stored,
+only the orders' terms.
+
+Writes happen on the event loop: with WAL and synchronous=NORMAL a commit is a write to
+the OS, tens of microseconds, and it survives the process being killed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+from signing_proxy.gateway.orders import ItemResult, OrderFields
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call INTEGER,
+    item INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    day TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    client TEXT,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    state TEXT NOT NULL,
+    ticker TEXT, side TEXT, count TEXT, price TEXT, notional TEXT,
+    client_order_id TEXT, subaccount INTEGER,
+    status INTEGER, order_id TEXT, error TEXT, done_time TEXT
+);
+CREATE INDEX IF NOT EXISTS journal_client_day ON journal (client, day);
+CREATE INDEX IF NOT EXISTS journal_order ON journal (order_id);
+CREATE TABLE IF NOT EXISTS halts (
+    scope TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    since TEXT NOT NULL,
+    automatic INTEGER NOT NULL DEFAULT 0
+);
+"""
+# Every column a reader gets, in order.
+COLUMNS: Final = (
+    "id", "call", "item", "time", "request_id", "client", "method", "path", "kind",
+    "decision", "state", "ticker", "side", "count", "price", "notional", "client_order_id",
+    "subaccount", "status", "order_id", "error", "done_time",
+)  # fmt: skip
+# How far back the orders a client placed are looked up (for its dead-man's switch).
+_PLACED_DAYS: Final = 31
+# Who the journal names for the proxy's own calls and for calls without a token.
+ANONYMOUS: Final = ""
+
+
+def now_utc() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """`moment` as ISO 8601 with milliseconds, e.g. 2026-11-30T06:24:48.123Z."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEntry:
+    """One call to journal: who sent what, and what the proxy decided."""
+
+    request_id: str
+    client: str | None
+    method: str
+    path: str
+    kind: str
+    decision: str  # forwarded | refused | dry_run
+    orders: Sequence[OrderFields]
+    error: str | None = None  # the proxy's code, when it refused
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """A halt in force: everyone (`*`) or one client, why, since when, and whether it lifts
+    itself (a dead-man's switch lifts on the client's next call)."""
+
+    scope: str
+    reason: str
+    since: str
+    automatic: bool = False
+
+
+class Journal:
+    """The SQLite journal file; one connection, used from the event loop only."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fresh = not path.exists()
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if fresh:
+            os.chmod(path, 0o600)  # trading activity is nobody else's business
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=2000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the file (a checkpoint folds the WAL back into it)."""
+        self._db.close()
+
+    def begin(self, entry: CallEntry, moment: datetime | None = None) -> int:
+        """Write a call's rows (pending when forwarded, done otherwise); the call's number."""
+        moment = moment or now_utc()
+        state = "pending" if entry.decision == "forwarded" else "done"
+        orders: Sequence[OrderFields] = entry.orders or (OrderFields(),)
+        rows = [_row(entry, index, order, moment, state) for index, order in enumerate(orders)]
+        with self._db:
+            cursor = self._db.execute(_INSERT, rows[0])
+            call = int(cursor.lastrowid or 0)
+            self._db.execute("UPDATE journal SET call = ? WHERE id = ?", (call, call))
+            self._db.executemany(_INSERT, [(call, *row[1:]) for row in rows[1:]])
+        return call
+
+    def complete(
+        self,
+        call: int,
+        status: int,
+        results: Sequence[ItemResult],
+        error: str | None,
+        *,
+        known: bool = True,
+    ) -> None:
+        """Record the answer for call `call`: status, each order's id or error; `known` is
+        False when the call may or may not have reached Kalshi (a timeout, a cut)."""
+        done = iso(now_utc())
+        with self._db:
+            self._db.execute(
+                "UPDATE journal SET state = ?, status = ?, error = ?, done_time = ? WHERE call = ?",
+                ("done" if known else "unknown", status, error, done, call),
+            )
+            for index, result in enumerate(results):
+                self._db.execute(
+                    "UPDATE journal SET order_id = COALESCE(?, order_id),"
+                    " error = COALESCE(?, error) WHERE call = ? AND item = ?",
+                    (result.order_id, result.error, call, index),
+                )
+
+    def daily_notional(self, client: str, day: str) -> Decimal:
+        """Dollars of orders `client` sent on `day`, counting calls whose outcome is unknown."""
+        rows = self._db.execute(
+            "SELECT notional FROM journal WHERE client = ? AND day = ? AND decision = 'forwarded'"
+            " AND kind IN ('create', 'batch', 'amend') AND notional IS NOT NULL AND error IS NULL"
+            " AND (state IN ('pending', 'unknown') OR status BETWEEN 200 AND 299)",
+            (client, day),
+        )
+        return sum((Decimal(notional) for (notional,) in rows), Decimal(0))
+
+    def placed_orders(self, client: str) -> set[str]:
+        """Ids of the orders `client` placed (recently) that Kalshi accepted."""
+        since = iso(datetime.fromtimestamp(now_utc().timestamp() - _PLACED_DAYS * 86400, UTC))
+        rows = self._db.execute(
+            "SELECT order_id FROM journal WHERE client = ? AND time >= ? AND order_id IS NOT NULL"
+            " AND kind IN ('create', 'batch', 'amend') AND status BETWEEN 200 AND 299",
+            (client, since),
+        )
+        return {order_id for (order_id,) in rows}
+
+    def pending(self) -> int:
+        """How many calls have no known outcome (in flight, cut by a crash, or timed out)."""
+        row = self._db.execute(
+            "SELECT COUNT(DISTINCT call) FROM journal WHERE state IN ('pending', 'unknown')"
+        )
+        return int(row.fetchone()[0])
+
+    def halts(self) -> list[Halt]:
+        """The halts in force."""
+        rows = self._db.execute("SELECT scope, reason, since, automatic FROM halts ORDER BY scope")
+        return [
+            Halt(scope, reason, since, bool(automatic)) for scope, reason, since, automatic in rows
+        ]
+
+    def set_halt(self, halt: Halt) -> None:
+        """Record a halt (replacing one of the same scope)."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO halts (scope, reason, since, automatic)"
+                " VALUES (?, ?, ?, ?)",
+                (halt.scope, halt.reason, halt.since, int(halt.automatic)),
+            )
+
+    def clear_halts(self, scopes: Iterable[str]) -> None:
+        """Lift the halts of `scopes`."""
+        with self._db:
+            self._db.executemany("DELETE FROM halts WHERE scope = ?", [(s,) for s in scopes])
+
+
+def read(
+    path: Path, *, since: str | None = None, client: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """The journal's rows, oldest first, opened read-only (the proxy may be writing)."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        query = f"SELECT {', '.join(COLUMNS)} FROM journal WHERE time >= ?"  # noqa: S608 - fixed names
+        args: list[Any] = [since or ""]
+        if client is not None:
+            query += " AND client = ?"
+            args.append(client)
+        query += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        rows = db.execute(query, args).fetchall()
+    finally:
+        db.close()
+    return [dict(zip(COLUMNS, row, strict=True)) for row in reversed(rows)]
+
+
+_INSERT: Final = (
+    "INSERT INTO journal (call, item, time, day, request_id, client, method, path, kind,"
+    " decision, state, ticker, side, count, price, notional, client_order_id, subaccount,"
+    " order_id, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _row(
+    entry: CallEntry, index: int, order: OrderFields, moment: datetime, state: str
+) -> tuple[Any, ...]:
+    notional = order.notional
+    return (
+        None,
+        index,
+        iso(moment),
+        moment.date().isoformat(),
+        entry.request_id,
+        entry.client,
+        entry.method,
+        entry.path,
+        entry.kind,
+        entry.decision,
+        state,
+        order.ticker,
+        order.side,
+        _text(order.count),
+        _text(order.price),
+        _text(notional),
+        order.client_order_id,
+        order.subaccount,
+        order.order_id,
+        entry.error,
+    )
+
+
+def _text(number: Decimal | None) -> str | None:
+    return None if number is None else str(number)
