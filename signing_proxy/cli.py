@@ -1,22 +1,27 @@
-"""Command line: parse the arguments and dispatch run, check, sandbox; exit 0, or 2 on a
-configuration error (one line on stderr)."""
+"""Command line: parse the arguments and dispatch run, check, sandbox and the operator's
+halt, resume, status and journal; exit 0, 1 when the proxy refused or could not be
+reached, or 2 on a configuration error (one line on stderr)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from signing_proxy import __version__
 from signing_proxy.config import Config, ListenConfig, Overrides, flag_keys, load_config
 from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer, load_signer
+from signing_proxy.ops import admin_client
 from signing_proxy.ops.logging import SecretRedactor, configure_logging
 from signing_proxy.ops.run import run_proxy
 from signing_proxy.ops.server import run_event_loop
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 
@@ -73,7 +78,39 @@ def _parser() -> argparse.ArgumentParser:
         help="port of the offline exchange on 127.0.0.1 (default: any free port)",
     )
     sandbox.set_defaults(func=_sandbox)
+    _add_admin_commands(commands)
     return parser
+
+
+def _add_admin_commands(commands: Any) -> None:
+    """halt, resume, status and journal: the operator's commands."""
+    halt = commands.add_parser("halt", help="stop order entry on the running proxy")
+    _add_admin_flags(halt)
+    halt.add_argument("--cancel-orders", action="store_true", help="also cancel the resting orders")
+    halt.add_argument("--client", metavar="NAME", help="halt one client (token name) only")
+    halt.add_argument("--reason", metavar="TEXT", help="why (shown in status and refusals)")
+    halt.set_defaults(func=_halt)
+    resume = commands.add_parser("resume", help="lift the halt on the running proxy")
+    _add_admin_flags(resume)
+    resume.add_argument("--client", metavar="NAME", help="lift one client's halt only")
+    resume.set_defaults(func=_resume)
+    status = commands.add_parser("status", help="halts, clients and the journal of the proxy")
+    _add_admin_flags(status)
+    status.set_defaults(func=_status)
+    journal = commands.add_parser("journal", help="print the order journal")
+    _add_config_flag(journal)
+    journal.add_argument("--since", metavar="T", help="from T: ISO time, or 15m, 2h, 1d back")
+    journal.add_argument("--client", metavar="NAME", help="one client's calls only")
+    journal.add_argument("--limit", type=int, default=1000, help="the newest N rows (1000)")
+    journal.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    journal.set_defaults(func=_journal)
+
+
+def _add_admin_flags(parser: argparse.ArgumentParser) -> None:
+    _add_config_flag(parser)
+    parser.add_argument(
+        "--url", metavar="URL", help="the proxy's address (default: the config's listen)"
+    )
 
 
 def _add_config_flag(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +148,39 @@ def _run(args: argparse.Namespace) -> int:
     redactor = SecretRedactor(config.secret_values())
     configure_logging(config.logging, redactor)
     run_event_loop(run_proxy(config, signer, redactor, lambda: _load(args)))
+    return EXIT_OK
+
+
+def _admin(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
+    """One admin call to the running proxy; its JSON answer printed, exit 1 if it failed."""
+    config = load_config(args.config, os.environ, Overrides())
+    try:
+        answer = admin_client.call(config, args.url, method, path, body)
+    except admin_client.AdminCallFailed as exc:
+        print(f"signing-proxy: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(answer, indent=2))
+    return EXIT_OK
+
+
+def _halt(args: argparse.Namespace) -> int:
+    body = {"cancel_orders": args.cancel_orders, "client": args.client, "reason": args.reason}
+    return _admin(args, "POST", "halt", body)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    return _admin(args, "POST", "resume", {"client": args.client})
+
+
+def _status(args: argparse.Namespace) -> int:
+    return _admin(args, "GET", "status")
+
+
+def _journal(args: argparse.Namespace) -> int:
+    config = load_config(args.config, os.environ, Overrides())
+    since = admin_client.since_value(args.since)
+    rows = admin_client.journal_rows(config, since, args.client, max(1, args.limit))
+    admin_client.print_rows(rows, args.json)
     return EXIT_OK
 
 

@@ -26,7 +26,6 @@ from tests.support.upstreams import (
     echo,
 )
 
-
 # No test writes to the developer's real state directory (the journal's default home):
 # the whole session gets a throwaway one, and each test its own below.
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="signing-proxy-test-state-")

@@ -139,12 +139,12 @@ class Gate:
         info: CallInfo,
         call: OrderCall,
         orders: Sequence[OrderFields] | None,
-        code: str,
+        code: str | None,
         *,
         dry_run: bool = False,
     ) -> None:
         """Journal a call the proxy answered itself (refused, or a dry run) and count it."""
-        if not dry_run:
+        if not dry_run and code is not None:
             self.stats.refusals[code] += 1
         if self.journal is not None:
             decision = "dry_run" if dry_run else "refused"

@@ -109,7 +109,7 @@ class Journal:
             os.chmod(path, 0o600)  # trading activity is nobody else's business
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=2000")
+        self._db.execute("PRAGMA busy_timeout=250")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -99,7 +99,7 @@ def admit(
     verdict = gate.judge(rules, record.client, call, found, commit=not dry, lifted=lifted)
     if dry:
         code = verdict.code if isinstance(verdict, Refused) else None
-        gate.refused(call_info(request, record), call, found, code or "", dry_run=True)
+        gate.refused(call_info(request, record), call, found, code, dry_run=True)
         return dry_run(record, rules, verdict if isinstance(verdict, Refused) else None, call)
     if isinstance(verdict, Refused):
         return _refusal(record, gate, request, call, verdict, found)

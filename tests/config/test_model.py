@@ -60,7 +60,7 @@ SAMPLES: dict[str, Any] = {
     "risk.deny_tickers": ["KXBTC*"],
     "risk.max_orders_per_minute": 60,
     "risk.max_daily_notional": 2500,
-    "journal.path": "/tmp/signing-proxy-test-journal.sqlite3",
+    "journal.path": "journal-of-the-model-test.sqlite3",
 }
 
 

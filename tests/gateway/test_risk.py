@@ -202,3 +202,20 @@ async def test_a_dry_run_of_any_write_sends_nothing(make_upstream, make_proxy) -
     reply = await client.get("/trade-api/v2/markets", headers=DRY)  # reads are just read
     assert reply.status == 201
     assert "x-proxy-dry-run" not in {name.lower() for name in upstream.seen[0].headers}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/trade-api/v2/portfolio/events/%6Frders",
+        "/trade-api/v2/portfolio/events/orders/",
+        "/trade-api/v2/portfolio//events/orders",
+        "/trade-api/v2/portfolio/events/Orders",
+        "/trade-api/v2/portfolio/events/orders;v=2",
+    ],
+)
+async def test_no_spelling_of_order_entry_walks_around_the_rules(proxy: Any, path: str) -> None:
+    upstream, client = proxy
+    status, body = await send(client, BOT, path, order(count="11"))
+    assert status == 403 and body["error"]["code"] == "proxy_risk_max_order_count"
+    assert upstream.seen == []
