@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from signing_proxy.sandbox.exchange import handle_request
 from signing_proxy.sandbox.makers import run_makers
+from signing_proxy.sandbox.rfq_flow import seed_desk
 from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState
 from signing_proxy.sandbox.ws import SANDBOX_WS, add_ws_endpoint
 
@@ -42,6 +43,7 @@ def create_sandbox_app(
         rate_limit_tier=rate_limit_tier,
         seed=seed,
     )
+    seed_desk(app[SANDBOX_STATE])  # the desk's own RFQs, open from the start
     # REST and WebSocket are built here, so neither module imports the other's builder.
     add_ws_endpoint(app)
     app.cleanup_ctx.append(_makers(seed))

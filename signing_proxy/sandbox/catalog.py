@@ -2,13 +2,22 @@
 milestones, structured targets, live data, multivariate collections, incentive programs,
 fee changes, deposits or withdrawals (empty lists, or Kalshi's 404 for one by id); event
 metadata and event candlesticks from the sandbox's own events; subaccount transfers and
-netting as the sandbox's subaccounts have them."""
+netting as the sandbox's subaccounts have them.
+
+With no multivariate collection, every collection ticker is unknown: creating a market in
+one, looking one up and its lookup history answer Kalshi's 404 for an unknown collection
+(as GET /multivariate_event_collections/{ticker} does), once the request itself is valid
+(else 400). Spec 3.21 documents 404 for the lookup, not for the other two; the sandbox
+still answers 404 there, as Kalshi's one lookup of the collection would, rather than a 400
+that would blame a valid request. With no weather index configured, every city is
+unknown: 400, as spec 3.30 documents; an event's live data is 404, as for milestones."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Final
 
+from signing_proxy.kalshi.verifier import kalshi_error
 from signing_proxy.sandbox.history import candlesticks
 from signing_proxy.sandbox.state import SandboxState
 from signing_proxy.sandbox.wire import (
@@ -64,7 +73,52 @@ BY_ID: Final = (
     ("multivariate_event_collections", "{}"),
     ("historical", "markets", "{}"),
     ("historical", "markets", "{}", "candlesticks"),
+    ("live_data", "events", "{}"),
 )
+
+
+_TICKER_PAIR: Final = ("market_ticker", "event_ticker", "side")
+_UNKNOWN_CITY: Final = kalshi_error("invalid_parameters", "invalid parameters",
+                                    details="unknown city")  # fmt: skip
+
+
+def _selected_markets(call: Call, struct: str) -> None:
+    """A body whose `selected_markets` is a list of TickerPair; else Kalshi's 400."""
+    doc = decode_body(call.body, struct, {"selected_markets": "array",
+                                          "with_market_payload": "bool"})  # fmt: skip
+    pairs = doc.get("selected_markets")
+    if not isinstance(pairs, list) or not pairs:
+        raise KalshiError(400, INVALID_PARAMETERS)
+    for pair in pairs:
+        fields = pair if isinstance(pair, dict) else {}
+        if not all(isinstance(fields.get(k), str) for k in _TICKER_PAIR):
+            raise KalshiError(400, INVALID_PARAMETERS)
+        if fields["side"] not in ("yes", "no"):
+            raise KalshiError(400, INVALID_PARAMETERS)
+
+
+def create_in_collection(state: SandboxState, call: Call) -> tuple[int, JSON]:
+    """POST /multivariate_event_collections/{ticker}: no collection is known (404)."""
+    _selected_markets(call, "CreateMarketInMultivariateEventCollectionRequest")
+    raise KalshiError(404, NOT_FOUND)
+
+
+def lookup_in_collection(state: SandboxState, call: Call) -> tuple[int, JSON]:
+    """PUT /multivariate_event_collections/{ticker}/lookup: no collection is known (404)."""
+    _selected_markets(call, "LookupTickersForMarketInMultivariateEventCollectionRequest")
+    raise KalshiError(404, NOT_FOUND)
+
+
+def lookup_history(state: SandboxState, call: Call) -> tuple[int, JSON]:
+    """GET /multivariate_event_collections/{ticker}/lookup: lookback checked, then 404."""
+    if first_param(call.query, "lookback_seconds") not in ("10", "60", "300", "3600"):
+        raise param_error("GetMultivariateEventCollectionLookupHistory", "LookbackSeconds", "oneof")
+    raise KalshiError(404, NOT_FOUND)
+
+
+def unknown_city(state: SandboxState, call: Call) -> tuple[int, JSON]:
+    """GET /live_data/weather/{city}[/calibrations]: no city has an index here (400)."""
+    raise KalshiError(400, _UNKNOWN_CITY)
 
 
 def _event_markets(state: SandboxState, event_ticker: str) -> list[JSON]:

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from signing_proxy.kalshi.verifier import check_auth, parse_ms
-from signing_proxy.sandbox import catalog, history
-from signing_proxy.sandbox.account import account_limits, volume_progress
+from signing_proxy.sandbox import block_trades, catalog, communications, fcm, history, transfers
+from signing_proxy.sandbox.account import account_limits, upgrade_usage_level, volume_progress
 from signing_proxy.sandbox.api_keys import (
     create_api_key,
     delete_api_key,
@@ -74,7 +74,15 @@ from signing_proxy.sandbox.portfolio import (
 )
 from signing_proxy.sandbox.ratelimit import TOO_MANY_REQUESTS
 from signing_proxy.sandbox.state import SANDBOX_STATE, SandboxState, SeenRequest
-from signing_proxy.sandbox.wire import JSON, NOT_FOUND, PREFIX, V1_REMOVED, Call, KalshiError
+from signing_proxy.sandbox.wire import (
+    JSON,
+    NO_BODY,
+    NOT_FOUND,
+    PREFIX,
+    V1_REMOVED,
+    Call,
+    KalshiError,
+)
 
 # --- routing --------------------------------------------------------------------------------
 
@@ -92,6 +100,46 @@ class _Route(NamedTuple):
 def _removed_v1(state: SandboxState, call: Call) -> tuple[int, JSON]:
     raise KalshiError(400, V1_REMOVED)
 
+
+_RFQS: Final = ("communications", "rfqs")
+_QUOTES: Final = ("communications", "quotes")
+_RFQ_QUOTE: Final = (*_RFQS, "{}", "quotes", "{}")
+_PROPOSALS: Final = ("communications", "block-trade-proposals")
+_COMMUNICATIONS: Final = (
+    _Route("GET", ("communications", "id"), communications.comms_id),
+    _Route("GET", _RFQS, communications.list_rfqs),
+    _Route("POST", _RFQS, communications.create_rfq),
+    _Route("GET", (*_RFQS, "{}"), communications.get_rfq),
+    _Route("DELETE", (*_RFQS, "{}"), communications.delete_rfq),
+    _Route("GET", _QUOTES, communications.list_quotes),
+    _Route("POST", _QUOTES, communications.create_quote),
+    # Spec 3.21's quote paths by quote id, and 3.30's under their RFQ: the same handlers.
+    *(
+        route
+        for path in ((*_QUOTES, "{}"), _RFQ_QUOTE)
+        for route in (
+            _Route("GET", path, communications.get_quote),
+            _Route("DELETE", path, communications.delete_quote),
+            _Route("PUT", (*path, "accept"), communications.accept_quote),
+            _Route("PUT", (*path, "confirm"), communications.confirm_quote),
+        )
+    ),
+    _Route("GET", _PROPOSALS, block_trades.list_proposals),
+    _Route("POST", _PROPOSALS, block_trades.propose),
+    _Route("POST", (*_PROPOSALS, "{}", "accept"), block_trades.accept_proposal),
+)
+
+# Subtraders and their daily caps (spec 3.30): 403, the sandbox's user is no FCM member.
+_FCM_SUBTRADERS: Final = tuple(
+    _Route(method, ("fcm", "subtraders", *rest), fcm.not_an_fcm)
+    for method, rest in (
+        ("GET", ()),
+        ("POST", ()),
+        ("GET", ("event_contract_daily_cap",)),
+        ("PUT", ("event_contract_daily_cap",)),
+        ("DELETE", ("event_contract_daily_cap",)),
+    )
+)
 
 _ROUTES: Final = (
     # First, so that their fixed words are not taken for ids by the routes below.
@@ -114,6 +162,32 @@ _ROUTES: Final = (
     _Route("GET", ("portfolio", "subaccounts", "transfers"), catalog.subaccount_transfers),
     _Route("GET", ("portfolio", "subaccounts", "netting"), catalog.get_netting),
     _Route("PUT", ("portfolio", "subaccounts", "netting"), catalog.put_netting),
+    _Route("POST", ("multivariate_event_collections", "{}"), catalog.create_in_collection),
+    _Route("PUT", ("multivariate_event_collections", "{}", "lookup"), catalog.lookup_in_collection),
+    _Route(
+        "GET",
+        ("multivariate_event_collections", "{}", "lookup"),
+        catalog.lookup_history,
+        public=True,
+    ),
+    _Route("GET", ("live_data", "weather", "{}"), catalog.unknown_city, public=True),
+    _Route(
+        "GET", ("live_data", "weather", "{}", "calibrations"), catalog.unknown_city, public=True
+    ),
+    *_COMMUNICATIONS,
+    _Route("GET", ("fcm", "orders"), fcm.fcm_orders),
+    _Route("GET", ("fcm", "positions"), fcm.fcm_positions),
+    *_FCM_SUBTRADERS,
+    _Route("POST", ("account", "api_usage_level", "upgrade"), upgrade_usage_level),
+    _Route("POST", ("portfolio", "intra_exchange_instance_transfer"), transfers.intra_transfer),
+    _Route("GET", ("portfolio", "intra_exchange_instance_transfers"), transfers.intra_transfers),
+    _Route(
+        "GET",
+        ("portfolio", "intra_exchange_instance_transfers", "{}"),
+        transfers.intra_transfer_by_id,
+    ),
+    _Route("GET", ("portfolio", "target_balance_allocation"), transfers.get_allocation),
+    _Route("POST", ("portfolio", "target_balance_allocation"), transfers.set_allocation),
     _Route("GET", ("exchange", "status"), exchange_status, public=True),
     _Route("GET", ("exchange", "schedule"), exchange_schedule, public=True),
     _Route("GET", ("exchange", "announcements"), exchange_announcements, public=True),
@@ -211,8 +285,8 @@ def _authenticate(
 
 
 def _json_response(status: int, payload: JSON, *, sort_keys: bool = False) -> web.Response:
-    if status == 204:  # No Content: no body, no content type (DELETE /api_keys/{id})
-        return web.Response(status=204)
+    if status == 204 or payload is NO_BODY:  # no body, no content type (DELETE /api_keys/{id})
+        return web.Response(status=status)
     # Compact and unescaped UTF-8, like Go's encoder; Kalshi's data bodies have sorted keys.
     text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
     return web.Response(status=status, text=text, content_type="application/json")

@@ -1,4 +1,12 @@
-"""The sandbox's generated markets: weather, bitcoin, the Fed and baseball, with quotes."""
+"""The sandbox's generated markets: weather, bitcoin, the Fed and baseball, with quotes.
+
+Their times follow the sandbox clock: today's events (UTC) are open, yesterday's are
+closed or settled, tomorrow's not open yet, whatever day the sandbox starts on; nothing
+else about them changes from run to run. The tickers keep their names (KXHIGHNY-26JUN12,
+...) so that scripts, docs and tests can name a market without asking for it first: the
+date in a ticker is a name here, not the date of the event (titles, rules and every
+time field carry the real one).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ from signing_proxy.sandbox.wire import CENT, JSON, dollars, fixed_point, iso
 
 # --- generated markets ----------------------------------------------------------------------
 
-_BASE_DAY: Final = datetime(2026, 6, 12, tzinfo=UTC)
+_HOUR: Final = timedelta(hours=1)
 
 
 class _Outcome(NamedTuple):
@@ -100,7 +108,8 @@ def _baseball(away: str, home: str, home_fair: str) -> Callable[[datetime], Iter
     return outcomes
 
 
-# (event ticker, status of its markets, days after _BASE_DAY, outcome generator); 60 markets.
+# (event ticker, status of its markets, days after the start day, outcome generator);
+# 60 markets. Times are UTC: an event at 21:00 (5 pm EDT) of its day.
 _EVENTS: Final[tuple[tuple[str, str, int, Callable[[datetime], Iterator[_Outcome]]], ...]] = (
     ("KXHIGHNY-26JUN12", "active", 0, _temperature),
     ("KXBTCD-26JUN1217", "active", 0, _bitcoin),
@@ -112,10 +121,32 @@ _EVENTS: Final[tuple[tuple[str, str, int, Callable[[datetime], Iterator[_Outcome
     ("KXBTCD-26JUN1317", "initialized", 1, _bitcoin),
     ("KXHIGHNY-26JUN13", "initialized", 1, _temperature),
     ("KXMLBGAME-26JUN13HOUTEX", "initialized", 1, _baseball("HOU", "TEX", "0.52")),
-    ("KXMLBGAME-26JUN11ATLPHI", "closed", -1, _baseball("ATL", "PHI", "0.57")),
-    ("KXMLBGAME-26JUN11SEASD", "closed", -1, _baseball("SEA", "SD", "0.45")),
-    ("KXHIGHNY-26JUN11", "finalized", -1, _temperature),
+    ("KXMLBGAME-26JUN11ATLPHI", "closed", -2, _baseball("ATL", "PHI", "0.57")),
+    ("KXMLBGAME-26JUN11SEASD", "closed", -2, _baseball("SEA", "SD", "0.45")),
+    ("KXHIGHNY-26JUN11", "finalized", -2, _temperature),
 )
+
+
+class _Times(NamedTuple):
+    opens: datetime
+    closes: datetime
+    expected: datetime  # expected expiration
+    latest: datetime  # latest expiration
+
+
+def _times(status: str, when: datetime, today: datetime) -> _Times:
+    """A market's times, in order, and consistent with its status on the start day.
+
+    Open markets opened three days before their event (or before today, for those of a
+    later day); unopened ones open tomorrow; the others closed a day before today.
+    """
+    closes = when + 23 * _HOUR + timedelta(minutes=59)
+    opens = min(when, today) - timedelta(days=3)
+    if status == "initialized":
+        opens = today + timedelta(days=1)
+    expected = closes + 2 * _HOUR
+    latest = expected if status == "finalized" else closes + timedelta(days=7)
+    return _Times(opens, closes, expected, latest)
 
 
 def _quotes(fair: Decimal | None, seq: int) -> JSON:
@@ -135,10 +166,10 @@ def _quotes(fair: Decimal | None, seq: int) -> JSON:
 
 
 def _market(
-    event: str, status: str, when: datetime, outcome: _Outcome, seq: int, result: str
+    event: str, status: str, times: _Times, outcome: _Outcome, seq: int, result: str
 ) -> JSON:
     fair = Decimal(outcome.fair).quantize(CENT)
-    opened, closes = when - timedelta(days=3), when + timedelta(hours=23, minutes=59)
+    opened, closes = times.opens, times.closes
     volume = Decimal(seq * 1_531 % 40_000)
     return {
         "can_close_early": True,
@@ -146,12 +177,12 @@ def _market(
         "created_time": iso(opened - timedelta(hours=2)),
         "early_close_condition": "This market will close and expire after the outcome is known.",
         "event_ticker": event,
-        "expected_expiration_time": iso(closes + timedelta(hours=2)),
-        "expiration_time": iso(closes + timedelta(days=7)),
+        "expected_expiration_time": iso(times.expected),
+        "expiration_time": iso(times.latest),
         "expiration_value": "",
         "fractional_trading_enabled": True,
         "last_price_dollars": dollars(fair),
-        "latest_expiration_time": iso(closes + timedelta(days=7)),
+        "latest_expiration_time": iso(times.latest),
         "liquidity_dollars": dollars(Decimal(seq * 977 % 9_000)),
         "market_type": "binary",
         "no_sub_title": outcome.subtitle,
@@ -180,14 +211,17 @@ def _market(
     }
 
 
-def generate_markets() -> list[JSON]:
+def generate_markets(now: float) -> list[JSON]:
+    """The sandbox's markets, dated around the UTC day of `now` (seconds since the epoch)."""
+    today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     markets: list[JSON] = []
     for event, status, days, outcomes in _EVENTS:
-        when = _BASE_DAY + timedelta(days=days, hours=21)
+        when = today + timedelta(days=days, hours=21)
+        times = _times(status, when, today)
         event_outcomes = list(outcomes(when))
         # A settled event has exactly one winning market: the favourite, here.
         winner = max(event_outcomes, key=lambda outcome: Decimal(outcome.fair))
         for outcome in event_outcomes:
             result = ("yes" if outcome is winner else "no") if status == "finalized" else ""
-            markets.append(_market(event, status, when, outcome, len(markets), result))
+            markets.append(_market(event, status, times, outcome, len(markets), result))
     return markets

@@ -187,8 +187,47 @@ def _trade(state: SandboxState, taker: Order, resting: Resting, count: Decimal) 
     _fill(state, taker, count, resting.price, fee, is_taker=True, trade=trade)
     if resting.order is not None:
         _fill(state, resting.order, count, resting.price, Decimal(0), is_taker=False, trade=trade)
-    market = state.markets[taker.ticker]
-    market["last_price_dollars"] = dollars(resting.price)
+    _printed(state, taker.ticker, resting.price, count)
+
+
+def trade_off_book(
+    state: SandboxState,
+    ticker: str,
+    count: Decimal,
+    yes_price: Decimal,
+    taker: Order | None,
+    maker: Order | None,
+    *,
+    block: bool = False,
+) -> Trade:
+    """Record a trade agreed away from the book (an RFQ quote, a block trade) at `yes_price`.
+
+    `taker` and `maker` are the sandbox's own orders on each side, None for the desk's
+    side (sandbox/comms.py). Each order gets its fill, position and cash as one matched
+    on the book would, the taker paying the taker fee; the trade prints like any other.
+    """
+    if taker is not None:
+        taker_side = taker.book_side
+    else:
+        taker_side = "bid" if maker is None or maker.book_side == "ask" else "ask"
+    trade = Trade(state.new_id(), ticker, count, yes_price, taker_side, state.now_ms(), block)
+    state.trades.append(trade)
+    emit(state, Traded(trade))
+    if taker is not None:
+        fee = taker_fee(count, yes_price)
+        _fill(state, taker, count, yes_price, fee, is_taker=True, trade=trade)
+        emit(state, OrderChanged(taker))  # _fill announces a maker's change itself
+    if maker is not None:
+        _fill(state, maker, count, yes_price, Decimal(0), is_taker=False, trade=trade)
+    _printed(state, ticker, yes_price, count)
+    _enforce_limits(state, [order for order in (taker, maker) if order is not None])
+    return trade
+
+
+def _printed(state: SandboxState, ticker: str, price: Decimal, count: Decimal) -> None:
+    """The market's last price and volumes after a trade of `count` at `price`."""
+    market = state.markets[ticker]
+    market["last_price_dollars"] = dollars(price)
     market["volume_fp"] = fixed_point(Decimal(market["volume_fp"]) + count)
     market["volume_24h_fp"] = fixed_point(Decimal(market["volume_24h_fp"]) + count)
 

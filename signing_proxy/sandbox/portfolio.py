@@ -108,7 +108,15 @@ def transfer(state: SandboxState, call: Call) -> tuple[int, JSON]:
         raise KalshiError(400, INVALID_PARAMETERS)
     if transfer_id in state.transfer_ids:
         return 200, {}  # idempotent: the same transfer is applied once
-    dollars_moved = Decimal(amount) / 100
+    move_cash(state, source, target, amount, transfer_id)
+    return 200, {}
+
+
+def move_cash(
+    state: SandboxState, source: Account, target: Account, amount_cents: int, transfer_id: str
+) -> None:
+    """Move cents between two subaccounts, recorded in the subaccount transfer history."""
+    dollars_moved = Decimal(amount_cents) / 100
     if source.balance < dollars_moved:
         raise KalshiError(400, _INSUFFICIENT)
     source.balance -= dollars_moved
@@ -116,11 +124,11 @@ def transfer(state: SandboxState, call: Call) -> tuple[int, JSON]:
     state.transfer_ids.add(transfer_id)
     state.transfers.append(
         {
-            "amount_cents": amount,
+            "amount_cents": amount_cents,
             "created_ts": state.now_ms() // 1000,
-            "from_subaccount": doc["from_subaccount"],
-            "to_subaccount": doc["to_subaccount"],
+            "exchange_index": 0,
+            "from_subaccount": source.number,
+            "to_subaccount": target.number,
             "transfer_id": transfer_id,
         }
     )
-    return 200, {}

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from signing_proxy.kalshi.verifier import kalshi_error
 from signing_proxy.sandbox.book import Book, seeded
+from signing_proxy.sandbox.comms import Communications
 from signing_proxy.sandbox.groups import OrderGroup
 from signing_proxy.sandbox.markets import generate_markets
 from signing_proxy.sandbox.order import Order
@@ -81,13 +82,14 @@ class Trade:
     yes_price: Decimal
     taker_book_side: str
     created_ms: int
+    block: bool = False  # agreed as a block trade, away from the book
 
     def to_json(self) -> JSON:
         """Kalshi's Trade."""
         return {
             "count_fp": fixed_point(self.count),
             "created_time": iso_ms(self.created_ms),
-            "is_block_trade": False,
+            "is_block_trade": self.block,
             "no_price_dollars": dollars(1 - self.yes_price),
             "taker_book_side": self.taker_book_side,
             "taker_outcome_side": "yes" if self.taker_book_side == "bid" else "no",
@@ -170,7 +172,7 @@ class SandboxState:
         self.v1_orders_live = v1_orders_live
         # Kalshi's rate limits of one tier, or none at all (the default).
         self.limiter = None if rate_limit_tier is None else RateLimiter(rate_limit_tier, clock)
-        self.markets: dict[str, JSON] = {m["ticker"]: m for m in generate_markets()}
+        self.markets: dict[str, JSON] = {m["ticker"]: m for m in generate_markets(clock())}
         # One book per market, market makers quoting around each market's generated price.
         self.books: dict[str, Book] = {
             ticker: seeded(
@@ -202,6 +204,10 @@ class SandboxState:
         self.order_groups: dict[str, OrderGroup] = {}
         self.group_of: dict[str, OrderGroup] = {}  # order id -> the group it was placed in
         self.seen: deque[SeenRequest] = deque(maxlen=10_000)
+        self.comms = Communications(seed)  # RFQs, quotes, block trades, and the desk
+        self.grants: list[JSON] = []  # API usage level grants (POST .../upgrade)
+        self.intra_transfers: list[JSON] = []  # IntraExchangeInstanceTransfer, oldest first
+        self.allocation: JSON = {"allocations": [], "resting_margin_reservation": "sum"}
         # The ids' own stream: with a seed, the same calls get the same ids every run.
         self._ids = random.Random(None if seed is None else f"sandbox-ids:{seed}")  # noqa: S311
 

@@ -37,6 +37,8 @@ V1_REMOVED: Final = kalshi_error(
     "deprecated_v1_order_endpoint", "Please switch to the V2 endpoints", service="exchange"
 )
 _INVALID_PRICE: Final = kalshi_error("invalid_price", "invalid price", service="exchange")
+# A 2xx answer Kalshi sends with no body at all (its spec: "void (empty response body)").
+NO_BODY: Final[JSON] = {}
 
 
 # --- formatting -----------------------------------------------------------------------------
@@ -110,6 +112,23 @@ def limit_param(query: Mapping[str, list[str]], operation: str, tags: tuple[str,
     if limit > 1000:
         raise param_error(operation, "Limit", tags[1])
     return limit or 100  # "omitempty": Go's validator treats 0 as absent, hence the default
+
+
+def page_limit(query: Mapping[str, list[str]], operation: str, maximum: int, default: int) -> int:
+    """The `limit` query parameter of an operation with its own bounds: 1 to `maximum`."""
+    if not first_param(query, "limit"):
+        return default
+    limit = limit_param(query, operation, ("min", "max"))
+    if limit > maximum:
+        raise param_error(operation, "Limit", "max")
+    return limit
+
+
+def refused(details: str) -> KalshiError:
+    """A 400 saying what was wrong (not recorded from Kalshi: its code, our details)."""
+    body = kalshi_error("invalid_parameters", "invalid parameters", details=details,
+                        service="exchange")  # fmt: skip
+    return KalshiError(400, body)
 
 
 def _encode_cursor(kind: str, position: int) -> str:

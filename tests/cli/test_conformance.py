@@ -83,6 +83,22 @@ SERVED = {
     ("GET", "/series/{series_ticker}/events/{ticker}/forecast_percentile_history"),
     ("GET", "/portfolio/subaccounts/transfers"), ("GET", "/portfolio/subaccounts/netting"),
     ("PUT", "/portfolio/subaccounts/netting"),
+    # sandbox/catalog.py: no multivariate collection, so every ticker is unknown (404).
+    ("POST", "/multivariate_event_collections/{collection_ticker}"),
+    ("GET", "/multivariate_event_collections/{collection_ticker}/lookup"),
+    ("PUT", "/multivariate_event_collections/{collection_ticker}/lookup"),
+    # sandbox/communications.py: RFQs and quotes as state, traded against the desk.
+    ("GET", "/communications/id"), ("GET", "/communications/rfqs"),
+    ("POST", "/communications/rfqs"), ("GET", "/communications/rfqs/{rfq_id}"),
+    ("DELETE", "/communications/rfqs/{rfq_id}"), ("GET", "/communications/quotes"),
+    ("POST", "/communications/quotes"), ("GET", "/communications/quotes/{quote_id}"),
+    ("DELETE", "/communications/quotes/{quote_id}"),
+    ("PUT", "/communications/quotes/{quote_id}/accept"),
+    ("PUT", "/communications/quotes/{quote_id}/confirm"),
+    # sandbox/fcm.py: the sandbox's user is no FCM member.
+    ("GET", "/fcm/orders"), ("GET", "/fcm/positions"),
+    # sandbox/account.py: Advanced once the user has placed an order, else 403.
+    ("POST", "/account/api_usage_level/upgrade"),
 }  # fmt: skip
 # The V1 order writes Kalshi removed (spec 3.22): the proxy answers them itself, with 410.
 REMOVED = {
