@@ -54,6 +54,7 @@ def paced_scenario(
     method: str = "GET",
     body: str | None = None,
     presigned: bool | None = None,
+    headers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Open loop at --paced-rate on one keep-alive connection (bench/loadgen.py http --rate).
 
@@ -62,6 +63,8 @@ def paced_scenario(
     """
     rate = float(ctx.args.paced_rate)
     extra = ["--method", method] + (["--body", body] if body else [])
+    for header in headers:
+        extra += ["--header", header]
     counters_before = proxy.presign_counters() if proxy else ({}, None)
     res, watch, delta = measure(
         upstream,

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the upstreams and the Python load generator on asyncio's loop",
     )
     parser.add_argument(
-        "--only", help="comma list of groups: keepalive,paced,stream,idle,ws,oneshot,sandbox"
+        "--only",
+        help="comma list of groups: keepalive,paced,gateway,stream,idle,ws,oneshot,sandbox",
     )
     parser.add_argument(
         "--save",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -23,7 +24,7 @@ from records import Ctx
 from servers import Proxy, Upstream, start_proxy, start_upstream, warm_up
 
 # The groups that share the fast upstream and one proxy, in the order they run.
-FAST_GROUPS = ("keepalive", "paced", "stream", "idle", "ws")
+FAST_GROUPS = ("keepalive", "paced", "gateway", "stream", "idle", "ws")
 
 
 def fast_groups(ctx: Ctx, groups: set[str], info: dict[str, Any]) -> None:
@@ -45,6 +46,8 @@ def fast_groups(ctx: Ctx, groups: set[str], info: dict[str, Any]) -> None:
         keepalive_group(ctx, up, px)
     if "paced" in groups:
         paced_group(ctx, up, px)
+    if "gateway" in groups:
+        gateway_group(ctx, up)
     if "stream" in groups:
         stream_group(ctx, up, px)
     if "idle" in groups:
@@ -137,6 +140,55 @@ def paced_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
         presigned=False,
         **post,
     )
+
+
+# Every gateway feature on, none of them refusing the bench's order (1 contract at $0.01).
+_GATEWAY_TOKEN = "bench-gateway-token-0123456789"  # noqa: S105 - a throwaway, loopback only
+_GATEWAY_CONFIG = {
+    "access": {"tokens": [{"name": "bench", "token": _GATEWAY_TOKEN, "heartbeat": 3600}]},
+    "risk": {
+        "max_order_count": 1000, "max_order_notional": 1000, "price_collar": [0.01, 0.99],
+        "allow_tickers": ["KXBENCH-*"], "deny_tickers": ["KXBTC*"],
+        "max_orders_per_minute": 1_000_000, "max_daily_notional": 1_000_000_000,
+    },
+}  # fmt: skip
+
+
+def gateway_group(ctx: Ctx, up: Upstream) -> None:
+    """Pre-signed order entry, paced, through a proxy with the gateway off (no journal, no
+    token, no rules) and one with all of it on (token, every risk rule, heartbeat, journal),
+    same upstream, same run: what the gateway adds to an order's latency."""
+    config = ctx.tmp / "gateway.yaml"
+    config.write_text(json.dumps(_GATEWAY_CONFIG))  # JSON is YAML
+    bare = start_proxy(
+        ctx.tmp, "proxy-bare", up, ctx.key_id, ctx.key, ctx.args.proxy_log_level,
+        {"SIGNING_PROXY_JOURNAL": "null"},
+    )  # fmt: skip
+    full = start_proxy(
+        ctx.tmp, "proxy-gateway", up, ctx.key_id, ctx.key, ctx.args.proxy_log_level,
+        {"SIGNING_PROXY_CONFIG": str(config)},
+    )  # fmt: skip
+    token = f"Authorization: Bearer {_GATEWAY_TOKEN}"
+    post: dict[str, Any] = {"method": "POST", "body": ORDER_BODY, "upstream": up}
+    rate = f"{ctx.args.paced_rate:g}/s"
+    for proxy, headers in ((bare, ()), (full, (token,))):
+        warm_up(f"{proxy.url}{ORDERS_PATH}", n=5, method="POST", body=ORDER_BODY, headers=headers)
+    time.sleep(0.2)  # the pre-signed pools refill after the warm-up
+    for name, proxy, headers in (("bare", bare, ()), ("gateway", full, (token,))):
+        paced_scenario(
+            ctx,
+            f"proxy_paced_post_{name}",
+            f"proxy  POST orders, gateway {'off' if name == 'bare' else 'all on'}, {rate}",
+            f"{proxy.url}{ORDERS_PATH}",
+            via="proxy",
+            proxy=proxy,
+            baseline="direct_paced_post" if ctx.get("direct_paced_post") else None,
+            presigned=True,
+            headers=headers,
+            **post,
+        )
+    ctx.stop_proxy("proxy-bare", bare)
+    ctx.stop_proxy("proxy-gateway", full)
 
 
 def stream_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:

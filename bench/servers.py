@@ -207,6 +207,8 @@ def start_proxy(
             "KALSHI_ENV": "demo",
             "SIGNING_PROXY_LOG_FORMAT": "json",
             "SIGNING_PROXY_LOG_LEVEL": log_level,
+            # Its own journal in the run's directory: never the user's state directory.
+            "SIGNING_PROXY_JOURNAL": str(tmp / f"{name}-journal.sqlite3"),
         }
     )
     env.update(extra_env or {})
@@ -234,6 +236,7 @@ def warm_up(
     method: str = "GET",
     body: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    headers: tuple[str, ...] = (),
 ) -> None:
     """A few keep-alive requests; the first answer must be 2xx (checks the setup)."""
     parts = urllib.parse.urlsplit(url)
@@ -241,10 +244,11 @@ def warm_up(
     kwargs: dict[str, Any] = {"context": ssl_context} if parts.scheme == "https" else {}
     conn = cls(parts.hostname or HOST, parts.port, timeout=10, **kwargs)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    headers = {"Content-Type": "application/json"} if body else {}
+    sent = {"Content-Type": "application/json"} if body else {}
+    sent.update(dict(header.split(": ", 1) for header in headers))
     try:
         for i in range(n):
-            conn.request(method, target, body=body, headers=headers)
+            conn.request(method, target, body=body, headers=sent)
             r = conn.getresponse()
             data = r.read()
             if i == 0 and not 200 <= r.status < 300:

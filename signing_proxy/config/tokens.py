@@ -26,6 +26,8 @@ _TOKEN_KEYS = frozenset(
         "heartbeat",
     }
 )
+# The journal names the proxy's own calls (the cancels of a halt) with this prefix.
+RESERVED_PREFIX = "proxy:"
 # Kalshi numbers subaccounts 1-63 (0 is the primary).
 MAX_SUBACCOUNT = 63
 
@@ -84,6 +86,9 @@ def _token(item: Any, where: str, env: Mapping[str, str]) -> TokenConfig:
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}.name: must be a non-empty string")
+    if name.strip() == "*" or name.strip().startswith(RESERVED_PREFIX):
+        # '*' names every client in a halt; 'proxy:' names the proxy's own calls.
+        raise ConfigError(f"{where}.name: '*' and names starting with 'proxy:' are reserved")
     return TokenConfig(
         name=name.strip(),
         token=_token_value(item, where, env),

@@ -3,7 +3,9 @@ by the proxy itself and never forwarded. The guard has already let only admins i
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
@@ -87,10 +89,10 @@ class AdminApi:
 
     async def halt(self, request: web.Request) -> web.Response:
         """POST /proxy/v1/halt: stop order entry, optionally cancelling resting orders."""
-        body = await _json_body(request)
+        config = self._current()
+        body = await _json_body(request, config.access.client_timeout)
         if isinstance(body, web.Response):
             return body
-        config = self._current()
         client = _client(body, config)
         if isinstance(client, web.Response):
             return client
@@ -99,16 +101,20 @@ class AdminApi:
         if not isinstance(cancel, bool) or not isinstance(reason, str):
             return _bad("cancel_orders must be true or false, and reason a string")
         reason = "".join(c for c in reason if c.isprintable())[:_MAX_REASON]
-        halt = self._gate.halts.halt(client or EVERYONE, reason)
+        halts = self._gate.halts
+        halt = halts.halt(client or EVERYONE, reason)
+        persisted = halts.persisted
         self._gate.stats.halts["manual"] += 1
         report = await self._cancel(client, config) if cancel else None
-        return web.json_response(
-            {
-                "halted": True,
-                "halt": _halt_json(halt),
-                "cancel": None if report is None else report.as_json(),
-            }
-        )
+        answer = {
+            "halted": True,
+            "halt": _halt_json(halt),
+            "persisted": persisted,
+            "cancel": None if report is None else report.as_json(),
+        }
+        if not persisted:
+            answer["warning"] = "in force now, but not written to the journal: a restart lifts it"
+        return web.json_response(answer)
 
     async def _cancel(self, client: str | None, config: Config) -> CancelReport:
         """Cancel the resting orders of everyone, or of one client (per its subaccount)."""
@@ -127,13 +133,17 @@ class AdminApi:
 
     async def resume(self, request: web.Request) -> web.Response:
         """POST /proxy/v1/resume: lift the halts on one client, or all of them."""
-        body = await _json_body(request)
+        body = await _json_body(request, self._current().access.client_timeout)
         if isinstance(body, web.Response):
             return body
         client = _client(body, self._current())
         if isinstance(client, web.Response):
             return client
-        return web.json_response({"resumed": self._gate.halts.resume(client)})
+        resumed = self._gate.halts.resume(client)
+        answer: dict[str, Any] = {"resumed": resumed}
+        if not self._gate.halts.persisted:
+            answer["warning"] = "lifted now, but not written to the journal: a restart restores it"
+        return web.json_response(answer)
 
     async def journal(self, request: web.Request) -> web.Response:
         """GET /proxy/v1/journal?since=&client=&limit=: the journal's rows, oldest first."""
@@ -145,7 +155,11 @@ class AdminApi:
             limit = min(int(query.get("limit", "1000")), _MAX_ROWS)
         except ValueError:
             return _bad("limit must be a whole number")
-        rows = read_rows(journal.path, query.get("since"), query.get("client"), max(limit, 1))
+        try:
+            rows = read_rows(journal.path, query.get("since"), query.get("client"), max(limit, 1))
+        except (sqlite3.Error, OSError) as exc:
+            message = f"the journal cannot be read: {exc}"
+            return proxy_error(503, "proxy_journal_unavailable", message)
         return web.json_response({"entries": rows})
 
 
@@ -164,13 +178,23 @@ def _halt_json(halt: journal_.Halt) -> dict[str, Any]:
     }
 
 
-async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
-    """The request's JSON object (an empty body is {}), or the 400 for it."""
+async def _json_body(request: web.Request, seconds: float) -> dict[str, Any] | web.Response:
+    """The request's JSON object (an empty body is {}), or the 400 for it; the body must
+    arrive within `seconds` (access.client_timeout)."""
+    too_large = proxy_error(
+        413, "proxy_body_too_large", f"admin bodies are under {_MAX_BODY} bytes"
+    )
     if request.content_length is not None and request.content_length > _MAX_BODY:
-        return proxy_error(413, "proxy_body_too_large", f"admin bodies are under {_MAX_BODY} bytes")
-    raw = await request.content.read(_MAX_BODY + 1)
+        return too_large
+    raw = b""
+    try:
+        async with asyncio.timeout(seconds):
+            while len(raw) <= _MAX_BODY and (chunk := await request.content.read(_MAX_BODY)):
+                raw += chunk
+    except TimeoutError:
+        return proxy_error(408, "proxy_client_timeout", "the admin body arrived too slowly")
     if len(raw) > _MAX_BODY:
-        return proxy_error(413, "proxy_body_too_large", f"admin bodies are under {_MAX_BODY} bytes")
+        return too_large
     if not raw.strip():
         return {}
     try:

@@ -188,10 +188,12 @@ class Gate:
                 ZERO,
             )
             self.daily.give_back(ticket.client, ticket.day, back)
-        number = ticket.journal_call
+        number, rows = ticket.journal_call, max(1, len(ticket.orders))
         if number is not None:
             self._safely(
-                lambda journal: journal.complete(number, status, results, error, known=known)
+                lambda journal: journal.complete(
+                    number, status, results, error, known=known, rows=rows
+                )
             )
 
     def _safely(self, write: Callable[[Journal], object]) -> None:

@@ -7,6 +7,7 @@ client; cancels still pass. Halts are kept in the journal, so they survive a res
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -14,6 +15,7 @@ from urllib.parse import quote
 
 from signing_proxy.gateway.journal import Halt, Journal, iso, now_utc
 from signing_proxy.gateway.risk import Refused
+from signing_proxy.ops.logging import get_logger
 
 EVERYONE: Final = "*"
 HALTED_CODE: Final = "proxy_trading_halted"
@@ -34,6 +36,7 @@ class Halts:
     def __init__(self, journal: Journal | None) -> None:
         self._journal = journal
         self._halts = {h.scope: h for h in journal.halts()} if journal else {}
+        self._persisted = True
 
     def active(self) -> list[Halt]:
         """Every halt in force."""
@@ -46,12 +49,34 @@ class Halts:
         return self._halts.get(EVERYONE) or self._halts.get(client or "")
 
     def halt(self, scope: str, reason: str, *, automatic: bool = False) -> Halt:
-        """Stop order entry for `scope` (a client name, or EVERYONE)."""
+        """Stop order entry for `scope` (a client name, or EVERYONE), at once.
+
+        A dead-man halt never replaces a manual one: that would let the client's next call
+        lift what an operator put in place."""
+        current = self._halts.get(scope)
+        if automatic and current is not None and not current.automatic:
+            return current
         halt = Halt(scope, reason, iso(now_utc()), automatic)
         self._halts[scope] = halt
-        if self._journal is not None:
-            self._journal.set_halt(halt)
+        self._persist(lambda journal: journal.set_halt(halt))
         return halt
+
+    @property
+    def persisted(self) -> bool:
+        """Whether the last change reached the journal (so it survives a restart)."""
+        return self._persisted
+
+    def _persist(self, write: Callable[[Journal], None]) -> None:
+        """Write a change to the journal; the halt holds in memory whatever happens there."""
+        self._persisted = self._journal is None
+        if self._journal is None:
+            return
+        try:
+            write(self._journal)
+        except sqlite3.Error as exc:
+            get_logger().error("journal_write_failed", error=str(exc), what="halt state")
+            return
+        self._persisted = True
 
     def resume(self, client: str | None) -> list[str]:
         """Lift the halts on `client`, or every halt when `client` is None; the scopes lifted."""
@@ -71,8 +96,8 @@ class Halts:
         scopes = list(scopes)
         for scope in scopes:
             del self._halts[scope]
-        if self._journal is not None and scopes:
-            self._journal.clear_halts(scopes)
+        if scopes:
+            self._persist(lambda journal: journal.clear_halts(scopes))
 
 
 def halted(halt: Halt) -> Refused:
@@ -160,6 +185,8 @@ async def _resting(call: Caller, subaccount: int | None, report: CancelReport) -
                 number = order.get("subaccount_number")
                 item: dict[str, Any] = {"order_id": str(order["order_id"])}
                 item["subaccount"] = number if isinstance(number, int) else (subaccount or 0)
+                if isinstance(order.get("exchange_index"), int):
+                    item["exchange_index"] = order["exchange_index"]
                 orders.append(item)
         cursor = str(page.get("cursor") or "")
         if not cursor:

@@ -26,7 +26,7 @@ from signing_proxy.gateway.orders import ItemResult, OrderFields
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    call INTEGER,
+    call INTEGER NOT NULL,
     item INTEGER NOT NULL,
     time TEXT NOT NULL,
     day TEXT NOT NULL,
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS journal (
     status INTEGER, order_id TEXT, error TEXT, done_time TEXT
 );
 CREATE INDEX IF NOT EXISTS journal_client_day ON journal (client, day);
-CREATE INDEX IF NOT EXISTS journal_order ON journal (order_id);
+CREATE INDEX IF NOT EXISTS journal_call ON journal (call);
 CREATE TABLE IF NOT EXISTS halts (
     scope TEXT PRIMARY KEY,
     reason TEXT NOT NULL,
@@ -109,8 +109,23 @@ class Journal:
             os.chmod(path, 0o600)  # trading activity is nobody else's business
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Writes happen on the event loop: wait for another writer of the file briefly, then
+        # give up (an order is then refused with 503, not delayed for long).
         self._db.execute("PRAGMA busy_timeout=250")
+        # Checkpoints (which sync the file) run in a thread (`checkpoint`), not in a commit
+        # on the order path.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA)
+        self._inode = os.stat(path).st_ino
+
+    def _still_there(self) -> None:
+        """Refuse to write into a file someone deleted or replaced: nobody could read it."""
+        try:
+            same = os.stat(self.path).st_ino == self._inode
+        except OSError:
+            same = False
+        if not same:
+            raise sqlite3.OperationalError(f"the journal file {self.path} was deleted or replaced")
 
     def close(self) -> None:
         """Close the file (a checkpoint folds the WAL back into it)."""
@@ -118,15 +133,18 @@ class Journal:
 
     def begin(self, entry: CallEntry, moment: datetime | None = None) -> int:
         """Write a call's rows (pending when forwarded, done otherwise); the call's number."""
+        self._still_there()
         moment = moment or now_utc()
         state = "pending" if entry.decision == "forwarded" else "done"
         orders: Sequence[OrderFields] = entry.orders or (OrderFields(),)
-        rows = [_row(entry, index, order, moment, state) for index, order in enumerate(orders)]
+        # A random number, so that two proxies sharing the file never mix their calls and
+        # no second statement is needed to learn it.
+        call = int.from_bytes(os.urandom(7), "big")
+        rows = [
+            _row(call, entry, index, order, moment, state) for index, order in enumerate(orders)
+        ]
         with self._db:
-            cursor = self._db.execute(_INSERT, rows[0])
-            call = int(cursor.lastrowid or 0)
-            self._db.execute("UPDATE journal SET call = ? WHERE id = ?", (call, call))
-            self._db.executemany(_INSERT, [(call, *row[1:]) for row in rows[1:]])
+            self._db.executemany(_INSERT, rows)
         return call
 
     def complete(
@@ -137,29 +155,42 @@ class Journal:
         error: str | None,
         *,
         known: bool = True,
+        rows: int = 1,
     ) -> None:
-        """Record the answer for call `call`: status, each order's id or error; `known` is
-        False when the call may or may not have reached Kalshi (a timeout, a cut)."""
+        """Record the answer for call `call` (of `rows` rows): status, each order's id or
+        error; `known` is False when the call may or may not have reached Kalshi."""
         done = iso(now_utc())
+        state = "done" if known else "unknown"
+        items = [
+            (state, status, result.error or error, done, result.order_id, call, index)
+            for index, result in enumerate(results[:rows])
+        ]
         with self._db:
-            self._db.execute(
-                "UPDATE journal SET state = ?, status = ?, error = ?, done_time = ? WHERE call = ?",
-                ("done" if known else "unknown", status, error, done, call),
-            )
-            for index, result in enumerate(results):
+            self._db.executemany(_COMPLETE_ITEM, items)
+            if len(items) < rows:
                 self._db.execute(
-                    "UPDATE journal SET order_id = COALESCE(?, order_id),"
-                    " error = COALESCE(?, error) WHERE call = ? AND item = ?",
-                    (result.order_id, result.error, call, index),
+                    "UPDATE journal SET state = ?, status = ?, error = ?, done_time = ?"
+                    " WHERE call = ? AND item >= ?",
+                    (state, status, error, done, call, len(items)),
                 )
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the file, from another thread, off the order path."""
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=1000")
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
 
     def daily_notional(self, client: str, day: str) -> Decimal:
         """Dollars of orders `client` sent on `day`, counting calls whose outcome is unknown."""
         rows = self._db.execute(
-            "SELECT notional FROM journal WHERE client = ? AND day = ? AND decision = 'forwarded'"
-            " AND kind IN ('create', 'batch', 'amend') AND notional IS NOT NULL AND error IS NULL"
-            " AND (state IN ('pending', 'unknown') OR status BETWEEN 200 AND 299)",
-            (client, day),
+            "SELECT notional FROM journal WHERE client IS ? AND day = ? AND decision = 'forwarded'"
+            " AND kind IN ('create', 'batch', 'amend') AND notional IS NOT NULL"
+            " AND (state IN ('pending', 'unknown')"
+            " OR (status BETWEEN 200 AND 299 AND error IS NULL))",
+            (client or None, day),  # the anonymous client (no tokens) is stored as NULL
         )
         return sum((Decimal(notional) for (notional,) in rows), Decimal(0))
 
@@ -167,9 +198,9 @@ class Journal:
         """Ids of the orders `client` placed (recently) that Kalshi accepted."""
         since = iso(datetime.fromtimestamp(now_utc().timestamp() - _PLACED_DAYS * 86400, UTC))
         rows = self._db.execute(
-            "SELECT order_id FROM journal WHERE client = ? AND time >= ? AND order_id IS NOT NULL"
+            "SELECT order_id FROM journal WHERE client IS ? AND time >= ? AND order_id IS NOT NULL"
             " AND kind IN ('create', 'batch', 'amend') AND status BETWEEN 200 AND 299",
-            (client, since),
+            (client or None, since),
         )
         return {order_id for (order_id,) in rows}
 
@@ -221,6 +252,10 @@ def read(
     return [dict(zip(COLUMNS, row, strict=True)) for row in reversed(rows)]
 
 
+_COMPLETE_ITEM: Final = (
+    "UPDATE journal SET state = ?, status = ?, error = ?, done_time = ?,"
+    " order_id = COALESCE(?, order_id) WHERE call = ? AND item = ?"
+)
 _INSERT: Final = (
     "INSERT INTO journal (call, item, time, day, request_id, client, method, path, kind,"
     " decision, state, ticker, side, count, price, notional, client_order_id, subaccount,"
@@ -229,11 +264,11 @@ _INSERT: Final = (
 
 
 def _row(
-    entry: CallEntry, index: int, order: OrderFields, moment: datetime, state: str
+    call: int, entry: CallEntry, index: int, order: OrderFields, moment: datetime, state: str
 ) -> tuple[Any, ...]:
     notional = order.notional
     return (
-        None,
+        call,
         index,
         iso(moment),
         moment.date().isoformat(),

@@ -134,21 +134,33 @@ def read_orders(kind: Kind, body: bytes | None) -> list[OrderFields] | None:
     return [_fields(item) if isinstance(item, dict) else OrderFields() for item in items]
 
 
+class _Ambiguous:
+    """Two keys that Kalshi's Go decoder reads as one (e.g. count and Count)."""
+
+
+AMBIGUOUS: Final = _Ambiguous()
+
+
 def _key(doc: dict[str, Any], name: str) -> Any:
-    """A JSON key as Kalshi's Go server reads it: the letter case does not matter."""
-    if name in doc:
-        return doc[name]
-    return next((v for k, v in doc.items() if isinstance(k, str) and k.lower() == name), None)
+    """A JSON key as Kalshi's Go server reads it: in any letter case. Two spellings of one
+    key are AMBIGUOUS (Go would take the last; the proxy will not guess)."""
+    found = [v for k, v in doc.items() if isinstance(k, str) and k.lower() == name]
+    if len(found) > 1:
+        return AMBIGUOUS
+    return found[0] if found else None
 
 
 def _fields(item: dict[str, Any]) -> OrderFields:
     side = _key(item, "side")
     subaccount = _key(item, "subaccount")
+    price, count = exact(_key(item, "price")), exact(_key(item, "count"))
     return OrderFields(
         ticker=_text(_key(item, "ticker")),
         side=side if side in ("bid", "ask") else None,
-        price=exact(_key(item, "price")),
-        count=exact(_key(item, "count")),
+        # Only a real price (between $0 and $1) and a positive count are read: a negative
+        # one would make a negative notional that hides another order's.
+        price=price if price is not None and 0 < price < 1 else None,
+        count=count if count is not None and count > 0 else None,
         client_order_id=_text(_key(item, "client_order_id")),
         subaccount=subaccount if type(subaccount) is int and 0 <= subaccount < 2**31 else None,
         order_id=_text(_key(item, "order_id")),

@@ -26,9 +26,10 @@ from signing_proxy.kalshi.signer import Signer
 from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.logging import drop_none, get_logger
 from signing_proxy.ops.metrics import Metrics
+from signing_proxy.proxy.bodies import BodyBudget
 from signing_proxy.proxy.calls import CALL_RECORD, CallFailed, CallRecord
 from signing_proxy.proxy.compat import V1Sides
-from signing_proxy.proxy.forward import BodyBudget, Forwarder
+from signing_proxy.proxy.forward import Forwarder
 from signing_proxy.proxy.guard import add_cors_headers, make_guard
 from signing_proxy.proxy.limits_source import learn_limits
 from signing_proxy.proxy.live import Live
@@ -65,6 +66,8 @@ SESSIONS = web.AppKey("sessions", UpstreamSessions)
 GATE = web.AppKey("gate", Gate)
 # How often the dead-man's switches are looked at: a switch fires within this of its time.
 _HEARTBEAT_TICK = 0.25
+# Seconds between journal checkpoints (the WAL grows by a few hundred bytes per order).
+_CHECKPOINT_EVERY = 5.0
 
 # A client's X-Request-ID is kept only when it is short and plain, so it is safe to log.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -168,13 +171,26 @@ def open_journal(config: Config) -> Journal | None:
 async def _gateway(app: web.Application) -> AsyncIterator[None]:
     """Watch the dead-man's switches for the app's whole life; close the journal at the end."""
     gate = app[GATE]
-    task = asyncio.create_task(_watch_heartbeats(gate, app[FORWARDER], app[LIVE]))
+    tasks = [asyncio.create_task(_watch_heartbeats(gate, app[FORWARDER], app[LIVE]))]
+    if gate.journal is not None:
+        tasks.append(asyncio.create_task(_checkpoints(gate.journal)))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     if gate.journal is not None:
         gate.journal.close()
+
+
+async def _checkpoints(journal: Journal) -> None:
+    """Fold the journal's WAL into its file now and then, in a thread: never in an order."""
+    while True:
+        await asyncio.sleep(_CHECKPOINT_EVERY)
+        try:
+            await asyncio.to_thread(journal.checkpoint)
+        except sqlite3.Error as exc:
+            get_logger().warning("journal_checkpoint_failed", error=str(exc))
 
 
 async def _watch_heartbeats(gate: Gate, forwarder: Forwarder, live: Live) -> None:

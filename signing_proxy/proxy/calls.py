@@ -26,6 +26,8 @@ class CallRecord:
     retries: int = 0
     rate_wait_ms: float | None = None
     error: str | None = None
+    # An order call: its answer is read whole (not gzipped), so the journal gets its ids.
+    read_whole: bool = False
 
 
 CALL_RECORD = web.RequestKey("call_record", CallRecord)

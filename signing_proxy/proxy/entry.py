@@ -58,6 +58,15 @@ def v1_write(method: str, path: str) -> V1Write | None:
 # halt it lifted, so that this call, if it places an order, is still refused.
 LIFTED = web.RequestKey("deadman_lifted", Halt)
 DRY_RUN_HEADER = "X-Proxy-Dry-Run"
+# Only these say "not a dry run"; any other value (true, yes, 2...) is one: a preview that
+# was meant must never become a real order.
+_NOT_DRY = frozenset({"0", "false", "no", "off"})
+
+
+def wants_dry_run(request: web.Request) -> bool:
+    """Whether any copy of X-Proxy-Dry-Run asks for a preview."""
+    values = request.headers.getall(DRY_RUN_HEADER, [])
+    return any(value.strip().lower() not in _NOT_DRY for value in values)
 
 
 def order_call(method: str, path: str, write: V1Write | None) -> OrderCall | None:
@@ -94,7 +103,7 @@ def admit(
         else:
             # A translated V1 write is judged and journaled as the V2 order it becomes.
             found = orders.read_orders(call.kind, compat.v2_body(write, body) if write else body)
-    dry = request.headers.get(DRY_RUN_HEADER) == "1"
+    dry = wants_dry_run(request)
     lifted = request.get(LIFTED)
     verdict = gate.judge(rules, record.client, call, found, commit=not dry, lifted=lifted)
     if dry:
@@ -166,8 +175,12 @@ async def journaled(
     try:
         response = await send()
         body = response.body if isinstance(response, web.Response) else None
-        known = not (record.error or "").startswith(_MAYBE_SENT)
-        gate.complete(ticket, response.status, _bytes(body), record.error, known=known)
+        # A 5xx (Kalshi's edge, or the proxy's timeout) may come after the order reached
+        # the book: its outcome is unknown, so it stays counted. Only failures that mean
+        # nothing was sent (no connection, TLS) are known.
+        status = response.status
+        known = status < 500 or (record.error or "").startswith(_NOT_SENT)
+        gate.complete(ticket, status, _bytes(body), record.error, known=known)
         completed = True
         return response
     finally:
@@ -178,9 +191,12 @@ async def journaled(
 
 
 _NO_JOURNAL = "proxy_journal_unavailable"
-# Failures after which the call may have reached Kalshi: its outcome is unknown. (The
-# others, such as a refused connection or a TLS failure, mean nothing was sent.)
-_MAYBE_SENT = ("proxy_upstream_timeout", "proxy_upstream_protocol_error", "proxy_upstream_error")
+# Failures that mean the call never reached Kalshi.
+_NOT_SENT = (
+    "proxy_upstream_connect_timeout",
+    "proxy_upstream_unreachable",
+    "proxy_upstream_tls_error",
+)
 
 
 def _bytes(body: object) -> bytes | None:

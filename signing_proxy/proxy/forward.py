@@ -23,6 +23,7 @@ from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.metrics import Metrics
 from signing_proxy.proxy import compat, entry
 from signing_proxy.proxy.access import SAFE_METHODS, policy_forms
+from signing_proxy.proxy.bodies import BodyBudget, BodyBudgetSpent, BodyTooLarge, request_body
 from signing_proxy.proxy.calls import CALL_RECORD, Answer, CallFailed, CallRecord
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
 from signing_proxy.proxy.live import Live, Snapshot
@@ -46,40 +47,6 @@ _SMALL_BODY = 64 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 # Kalshi's 401 bodies are tiny; this much is read for the diagnosis, then relayed.
 _DIAGNOSIS_BYTES = 4096
-
-
-class BodyTooLarge(Exception):
-    """The client's body exceeds access.max_body_bytes."""
-
-
-class BodyBudgetSpent(Exception):
-    """Holding this body would pass limits.body_memory_bytes across all clients."""
-
-
-class BodyBudget:
-    """Bytes of request bodies held in memory at once, across all clients.
-
-    Each body is read whole before it goes upstream; without this bound, max_connections
-    clients each trickling a body just under max_body_bytes would hold both multiplied.
-    """
-
-    __slots__ = ("held", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held = 0
-
-    def take(self, size: int, hold: list[int]) -> None:
-        """Reserve `size` bytes, noted in `hold` so they can be given back; or raise."""
-        if self.held + size > self.limit:
-            raise BodyBudgetSpent
-        self.held += size
-        hold[0] += size
-
-    def give_back(self, hold: list[int]) -> None:
-        """Return what `hold` reserved."""
-        self.held -= hold[0]
-        hold[0] = 0
 
 
 class Forwarder:
@@ -151,7 +118,7 @@ class Forwarder:
             if isinstance(admitted, web.Response):
                 return admitted
             ticket = admitted
-        elif request.headers.get(entry.DRY_RUN_HEADER) == "1" and method not in SAFE_METHODS:
+        elif method not in SAFE_METHODS and entry.wants_dry_run(request):
             # A preview of a write that is no order call: nothing to judge, nothing sent.
             return entry.dry_run(record, snapshot.config.risk, None, None)
         limited = await _charge(snapshot, record, (method, target.path), write, body)
@@ -162,6 +129,7 @@ class Forwarder:
         send = functools.partial(self._send_on, request, record, snapshot, raw_target, body, write)
         if ticket is None:
             return await send()
+        record.read_whole = self.gate.journal is not None
         info = entry.call_info(request, record)
         return await entry.journaled(self.gate, ticket, info, record, send)
 
@@ -180,6 +148,9 @@ class Forwarder:
             translation = compat.Translation(self, self.v1_sides, snapshot, record, write, query)
             return await translation.run(await compat.read_whole(body))
         headers = upstream_request_headers(request.headers)
+        if record.read_whole:
+            # Uncompressed, so the journal can read the order ids (these answers are small).
+            headers.popall("Accept-Encoding", None)
         if isinstance(body, bytes):
             # Held in memory (and perhaps rewritten, by pinning): aiohttp states its length.
             headers.popall("Content-Length", None)
@@ -236,7 +207,7 @@ class Forwarder:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         try:
             async with asyncio.timeout(access.client_timeout):
-                return await _request_body(request, record, max_body, self.bodies, hold)
+                return await request_body(request, record, max_body, self.bodies, hold)
         except BodyTooLarge:
             message = f"request body exceeds access.max_body_bytes ({max_body} bytes)"
             return proxy_error(413, "proxy_body_too_large", message)
@@ -354,14 +325,18 @@ class Forwarder:
             path = request.raw_path.partition("?")[0]
             headers["Retry-After"] = str(_retry_after(snapshot, request.method, path))
         length = upstream.content_length
-        if (
-            not prefix
-            and length is not None
-            and length <= _SMALL_BODY
-            and request.method != "HEAD"
-            and upstream.status not in _NO_BODY_STATUSES
-        ):
-            return await _relay_small(request, record, upstream, headers, started)
+        readable = request.method != "HEAD" and upstream.status not in _NO_BODY_STATUSES
+        if not prefix and readable and length is not None and length <= _SMALL_BODY:
+            answer = await _relay_small(request, record, upstream, headers, started)
+            assert not isinstance(answer, bytes)  # no bound: always the answer
+            return answer
+        if not prefix and readable and length is None and record.read_whole:
+            # An order's answer sent chunked: held (up to a bound) so the journal gets its
+            # order ids; past the bound it streams on from what was read.
+            held = await _relay_small(request, record, upstream, headers, started, _SMALL_BODY)
+            if not isinstance(held, bytes):
+                return held
+            prefix = held
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=headers
         )
@@ -403,15 +378,24 @@ async def _relay_small(
     upstream: aiohttp.ClientResponse,
     headers: CIMultiDict[str],
     started: float,
-) -> web.StreamResponse:
-    """Read a small, sized answer whole and send it with its headers in one write."""
+    bound: int | None = None,
+) -> web.StreamResponse | bytes:
+    """Read a small answer whole and send it with its headers in one write; with a `bound`
+    (its size unknown), what was read when it turned out larger, for streaming on."""
     try:
-        body = await upstream.read()
+        if bound is None:
+            body = await upstream.read()
+        else:
+            body = await upstream.content.read(bound + 1)
+            while len(body) <= bound and not upstream.content.at_eof():
+                body += await upstream.content.read(bound + 1 - len(body))
     except (aiohttp.ClientError, TimeoutError) as exc:
         # Nothing has reached the client yet, so it can still get a clear error.
         record.error = "proxy_upstream_body_error"
         record.upstream_ms = _ms_since(started)
         return proxy_error(502, "proxy_upstream_body_error", describe(exc))
+    if len(body) > _SMALL_BODY:
+        return body  # larger than the bound: the caller streams it on
     record.upstream_ms = _ms_since(started)
     record.bytes_out = len(body)
     response = web.Response(status=upstream.status, reason=upstream.reason, headers=headers)
@@ -478,37 +462,6 @@ def _retry_after(snapshot: Snapshot, method: str, path: str) -> int:
     rate = limiter.rate(bucket)
     missing = max(0.0, cost - limiter.levels()[bucket])
     return max(1, int(-(-missing // rate)))
-
-
-async def _request_body(
-    request: web.Request, record: CallRecord, max_body: int, bodies: BodyBudget, hold: list[int]
-) -> aiohttp.StreamReader | bytes | None:
-    if not request.body_exists:
-        return None
-    length = request.content_length
-    if length is not None:
-        if max_body and length > max_body:
-            raise BodyTooLarge
-        record.bytes_in = length
-        if not max_body:
-            return request.content  # no limit set: it streams through as it arrives
-        # Read whole before any upstream connection is taken, so a client that trickles
-        # its body holds no connection that other calls (cancels) need; it gets 408.
-        bodies.take(length, hold)
-        return await request.content.readexactly(length)
-    if not max_body:
-        return request.content
-    # Chunked: buffer up to the limit so an oversized body never reaches Kalshi at all.
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > max_body:
-            raise BodyTooLarge
-        bodies.take(len(chunk), hold)
-        chunks.append(chunk)
-    record.bytes_in = size
-    return b"".join(chunks)
 
 
 def _abort(request: web.Request) -> None:
