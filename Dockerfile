@@ -40,14 +40,20 @@ FROM ${BASE_IMAGE}
 # A fixed uid, so that a key file can be given to it (chown 10001, chmod 0400).
 RUN groupadd --system --gid 10001 signing-proxy \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin signing-proxy
+      --shell /usr/sbin/nologin signing-proxy \
+ && install -d -o 10001 -g 10001 -m 1777 /var/lib/signing-proxy
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SIGNING_PROXY_HOST=0.0.0.0 \
     SIGNING_PROXY_PORT=8080 \
-    SIGNING_PROXY_LOG_FORMAT=json
+    SIGNING_PROXY_LOG_FORMAT=json \
+    XDG_STATE_HOME=/var/lib
+# The order journal (halts, the daily notional, what each bot sent) lives in (the
+# directory is writable by any uid, like /tmp, so that --user works; the file is 0600)
+# /var/lib/signing-proxy/journal-<env>.sqlite3: mount a volume there to keep it when the
+# container is replaced (-v signing-proxy-journal:/var/lib/signing-proxy).
 USER 10001:10001
 EXPOSE 8080
 # No curl in the image: the venv's Python asks /healthz.

@@ -48,11 +48,13 @@ remove_all() {
   # What an earlier (possibly aborted) run or this one left: containers, network, project.
   command -v podman >/dev/null 2>&1 || return 0
   if [ -n "${COMPOSE_READY:-}" ]; then
-    compose down -t 2 >/dev/null 2>&1 || true
+    compose down -v -t 2 >/dev/null 2>&1 || true
   fi
-  podman rm -f -t 2 "$PREFIX-proxy" "$PREFIX-sandbox" >/dev/null 2>&1 || true
+  # -v: with the journal's volumes (the image declares one), which would pile up.
+  podman rm -f -v -t 2 "$PREFIX-proxy" "$PREFIX-sandbox" >/dev/null 2>&1 || true
   podman ps -a --filter "label=io.podman.compose.project=$PROJECT" -q 2>/dev/null \
-    | xargs -r podman rm -f -t 2 >/dev/null 2>&1 || true
+    | xargs -r podman rm -f -v -t 2 >/dev/null 2>&1 || true
+  podman volume rm -f "${PROJECT}_journal" >/dev/null 2>&1 || true
   podman network rm -f "$NETWORK" "${PROJECT}_default" >/dev/null 2>&1 || true
 }
 

@@ -165,7 +165,10 @@ def open_journal(config: Config) -> Journal | None:
     try:
         return Journal(path)
     except (OSError, sqlite3.Error) as exc:
-        raise ConfigError(f"journal.path: cannot open {path}: {exc}") from None
+        raise ConfigError(
+            f"journal.path: cannot open {path}: {exc}; set journal.path (or "
+            "SIGNING_PROXY_JOURNAL) to a writable file, or to null to run without a journal"
+        ) from None
 
 
 async def _gateway(app: web.Application) -> AsyncIterator[None]:

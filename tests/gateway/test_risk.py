@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from signing_proxy.gateway.orders import OrderFields
+from signing_proxy.gateway.risk import DailyNotional
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -219,3 +220,29 @@ async def test_no_spelling_of_order_entry_walks_around_the_rules(proxy: Any, pat
     status, body = await send(client, BOT, path, order(count="11"))
     assert status == 403 and body["error"]["code"] == "proxy_risk_max_order_count"
     assert upstream.seen == []
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.booleans(), st.integers(1, 5000), st.booleans()), min_size=1, max_size=60
+    )
+)
+def test_the_daily_notional_never_passes_its_limit(steps: list[tuple[bool, int, bool]]) -> None:
+    """Reserve and give back in any order, in cents as fixed-point strings: the total held
+    is exactly what was reserved and not given back, and never above the limit."""
+    limit = Decimal("100.00")
+    daily = DailyNotional(lambda client, day: Decimal(0))
+    held: list[Decimal] = []
+    for other_client, cents, give_back in steps:
+        client = "b" if other_client else "a"
+        amount = Decimal(cents) / 100
+        if give_back and held and client == "a":
+            daily.give_back("a", "2026-11-30", held.pop())
+            continue
+        refused = daily.reserve(client, "2026-11-30", amount, limit)
+        if client == "a":
+            if refused is None:
+                held.append(amount)
+            else:
+                assert sum(held, Decimal(0)) + amount > limit
+        assert daily.spent("a", "2026-11-30") == sum(held, Decimal(0)) <= limit
