@@ -20,6 +20,7 @@ Environment = Literal["demo", "production"]
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 V1Orders = Literal["refuse", "translate"]
+WebSocketMode = Literal["shared", "relay"]
 
 MEBIBYTE = 1024 * 1024
 
@@ -211,6 +212,33 @@ class JournalConfig:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    """How client WebSockets reach Kalshi: one shared upstream feed, or one each."""
+
+    mode: WebSocketMode = setting(
+        "relay",
+        "shared: one upstream connection per host, subscriptions shared and fanned out; "
+        "relay: one upstream connection per client",
+        choice("shared", "relay"),
+        env="SIGNING_PROXY_WEBSOCKET_MODE",
+        restart=True,
+    )
+    # The next client often comes soon (a bot restarting): the connection waits for it.
+    linger: float = setting(
+        30.0, "seconds the shared connection stays open after its last client left", seconds()
+    )
+    # Clients keep their connection while the proxy reconnects upstream, up to this long.
+    upstream_grace: float = setting(
+        30.0, "seconds clients wait for a lost upstream before they are closed (1011)", seconds()
+    )
+    client_queue_frames: int = setting(
+        10_000,
+        "frames a shared-feed client may have waiting before it is dropped (1008)",
+        integer(10),
+    )
+
+
 def _rate_limit(value: Any, name: str, env: Mapping[str, str]) -> RateLimitConfig | None:
     # Its defaults follow the chosen tier, so the section validates its own keys.
     return parse_rate_limit(value)
@@ -243,6 +271,7 @@ class Config:
     compat: CompatConfig = section(CompatConfig, "removed Kalshi routes")
     risk: RiskConfig = section(RiskConfig, "limits on order entry")
     journal: JournalConfig = section(JournalConfig, "the order journal")
+    websocket: WebSocketConfig = section(WebSocketConfig, "client WebSockets", restart=True)
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret string this configuration holds, for log redaction."""

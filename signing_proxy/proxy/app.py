@@ -37,6 +37,7 @@ from signing_proxy.proxy.paths import NOT_PROXIED, ROUTE, RouteKind
 from signing_proxy.proxy.signing_engine import SigningEngine
 from signing_proxy.proxy.upstream import UpstreamSessions
 from signing_proxy.ws.relay import WS_RELAY, WebSocketRelay
+from signing_proxy.ws.shared import SharedFeed
 
 
 @dataclass(slots=True)
@@ -134,7 +135,10 @@ def create_app(config: Config, signer: Signer, *, background_probe: bool = True)
     app.cleanup_ctx.append(_gateway)
     if background_probe and config.upstream.probe_interval > 0:
         app.cleanup_ctx.append(_probe_loop)
-    relay = WebSocketRelay(live, metrics, sessions, max_sessions=config.limits.websocket_sessions)
+    shared = SharedFeed(config.websocket) if config.websocket.mode == "shared" else None
+    relay = WebSocketRelay(
+        live, metrics, sessions, max_sessions=config.limits.websocket_sessions, shared=shared
+    )
     app[WS_RELAY] = relay
     app.on_shutdown.append(relay.on_shutdown)
     # One route: the guard has already decided what the request is for (paths.route_target),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -20,6 +21,11 @@ from aiohttp import WSMsgType, web
 
 from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_TIMESTAMP
 from signing_proxy.kalshi.verifier import check_auth
+from signing_proxy.kalshi.ws_protocol import CHANNELS, UPDATE_ACTIONS
+from signing_proxy.kalshi.ws_protocol import CommandError as _CommandError
+from signing_proxy.kalshi.ws_protocol import one_sid as _one_sid
+from signing_proxy.kalshi.ws_protocol import params_of as _params
+from signing_proxy.kalshi.ws_protocol import reply_id as _id
 from signing_proxy.sandbox import ws_messages as messages
 from signing_proxy.sandbox.events import (
     Event,
@@ -37,25 +43,6 @@ from signing_proxy.sandbox.wire import JSON
 WS_PATH: Final = "/trade-api/ws/v2"
 MARGIN_WS_PATH: Final = "/trade-api/ws/v2/margin"
 HEARTBEAT_PAYLOAD: Final = b"heartbeat"
-# Every channel name Kalshi accepts (asyncapi.yaml); only ticker and orderbook_delta carry
-# generated data here, the others subscribe and stay quiet.
-CHANNELS: Final = frozenset(
-    {
-        "orderbook_delta",
-        "ticker",
-        "trade",
-        "fill",
-        "market_positions",
-        "market_lifecycle_v2",
-        "multivariate_market_lifecycle",
-        "multivariate",
-        "communications",
-        "order_group_updates",
-        "user_orders",
-        "cfbenchmarks_value",
-    }
-)
-_UPDATE_ACTIONS: Final = ("add_markets", "delete_markets", "get_snapshot")
 # Messages a connection may have waiting before it counts as too slow.
 _OUTBOX: Final = 10_000
 # Stable market ids: the REST markets carry none, Kalshi's messages do.
@@ -76,6 +63,12 @@ class SandboxWs:
 
     settings: WsSettings = field(default_factory=WsSettings)
     heartbeat_pongs: int = 0  # Pongs that answered a `heartbeat` Ping
+    connections_opened: int = 0
+    open_connections: int = 0
+    # The latest commands received, as parsed (what a proxy in front subscribed, say).
+    commands: deque[JSON] = field(default_factory=lambda: deque(maxlen=10_000))
+    # Times each (channel, market) was subscribed or added ("*": every market).
+    subscribed: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 SANDBOX_WS: web.AppKey[SandboxWs] = web.AppKey("sandbox_ws", SandboxWs)
@@ -111,7 +104,13 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         body = {"error": {"code": "bad_request", "message": "websocket upgrade required"}}
         return _json_response(400, body)
     await ws.prepare(request)
-    await _Connection(ws, state, request.app[SANDBOX_WS]).run()
+    counters = request.app[SANDBOX_WS]
+    counters.connections_opened += 1
+    counters.open_connections += 1
+    try:
+        await _Connection(ws, state, counters).run()
+    finally:
+        counters.open_connections -= 1
     return ws
 
 
@@ -141,16 +140,6 @@ def _json_response(status: int, payload: JSON) -> web.Response:
 # --- messages --------------------------------------------------------------------------------
 
 
-class _CommandError(Exception):
-    """A command Kalshi would refuse: answered as {"id", "type": "error", "msg": {code, msg}}."""
-
-    def __init__(self, code: int, message: str, **extra: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.extra = extra
-
-
 @dataclass(slots=True)
 class _Subscription:
     sid: int
@@ -176,13 +165,6 @@ class _Subscription:
         return not tickers or not self.tickers or bool(set(tickers) & set(self.tickers))
 
 
-def _params(doc: JSON) -> JSON:
-    params = doc.get("params")
-    if not isinstance(params, dict):
-        raise _CommandError(2, "Params required")
-    return params
-
-
 def _tickers(params: JSON, state: SandboxState) -> list[str]:
     """The market tickers named by market_ticker or market_tickers, each known to exist."""
     single, many = params.get("market_ticker"), params.get("market_tickers")
@@ -195,16 +177,6 @@ def _tickers(params: JSON, state: SandboxState) -> list[str]:
         if ticker not in state.markets:
             raise _CommandError(16, "Market not found", market_ticker=ticker)
     return list(dict.fromkeys(tickers))
-
-
-def _one_sid(params: JSON) -> int:
-    sids = params.get("sids")
-    if "sid" in params and sids is None:
-        sids = [params["sid"]]
-    if not isinstance(sids, list) or len(sids) != 1 or not isinstance(sids[0], int):
-        raise _CommandError(12, "Exactly one subscription ID is required")
-    sid: int = sids[0]
-    return sid
 
 
 # --- a connection ----------------------------------------------------------------------------
@@ -288,6 +260,7 @@ class _Connection:
         raw_id = doc.get("id")
         # Kalshi treats id 0 as no id at all.
         cmd_id = raw_id if isinstance(raw_id, int) and raw_id > 0 else None
+        self._counters.commands.append(doc)
         command = self._commands.get(doc.get("cmd", ""))
         try:
             if command is None:
@@ -313,6 +286,7 @@ class _Connection:
             self._last_sid += 1
             use_yes = params.get("use_yes_price") is True
             sub = _Subscription(self._last_sid, channel, list(tickers), use_yes)
+            self._counters.subscribed.update((channel, t) for t in tickers or ["*"])
             sub.skip_ticker_ack = params.get("skip_ticker_ack") is True
             self._subs[sub.sid] = sub
             reply = {"channel": channel, "sid": sub.sid}
@@ -348,7 +322,7 @@ class _Connection:
         action = params.get("action")
         if action is None:
             raise _CommandError(15, "Action required")
-        if action not in _UPDATE_ACTIONS:
+        if action not in UPDATE_ACTIONS:
             raise _CommandError(13, "Unsupported action")
         sub = self._subs.get(_one_sid(params))
         if sub is None:
@@ -362,6 +336,7 @@ class _Connection:
         added = [t for t in tickers if t not in sub.tickers]
         if action == "add_markets":
             sub.tickers.extend(added)
+            self._counters.subscribed.update((sub.channel, t) for t in added)
         elif action == "delete_markets":
             sub.tickers[:] = [t for t in sub.tickers if t not in tickers]
         reply = {} if sub.skip_ticker_ack else {"market_tickers": list(sub.tickers)}
@@ -444,8 +419,3 @@ class _Connection:
     def _ticker(self, sub: _Subscription, ticker: str) -> JSON:
         # No seq: Kalshi's ticker messages carry none (asyncapi.yaml, tickerPayload).
         return {"type": "ticker", "sid": sub.sid, "msg": messages.ticker(self._state, ticker)}
-
-
-def _id(cmd_id: int | None) -> JSON:
-    """The reply's id field: absent when the command had none."""
-    return {} if cmd_id is None else {"id": cmd_id}

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import aiohttp
@@ -17,6 +18,7 @@ from signing_proxy.config import MARGIN_WS_PATH
 from signing_proxy.errors import proxy_error
 from signing_proxy.ops.logging import get_logger
 from signing_proxy.ops.metrics import Metrics
+from signing_proxy.proxy.access import CLIENT
 from signing_proxy.proxy.calls import CALL_RECORD
 from signing_proxy.proxy.forward import USER_AGENT
 from signing_proxy.proxy.headers import downstream_response_headers
@@ -30,6 +32,7 @@ from signing_proxy.ws.session import (
     Session,
     SessionStats,
 )
+from signing_proxy.ws.shared import SharedClient, SharedFeed
 
 # aiohttp's own default, stated so both directions use the same limit.
 MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
@@ -38,6 +41,8 @@ MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 UPSTREAM_HEARTBEAT: Final = 30.0
 # Clients idle as long as they like; a ping after 30 s of silence finds the dead ones.
 CLIENT_HEARTBEAT: Final = 30.0
+# A client that may read this may read the account's WebSocket channels (fill, ...).
+_PORTFOLIO_READ: Final = "/trade-api/v2/portfolio/orders"
 # A refused handshake's body is an error message; anything longer is cut here.
 _MAX_REFUSAL_BODY: Final = 64 * 1024
 
@@ -52,6 +57,7 @@ class WebSocketRelay:
         sessions: UpstreamSessions,
         limits: QueueLimits | None = None,
         max_sessions: int = 64,
+        shared: SharedFeed | None = None,
     ) -> None:
         # A reload swaps the signer and config, so both are read at each handshake.
         self._live = live
@@ -63,15 +69,18 @@ class WebSocketRelay:
         # them cannot overshoot it.
         self._opening = 0
         self._sessions: set[Session] = set()
+        # websocket.mode: shared: clients join one upstream connection per path.
+        self._shared = shared
+        self._shared_open = 0
         # Frames of sessions already closed; open ones are added at scrape time, so the
         # relay pays nothing per frame for metrics.
         self._closed_frames = [0, 0]
-        metrics.watch_websockets(self.frame_totals, lambda: len(self._sessions))
+        metrics.watch_websockets(self.frame_totals, lambda: self.open_sessions)
 
     @property
     def open_sessions(self) -> int:
-        """How many sessions are relaying now."""
-        return len(self._sessions)
+        """How many client sessions are open now (relayed or on the shared feed)."""
+        return len(self._sessions) + self._shared_open
 
     def frame_totals(self) -> tuple[int, int]:
         """Frames relayed so far, (client to upstream, upstream to client)."""
@@ -97,7 +106,7 @@ class WebSocketRelay:
                 f"{request[ROUTE].path} accepts WebSocket connections only",
                 headers={"Upgrade": "websocket"},
             )
-        if len(self._sessions) + self._opening >= self._max_sessions:
+        if self.open_sessions + self._opening >= self._max_sessions:
             request[CALL_RECORD].error = "proxy_websocket_limit"
             return proxy_error(
                 503,
@@ -107,6 +116,8 @@ class WebSocketRelay:
             )
         # One generation of settings for the whole handshake, as for REST calls.
         handshake = _Handshake(request, self._live.current)
+        if self._shared is not None:
+            return await self._serve_shared(handshake, client)
         self._opening += 1
         try:
             opened = await self._connect(handshake)
@@ -122,8 +133,70 @@ class WebSocketRelay:
         await self._relay(handshake, client, opened)
         return client
 
+    async def _serve_shared(
+        self, handshake: _Handshake, client: web.WebSocketResponse
+    ) -> web.StreamResponse:
+        """websocket.mode: shared: this client joins the path's shared upstream connection."""
+        assert self._shared is not None
+        request, path = handshake.request, handshake.path
+        self._opening += 1
+        try:
+            hub = await self._shared.hub_for(
+                path, lambda: self._connect(handshake), self._reconnector(path)
+            )
+            if isinstance(hub, web.StreamResponse):
+                return hub
+            await client.prepare(request)
+        finally:
+            self._opening -= 1
+        snapshot = self._live.current
+        name = handshake.record.client
+        portfolio = snapshot.access.authorize(request[CLIENT], "GET", _PORTFOLIO_READ) is None
+        member = SharedClient(
+            client,
+            hub,
+            private=portfolio,
+            pin=snapshot.pins.get(name or ""),
+            limit=self._shared.config.client_queue_frames,
+        )
+        fields = {"request_id": handshake.record.request_id, "client": name or request.remote}
+        get_logger().info("ws_open", mode="shared", path=path, **fields)
+        self._metrics.ws_sessions_total.inc()
+        self._shared_open += 1
+        try:
+            await self._shared.serve(path, hub, member)
+        finally:
+            self._shared_open -= 1
+            self._closed_frames[1] += member.frames_out
+        code = member.ending[0] if member.ending else 1000
+        get_logger().info(
+            "ws_close", mode="shared", close_code=code, frames_out=member.frames_out, **fields
+        )
+        return client
+
+    def _reconnector(self, path: str) -> Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]:
+        """Opens the shared connection again, freshly signed with the current key."""
+
+        async def connect() -> aiohttp.ClientWebSocketResponse:
+            snapshot = self._live.current
+            upstream = snapshot.config.upstream
+            base = upstream.margin_ws_url if path == MARGIN_WS_PATH else upstream.ws_url
+            headers = {"User-Agent": USER_AGENT, **snapshot.signer.headers("GET", path)}
+            async with asyncio.timeout(upstream.timeout):
+                return await self._session().ws_connect(
+                    URL(base, encoded=True),
+                    headers=headers,
+                    heartbeat=UPSTREAM_HEARTBEAT,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                    max_msg_size=MAX_FRAME_BYTES,
+                )
+
+        return connect
+
     async def close_all(self, code: int = 1001, message: bytes = b"proxy shutting down") -> None:
         """Close every session, telling both sides `code`; returns once all are closed."""
+        if self._shared is not None:
+            await self._shared.close_all()
         sessions = list(self._sessions)
         reason = message.decode(errors="replace")
         for session in sessions:

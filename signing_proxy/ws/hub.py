@@ -1,0 +1,319 @@
+"""The shared feed's subscriptions: each (channel, market) subscribed once upstream, and
+every upstream message delivered to the client subscriptions that cover it, with the
+client's own sid and seq. Order books are kept, so a client joining one that is
+already streaming gets a snapshot; after a gap or a reconnect every client of a book
+gets a fresh one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from signing_proxy.kalshi import ws_protocol as protocol
+from signing_proxy.ops.logging import get_logger
+from signing_proxy.ws.book import Book, shown_delta
+from signing_proxy.ws.link import UpstreamLink
+
+JSON = dict[str, Any]
+ALL = None  # a subscription to every market of its channel
+
+
+class Outlet(Protocol):
+    """Where a client subscription's messages go (the client's connection)."""
+
+    def send(self, message: JSON) -> None:
+        """Queue `message` for the client."""
+
+
+@dataclass(eq=False, slots=True)
+class ClientSub:
+    """One subscription of one client: its sid, what it covers, its own seq."""
+
+    outlet: Outlet
+    sid: int
+    channel: str
+    markets: dict[str, None] | None  # in the order they were named; None: every market
+    use_yes_price: bool = False
+    skip_ticker_ack: bool = False
+    seq: int = 0
+    ready: bool = False  # `subscribed` sent: messages flow; before, they wait in `held`
+    held: list[tuple[str, JSON]] = field(default_factory=list)
+    snapshotted: set[str] = field(default_factory=set)  # books it has a snapshot of
+
+    def next_seq(self) -> int:
+        """The subscription's next sequence number, from 1."""
+        self.seq += 1
+        return self.seq
+
+    def emit(self, kind: str, msg: JSON) -> None:
+        """Send a data message (held until the reply to the command that asked for it)."""
+        if self.ready:
+            self._send(kind, msg)
+        else:
+            self.held.append((kind, msg))
+
+    def _send(self, kind: str, msg: JSON) -> None:
+        # The seq is taken as it is sent, so that it follows the reply's own.
+        message: JSON = {"type": kind, "sid": self.sid}
+        if kind in protocol.SEQUENCED:
+            message["seq"] = self.next_seq()
+        message["msg"] = msg
+        self.outlet.send(message)
+
+    def open(self) -> None:
+        """The reply was sent: what waited goes out, in order."""
+        self.ready = True
+        for kind, msg in self.held:
+            self._send(kind, msg)
+        self.held.clear()
+
+
+@dataclass(slots=True)
+class _Group:
+    """One upstream subscription: a channel, for named markets or for all of them."""
+
+    channel: str
+    every_market: bool
+    sid: int | None = None
+    markets: dict[str, int] = field(default_factory=dict)  # market -> client subs needing it
+    last_seq: int = 0
+
+
+class Hub:
+    """The subscriptions of one upstream connection and the clients that share it."""
+
+    def __init__(self, link_factory: Callable[[Hub], UpstreamLink]) -> None:
+        self.link = link_factory(self)
+        self._groups: dict[tuple[str, bool], _Group] = {}
+        self._by_sid: dict[int, _Group] = {}
+        self._routes: dict[tuple[str, str | None], set[ClientSub]] = {}
+        self._books: dict[str, Book] = {}
+        self._tickers: dict[str, JSON] = {}  # last ticker msg per market
+        self._lock = asyncio.Lock()
+        self.gaps = 0
+        self.upstream_subscribes = 0
+
+    # --- what clients ask for -------------------------------------------------------------
+
+    async def add(self, sub: ClientSub, markets: list[str]) -> None:
+        """Cover `markets` (or every market) of the sub's channel upstream, then route them
+        to `sub`; raises Kalshi's CommandError when the upstream refuses."""
+        key = (sub.channel, sub.markets is None)
+        routes: list[str | None] = list(markets) or [ALL]
+        for market in routes:
+            self._routes.setdefault((sub.channel, market), set()).add(sub)
+        try:
+            async with self._lock:
+                await self._cover(key, markets)
+        except protocol.CommandError:
+            for market in routes:
+                self._routes.get((sub.channel, market), set()).discard(sub)
+            raise
+        if sub.channel in protocol.MARKETS_REQUIRED:
+            for market in markets:
+                book = self._books.get(market)
+                if book is not None and market not in sub.snapshotted:
+                    self._snapshot_to(sub, book)  # streaming already: a snapshot of it now
+        elif sub.channel == "ticker":
+            for market in markets:
+                if market in self._tickers:
+                    sub.emit("ticker", self._tickers[market])
+
+    async def remove(self, sub: ClientSub, markets: list[str] | None) -> None:
+        """Stop routing `markets` (None: all it had) to `sub`; drop what nobody needs."""
+        names: list[str | None] = list(sub.markets or []) if markets is None else list(markets)
+        if sub.markets is None:
+            names = [ALL]
+        key = (sub.channel, sub.markets is None)
+        for market in names:
+            self._routes.get((sub.channel, market), set()).discard(sub)
+            sub.snapshotted.discard(market or "")
+        async with self._lock:
+            await self._uncover(key, [m for m in names if m is not None])
+
+    async def _cover(self, key: tuple[str, bool], markets: list[str]) -> None:
+        group = self._groups.get(key)
+        if group is None or group.sid is None:
+            group = group or _Group(key[0], key[1])
+            params: JSON = {"channels": [key[0]]}
+            if not group.every_market:
+                params["market_tickers"] = markets
+            await self.link.command("subscribe", params, self._binder(group, markets))
+            self.upstream_subscribes += 1
+            return
+        new = [m for m in markets if m not in group.markets]
+        if new and not group.every_market:
+            params = {"sids": [group.sid], "action": "add_markets", "market_tickers": new}
+            await self.link.command("update_subscription", params, self._counter(group, new))
+        self._count(group, [m for m in markets if m not in new])
+
+    def _binder(self, group: _Group, markets: list[str]) -> Callable[[JSON], None]:
+        """Binds the upstream sid the moment its reply is read (its snapshot comes next)."""
+
+        def bind(reply: JSON) -> None:
+            group.sid = int(reply["msg"]["sid"])
+            self._groups[(group.channel, group.every_market)] = group
+            self._by_sid[group.sid] = group
+            self._count(group, markets)
+
+        return bind
+
+    def _counter(self, group: _Group, markets: list[str]) -> Callable[[JSON], None]:
+        def count(reply: JSON) -> None:
+            self._count(group, markets)
+            _took_seq(group, reply)
+
+        return count
+
+    @staticmethod
+    def _count(group: _Group, markets: list[str]) -> None:
+        for market in markets:
+            group.markets[market] = group.markets.get(market, 0) + 1
+
+    async def _uncover(self, key: tuple[str, bool], markets: list[str]) -> None:
+        group = self._groups.get(key)
+        if group is None:
+            return
+        unused = []
+        for market in markets:
+            left = group.markets.get(market, 0) - 1
+            if left > 0:
+                group.markets[market] = left
+            else:
+                group.markets.pop(market, None)
+                unused.append(market)
+        everyone = self._routes.get((key[0], ALL), set())
+        routed = bool(everyone) if group.every_market else bool(group.markets)
+        try:
+            if not routed:
+                await self._drop(group)
+            elif unused:
+                params = {"sids": [group.sid], "action": "delete_markets", "market_tickers": unused}
+                await self.link.command(
+                    "update_subscription", params, lambda reply: _took_seq(group, reply)
+                )
+        except protocol.CommandError:
+            pass  # the upstream is away: a reconnect subscribes only what is needed
+        for market in unused:
+            if key[0] in protocol.MARKETS_REQUIRED:
+                self._books.pop(market, None)
+
+    async def _drop(self, group: _Group) -> None:
+        self._groups.pop((group.channel, group.every_market), None)
+        if group.sid is not None:
+            self._by_sid.pop(group.sid, None)
+            await self.link.command("unsubscribe", {"sids": [group.sid]})
+
+    # --- what the upstream sends ----------------------------------------------------------
+
+    def on_message(self, doc: JSON) -> None:
+        """Route one upstream message to the client subscriptions that cover it."""
+        group = self._by_sid.get(doc.get("sid"))  # type: ignore[arg-type]
+        msg = doc.get("msg")
+        if group is None or not isinstance(msg, dict):
+            return
+        kind = str(doc.get("type"))
+        market = msg.get("market_ticker")
+        if group.channel in protocol.MARKETS_REQUIRED:
+            self._book_message(group, doc, kind, msg)
+            return
+        if kind == "ticker" and isinstance(market, str):
+            self._tickers[market] = msg
+        key = ALL if group.every_market else market
+        for sub in tuple(self._routes.get((group.channel, key), ())):
+            sub.emit(kind, msg)
+
+    def _book_message(self, group: _Group, doc: JSON, kind: str, msg: JSON) -> None:
+        seq = doc.get("seq")
+        if isinstance(seq, int):
+            if group.last_seq and seq != group.last_seq + 1:
+                group.last_seq = seq
+                self._resync(group)
+                return
+            group.last_seq = seq
+        market = msg.get("market_ticker")
+        if not isinstance(market, str) or market not in group.markets:
+            return
+        subs = tuple(self._routes.get((group.channel, market), ()))
+        if kind == "orderbook_snapshot":
+            book = self._books[market] = Book.from_snapshot(msg)
+            for sub in subs:
+                self._snapshot_to(sub, book)
+        elif kind == "orderbook_delta":
+            known = self._books.get(market)
+            if known is None or not known.apply(msg):
+                return
+            for sub in subs:
+                if market in sub.snapshotted:
+                    sub.emit(kind, shown_delta(msg, sub.use_yes_price))
+
+    def snapshot(self, sub: ClientSub, market: str) -> None:
+        """A snapshot of `market`'s book now, for `sub` (get_snapshot), if it is streaming."""
+        book = self._books.get(market)
+        if book is not None:
+            self._snapshot_to(sub, book)
+
+    def _snapshot_to(self, sub: ClientSub, book: Book) -> None:
+        sub.snapshotted.add(book.ticker)
+        sub.emit("orderbook_snapshot", book.snapshot(sub.use_yes_price))
+
+    def _resync(self, group: _Group) -> None:
+        """A seq was skipped: the books cannot be trusted; ask for fresh snapshots."""
+        self.gaps += 1
+        get_logger().warning("ws_upstream_gap", channel=group.channel, markets=len(group.markets))
+        for market in group.markets:
+            self._books.pop(market, None)
+        asyncio.get_running_loop().create_task(self._snapshots(group))
+
+    async def _snapshots(self, group: _Group) -> None:
+        if group.sid is None or not group.markets:
+            return
+        params = {
+            "sids": [group.sid],
+            "action": "get_snapshot",
+            "market_tickers": list(group.markets),
+        }
+        # If the link is going down, the reconnect subscribes afresh anyway.
+        with contextlib.suppress(protocol.CommandError):
+            await self.link.command(
+                "update_subscription", params, lambda reply: _took_seq(group, reply)
+            )
+
+    # --- the upstream connection's life ---------------------------------------------------
+
+    def on_down(self) -> None:
+        """The upstream is gone: no book can be trusted until it is back."""
+        self._books.clear()
+        self._by_sid.clear()
+        for group in self._groups.values():
+            group.sid, group.last_seq = None, 0
+
+    async def on_reconnected(self) -> None:
+        """Subscribe again to everything clients need; fresh snapshots follow."""
+        async with self._lock:
+            for group in list(self._groups.values()):
+                params: JSON = {"channels": [group.channel]}
+                if not group.every_market:
+                    if not group.markets:
+                        continue
+                    params["market_tickers"] = list(group.markets)
+                try:
+                    reply = await self.link.command("subscribe", params)
+                except protocol.CommandError as exc:
+                    get_logger().warning(
+                        "ws_resubscribe_failed", channel=group.channel, code=exc.code
+                    )
+                    continue
+                self.upstream_subscribes += 1
+                group.sid = int(reply["msg"]["sid"])
+                self._by_sid[group.sid] = group
+
+
+def _took_seq(group: _Group, reply: JSON) -> None:
+    """A reply about the subscription (ok, unsubscribed) takes one of its seq numbers."""
+    seq = reply.get("seq")
+    if isinstance(seq, int) and reply.get("sid") == group.sid:
+        group.last_seq = seq

@@ -1,0 +1,158 @@
+"""websocket.mode: shared, against the sandbox's WebSocket: many clients, one upstream
+connection and one upstream subscription per (channel, market); each client speaks
+Kalshi's protocol with its own sids and seq, and its books match the exchange's."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestServer
+
+from signing_proxy.sandbox import create_sandbox_app
+from signing_proxy.sandbox.state import SANDBOX_STATE
+from signing_proxy.sandbox.ws import SANDBOX_WS, WsSettings
+from tests.support.keys import KEY_ID, KeyMaterial
+from tests.ws import test_websocket as relay_tests
+from tests.ws.test_websocket import WS, server_url
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+SHARED = {"SIGNING_PROXY_WEBSOCKET_MODE": "shared"}
+Book = dict[tuple[str, Decimal], Decimal]
+
+
+@pytest.fixture
+async def sandbox(key_material: KeyMaterial) -> AsyncIterator[TestServer]:
+    app = create_sandbox_app({KEY_ID: key_material.public_key}, seed=3)
+    app[SANDBOX_WS].settings = WsSettings(heartbeat_interval=60, update_interval=0.02)
+    server = TestServer(app)
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def shared_proxy(make_proxy: Any) -> Callable[..., Awaitable[Any]]:
+    """make_proxy with websocket.mode: shared."""
+
+    async def factory(url: str, config_file: Path | None = None, **env: str) -> Any:
+        return await make_proxy(url, config_file, **SHARED, **env)
+
+    return factory
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        relay_tests.test_subscribe_gets_replies_then_data_in_order,
+        relay_tests.test_commands_and_errors_have_kalshis_shapes,
+        relay_tests.test_update_subscription_adds_markets_with_snapshots,
+    ],
+    ids=lambda test: test.__name__,
+)
+async def test_the_relays_protocol_tests_pass_on_the_shared_feed(
+    test: Callable[..., Awaitable[None]], sandbox: TestServer, shared_proxy: Any
+) -> None:
+    await test(sandbox, shared_proxy)
+
+
+def markets_of(sandbox: TestServer, count: int) -> list[str]:
+    return sorted(sandbox.app[SANDBOX_STATE].markets)[:count]
+
+
+class Stream:
+    """One client's messages, and the books its snapshots and deltas describe."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.books: dict[str, Book] = {}
+        self.seqs: dict[int, list[int]] = {}
+
+    def take(self, message: dict[str, Any]) -> None:
+        kind, msg = message["type"], message.get("msg", {})
+        if "seq" in message and kind.startswith("orderbook"):
+            self.seqs.setdefault(message["sid"], []).append(message["seq"])
+        if kind == "orderbook_snapshot":
+            book: Book = {}
+            for side in ("yes", "no"):
+                for price, size in msg.get(f"{side}_dollars_fp", []):
+                    book[(side, Decimal(price))] = Decimal(size)
+            self.books[msg["market_ticker"]] = book
+        elif kind == "orderbook_delta":
+            book = self.books[msg["market_ticker"]]
+            key = (msg["side"], Decimal(msg["price_dollars"]))
+            book[key] = book.get(key, Decimal(0)) + Decimal(msg["delta_fp"])
+            if book[key] == 0:
+                del book[key]
+
+    async def drain(self, quiet: float = 0.4, most: float = 5.0) -> None:
+        """Read until nothing arrives for `quiet` seconds, or for `most` seconds at most."""
+        deadline = asyncio.get_running_loop().time() + most
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                message = await self.ws.receive(timeout=min(quiet, left))
+            except TimeoutError:
+                return
+            assert message.type is WSMsgType.TEXT, (message, self.ws.close_code)
+            self.take(json.loads(message.data))
+
+
+async def subscribe(ws: aiohttp.ClientWebSocketResponse, cmd_id: int, params: Any) -> None:
+    await ws.send_json({"id": cmd_id, "cmd": "subscribe", "params": params})
+
+
+async def truth(sandbox: TestServer, make_proxy: Any, markets: list[str]) -> dict[str, Book]:
+    """The books now, from a fresh subscription through a relaying proxy (one-to-one)."""
+    relay = await make_proxy(server_url(sandbox))
+    async with relay.ws_connect(WS) as ws:
+        await subscribe(ws, 1, {"channels": ["orderbook_delta"], "market_tickers": markets})
+        stream = Stream(ws)
+        await stream.drain(0.3, most=2.0)
+    return stream.books
+
+
+async def test_twenty_clients_share_one_connection_and_see_the_exchanges_books(
+    sandbox: TestServer, shared_proxy: Any, make_proxy: Any
+) -> None:
+    proxy = await shared_proxy(server_url(sandbox))
+    markets = markets_of(sandbox, 4)
+    streams: list[Stream] = []
+    async with contextlib_exit_stack() as stack:
+        for i in range(20):
+            ws = await stack.enter_async_context(proxy.ws_connect(WS))
+            wanted = sorted({markets[i % 4], markets[(i + 1) % 4]})
+            await subscribe(ws, 1, {"channels": ["orderbook_delta"], "market_tickers": wanted})
+            await subscribe(ws, 2, {"channels": ["ticker"], "market_ticker": markets[i % 4]})
+            streams.append(Stream(ws))
+        await asyncio.gather(*(s.drain(0.3, most=1.0) for s in streams))
+        # The makers stop; what is in flight arrives; every client's books are then the
+        # exchange's.
+        sandbox.app[SANDBOX_WS].settings = WsSettings(heartbeat_interval=60, update_interval=60)
+        await asyncio.sleep(0.1)
+        await asyncio.gather(*(s.drain(0.5) for s in streams))
+        books = await truth(sandbox, make_proxy, markets)
+        for i, stream in enumerate(streams):
+            for market, book in stream.books.items():
+                assert book == books[market], (i, market)
+            for sid, seqs in stream.seqs.items():
+                assert seqs == list(range(1, len(seqs) + 1)), (i, sid)
+    counters = sandbox.app[SANDBOX_WS]
+    assert counters.connections_opened == 2  # the shared one, and the relay's for the truth
+    # Each (channel, market) subscribed once by the shared connection (and each book once
+    # more by the relayed truth).
+    expected = {("orderbook_delta", m): 2 for m in markets} | {("ticker", m): 1 for m in markets}
+    assert dict(counters.subscribed) == expected
+
+
+def contextlib_exit_stack() -> Any:
+    import contextlib
+
+    return contextlib.AsyncExitStack()
