@@ -69,6 +69,12 @@ class SandboxWs:
     commands: deque[JSON] = field(default_factory=lambda: deque(maxlen=10_000))
     # Times each (channel, market) was subscribed or added ("*": every market).
     subscribed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    sockets: set[web.WebSocketResponse] = field(default_factory=set)
+
+    async def drop_all(self, code: int = 1001) -> None:
+        """Close every client connection, as Kalshi does during maintenance."""
+        for ws in list(self.sockets):
+            await ws.close(code=code, message=b"maintenance")
 
 
 SANDBOX_WS: web.AppKey[SandboxWs] = web.AppKey("sandbox_ws", SandboxWs)
@@ -107,10 +113,12 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     counters = request.app[SANDBOX_WS]
     counters.connections_opened += 1
     counters.open_connections += 1
+    counters.sockets.add(ws)
     try:
         await _Connection(ws, state, counters).run()
     finally:
         counters.open_connections -= 1
+        counters.sockets.discard(ws)
     return ws
 
 

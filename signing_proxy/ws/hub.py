@@ -301,15 +301,21 @@ class Hub:
                         continue
                     params["market_tickers"] = list(group.markets)
                 try:
-                    reply = await self.link.command("subscribe", params)
+                    await self.link.command("subscribe", params, self._rebinder(group))
                 except protocol.CommandError as exc:
-                    get_logger().warning(
-                        "ws_resubscribe_failed", channel=group.channel, code=exc.code
-                    )
+                    log = get_logger()
+                    log.warning("ws_resubscribe_failed", channel=group.channel, code=exc.code)
                     continue
                 self.upstream_subscribes += 1
-                group.sid = int(reply["msg"]["sid"])
-                self._by_sid[group.sid] = group
+
+    def _rebinder(self, group: _Group) -> Callable[[JSON], None]:
+        """Binds a group's new sid after a reconnect, the moment its reply is read."""
+
+        def bind(reply: JSON) -> None:
+            group.sid = int(reply["msg"]["sid"])
+            self._by_sid[group.sid] = group
+
+        return bind
 
 
 def _took_seq(group: _Group, reply: JSON) -> None:

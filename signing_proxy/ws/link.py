@@ -8,7 +8,7 @@ import contextlib
 import itertools
 import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 import aiohttp
@@ -36,7 +36,7 @@ class UpstreamLink:
         self,
         connect: Connect,
         on_message: Callable[[JSON], None],
-        on_reconnected: Callable[[], Awaitable[None]],
+        on_reconnected: Callable[[], Coroutine[Any, Any, None]],
         on_down: Callable[[], None],
     ) -> None:
         self._connect = connect
@@ -48,6 +48,7 @@ class UpstreamLink:
         self._waiting: dict[int, asyncio.Future[JSON]] = {}
         self._on_reply: dict[int, Callable[[JSON], None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._resubscribing: asyncio.Task[None] | None = None
         self.connects = 0
         self.closing = False
 
@@ -66,6 +67,7 @@ class UpstreamLink:
     async def close(self) -> None:
         """Close for good: no reconnect."""
         self.closing = True
+        self._fail_waiting()  # nobody will read their replies now
         if self._ws is not None:
             await self._ws.close(code=1000)
         if self._task is not None:
@@ -81,7 +83,7 @@ class UpstreamLink:
         `on_reply` sees the reply the moment it is read, before any later message is
         routed: a subscription's first snapshot follows its reply at once."""
         ws = self._ws
-        if ws is None or ws.closed:
+        if ws is None or ws.closed or self.closing:
             raise protocol.error(protocol.INTERNAL_ERROR)
         cmd_id = next(self._ids)
         reply: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
@@ -113,7 +115,8 @@ class UpstreamLink:
             self._on_down()
             await self._reconnect()
             if self.up:
-                await self._on_reconnected()
+                # In its own task: its commands' replies are read by this one.
+                self._resubscribing = asyncio.create_task(self._on_reconnected())
 
     async def _read(self) -> None:
         ws = self._ws

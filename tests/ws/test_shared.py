@@ -5,7 +5,10 @@ Kalshi's protocol with its own sids and seq, and its books match the exchange's.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -19,9 +22,10 @@ from aiohttp.test_utils import TestServer
 from signing_proxy.sandbox import create_sandbox_app
 from signing_proxy.sandbox.state import SANDBOX_STATE
 from signing_proxy.sandbox.ws import SANDBOX_WS, WsSettings
+from signing_proxy.ws.relay import WS_RELAY
 from tests.support.keys import KEY_ID, KeyMaterial
 from tests.ws import test_websocket as relay_tests
-from tests.ws.test_websocket import WS, server_url
+from tests.ws.test_websocket import WS, receive_json, server_url
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -75,12 +79,14 @@ class Stream:
         self.ws = ws
         self.books: dict[str, Book] = {}
         self.seqs: dict[int, list[int]] = {}
+        self.snapshots = 0
 
     def take(self, message: dict[str, Any]) -> None:
         kind, msg = message["type"], message.get("msg", {})
         if "seq" in message and kind.startswith("orderbook"):
             self.seqs.setdefault(message["sid"], []).append(message["seq"])
         if kind == "orderbook_snapshot":
+            self.snapshots += 1
             book: Book = {}
             for side in ("yes", "no"):
                 for price, size in msg.get(f"{side}_dollars_fp", []):
@@ -156,3 +162,110 @@ def contextlib_exit_stack() -> Any:
     import contextlib
 
     return contextlib.AsyncExitStack()
+
+
+async def test_an_upstream_drop_is_survived_with_fresh_snapshots(
+    sandbox: TestServer, shared_proxy: Any, make_proxy: Any
+) -> None:
+    """Kalshi drops every connection (maintenance): the proxy reconnects and resubscribes,
+    the client stays connected and gets a fresh snapshot, its seq going on, and its book
+    is the exchange's."""
+    proxy = await shared_proxy(server_url(sandbox))
+    market = markets_of(sandbox, 1)[0]
+    counters = sandbox.app[SANDBOX_WS]
+    async with proxy.ws_connect(WS) as ws:
+        await subscribe(ws, 1, {"channels": ["orderbook_delta"], "market_ticker": market})
+        stream = Stream(ws)
+        await stream.drain(0.3, most=1.0)
+        snapshots = stream.snapshots
+        await counters.drop_all()
+        deadline = asyncio.get_running_loop().time() + 10
+        while stream.snapshots == snapshots:
+            assert asyncio.get_running_loop().time() < deadline, "no fresh snapshot"
+            await stream.drain(0.05, most=0.2)
+        counters.settings = WsSettings(heartbeat_interval=60, update_interval=60)
+        await asyncio.sleep(0.1)
+        await stream.drain(0.5)
+        assert not ws.closed
+        assert counters.connections_opened == 2  # the first, and the reconnect
+        assert stream.seqs[1] == list(range(1, len(stream.seqs[1]) + 1))
+        books = await truth(sandbox, make_proxy, [market])
+        assert stream.books[market] == books[market]
+
+
+async def test_private_channels_need_a_token_that_may_read_the_portfolio(
+    sandbox: TestServer, shared_proxy: Any, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.yaml"
+    tokens = [
+        {"name": "prices", "token": "prices-token-0123456789", "allow": ["GET /trade-api/ws/v2"]},
+        {"name": "bot", "token": "bot-token-0123456789abc"},
+    ]
+    config.write_text(json.dumps({"access": {"tokens": tokens}}))
+    proxy = await shared_proxy(server_url(sandbox), config)
+    for token, allowed in (("prices-token-0123456789", False), ("bot-token-0123456789abc", True)):
+        headers = {"Authorization": f"Bearer {token}"}
+        async with proxy.ws_connect(WS, headers=headers) as ws:
+            await subscribe(ws, 5, {"channels": ["fill"]})
+            reply = await receive_json(ws)
+            if allowed:
+                assert reply == {
+                    "type": "subscribed",
+                    "id": 5,
+                    "msg": {"channel": "fill", "sid": 1},
+                }
+            else:
+                assert reply == {
+                    "id": 5, "type": "error", "msg": {"code": 9, "msg": "Authentication required"},
+                }  # fmt: skip
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_others_go_on(
+    sandbox: TestServer, shared_proxy: Any, tmp_path: Path
+) -> None:
+    sandbox.app[SANDBOX_WS].settings = WsSettings(heartbeat_interval=60, update_interval=0.005)
+    config = tmp_path / "c.yaml"
+    config.write_text("websocket: {client_queue_frames: 10}\n")
+    proxy = await shared_proxy(server_url(sandbox), config)
+    markets = sorted(sandbox.app[SANDBOX_STATE].markets)
+    stalled = await stalled_client(
+        proxy, {"channels": ["orderbook_delta"], "market_tickers": markets}
+    )
+    try:
+        async with proxy.ws_connect(WS) as ws:
+            await subscribe(ws, 1, {"channels": ["orderbook_delta"], "market_tickers": markets[:1]})
+            stream = Stream(ws)
+            feed = proxy.server.app[WS_RELAY]._shared
+            deadline = asyncio.get_running_loop().time() + 20
+            while feed.dropped_slow == 0:
+                assert asyncio.get_running_loop().time() < deadline, "the stalled client stayed"
+                await stream.drain(0.05, most=0.2)
+            before = sum(len(s) for s in stream.seqs.values())
+            await stream.drain(1.0, most=0.5)
+            assert sum(len(s) for s in stream.seqs.values()) > before  # the other goes on
+            assert not ws.closed
+    finally:
+        stalled.close()
+
+
+async def stalled_client(proxy: Any, params: Any) -> socket.socket:
+    """A WebSocket client that subscribes and then never reads (a tiny receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", proxy.server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    head = (
+        f"GET {WS} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, head.encode())
+    answer = await loop.sock_recv(sock, 1024)
+    assert answer.startswith(b"HTTP/1.1 101"), answer
+    payload = json.dumps({"id": 1, "cmd": "subscribe", "params": params}).encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    frame = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask + masked
+    await loop.sock_sendall(sock, frame)
+    return sock
