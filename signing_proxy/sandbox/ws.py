@@ -344,7 +344,8 @@ class _Connection:
         added = [t for t in tickers if t not in sub.tickers]
         if action == "add_markets":
             sub.tickers.extend(added)
-            self._counters.subscribed.update((sub.channel, t) for t in added)
+            # Every market asked for counts, added or not: what the client requested.
+            self._counters.subscribed.update((sub.channel, t) for t in tickers)
         elif action == "delete_markets":
             sub.tickers[:] = [t for t in sub.tickers if t not in tickers]
         reply = {} if sub.skip_ticker_ack else {"market_tickers": list(sub.tickers)}

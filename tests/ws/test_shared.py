@@ -132,9 +132,11 @@ async def test_twenty_clients_share_one_connection_and_see_the_exchanges_books(
     markets = markets_of(sandbox, 4)
     streams: list[Stream] = []
     async with contextlib_exit_stack() as stack:
+        wants = []
         for i in range(20):
             ws = await stack.enter_async_context(proxy.ws_connect(WS))
             wanted = sorted({markets[i % 4], markets[(i + 1) % 4]})
+            wants.append(wanted)
             await subscribe(ws, 1, {"channels": ["orderbook_delta"], "market_tickers": wanted})
             await subscribe(ws, 2, {"channels": ["ticker"], "market_ticker": markets[i % 4]})
             streams.append(Stream(ws))
@@ -146,6 +148,7 @@ async def test_twenty_clients_share_one_connection_and_see_the_exchanges_books(
         await asyncio.gather(*(s.drain(0.5) for s in streams))
         books = await truth(sandbox, make_proxy, markets)
         for i, stream in enumerate(streams):
+            assert sorted(stream.books) == wants[i]  # a snapshot of every book it asked for
             for market, book in stream.books.items():
                 assert book == books[market], (i, market)
             for sid, seqs in stream.seqs.items():
