@@ -272,3 +272,34 @@ async def stalled_client(proxy: Any, params: Any) -> socket.socket:
     frame = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask + masked
     await loop.sock_sendall(sock, frame)
     return sock
+
+
+async def test_a_gap_in_the_upstream_seq_brings_every_client_a_fresh_snapshot(
+    sandbox: TestServer, shared_proxy: Any, make_proxy: Any
+) -> None:
+    """A skipped upstream seq means a lost delta: the proxy asks for fresh snapshots
+    (update_subscription get_snapshot) and every client of the book gets one."""
+    proxy = await shared_proxy(server_url(sandbox))
+    market = markets_of(sandbox, 1)[0]
+    async with proxy.ws_connect(WS) as first, proxy.ws_connect(WS) as second:
+        streams = [Stream(first), Stream(second)]
+        for stream in streams:
+            await subscribe(
+                stream.ws, 1, {"channels": ["orderbook_delta"], "market_ticker": market}
+            )
+        await asyncio.gather(*(s.drain(0.2, most=0.5) for s in streams))
+        hub = proxy.server.app[WS_RELAY]._shared.hubs[WS]
+        (group,) = hub._groups.values()
+        # A delta that skips ahead, as if one had been lost on the way.
+        lost = {"type": "orderbook_delta", "sid": group.sid, "seq": group.last_seq + 2,
+                "msg": {"market_ticker": market, "price_dollars": "0.5000", "delta_fp": "1.00",
+                        "side": "yes"}}  # fmt: skip
+        counts = [s.snapshots for s in streams]
+        hub.on_message(lost)
+        sandbox.app[SANDBOX_WS].settings = WsSettings(heartbeat_interval=60, update_interval=60)
+        await asyncio.gather(*(s.drain(0.5) for s in streams))
+        assert [s.snapshots for s in streams] == [n + 1 for n in counts]
+        assert hub.gaps == 1
+        books = await truth(sandbox, make_proxy, [market])
+        assert all(s.books[market] == books[market] for s in streams)
+        assert all(s.seqs[1] == list(range(1, len(s.seqs[1]) + 1)) for s in streams)
