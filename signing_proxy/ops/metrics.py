@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -129,6 +130,10 @@ class Metrics:
         r.register(_GatewayCollector(gate or GateStats()))
         for result in ("ok", "failed"):
             self.reloads.labels(result=result)
+
+    def watch_shared_feed(self, stats: Callable[[], dict[str, float]]) -> None:
+        """Read the shared WebSocket feed's figures at scrape time."""
+        self.registry.register(_SharedFeedCollector(stats))
 
     def watch_websockets(
         self, frames: Callable[[], tuple[int, int]], sessions: Callable[[], int]
@@ -269,3 +274,26 @@ class _GatewayCollector(Collector):
             "Journal writes that failed (an order that cannot be journaled is not sent).",
             value=stats.journal_errors,
         )
+
+
+class _SharedFeedCollector(Collector):
+    """The shared WebSocket feed (websocket.mode: shared), read at scrape time."""
+
+    _HELP: Final = {
+        "upstream_connections": "Shared upstream WebSocket connections open.",
+        "upstream_subscriptions": "(channel, market) pairs subscribed upstream.",
+        "upstream_reconnects": "Times a shared upstream connection was opened again.",
+        "upstream_gaps": "Upstream seq gaps (each resynced with fresh snapshots).",
+        "clients_dropped_slow": "Shared-feed clients closed (1008) for falling behind.",
+    }
+
+    def __init__(self, stats: Callable[[], dict[str, float]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        for name, value in self._stats().items():
+            metric = f"signing_proxy_ws_shared_{name}"
+            if name in ("upstream_connections", "upstream_subscriptions"):
+                yield GaugeMetricFamily(metric, self._HELP[name], value=value)
+            else:
+                yield CounterMetricFamily(metric, self._HELP[name], value=value)

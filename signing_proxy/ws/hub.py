@@ -93,6 +93,7 @@ class Hub:
         self._books: dict[str, Book] = {}
         self._tickers: dict[str, JSON] = {}  # last ticker msg per market
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.gaps = 0
         self.upstream_subscribes = 0
 
@@ -266,7 +267,9 @@ class Hub:
         get_logger().warning("ws_upstream_gap", channel=group.channel, markets=len(group.markets))
         for market in group.markets:
             self._books.pop(market, None)
-        asyncio.get_running_loop().create_task(self._snapshots(group))
+        task = asyncio.get_running_loop().create_task(self._snapshots(group))
+        self._tasks.add(task)  # a reference, so the task is not collected before it runs
+        task.add_done_callback(self._tasks.discard)
 
     async def _snapshots(self, group: _Group) -> None:
         if group.sid is None or not group.markets:
@@ -281,6 +284,11 @@ class Hub:
             await self.link.command(
                 "update_subscription", params, lambda reply: _took_seq(group, reply)
             )
+
+    @property
+    def upstream_subscriptions(self) -> int:
+        """(channel, market) pairs subscribed upstream now (an every-market one counts one)."""
+        return sum(1 if g.every_market else len(g.markets) for g in self._groups.values())
 
     # --- the upstream connection's life ---------------------------------------------------
 

@@ -72,6 +72,8 @@ class WebSocketRelay:
         # websocket.mode: shared: clients join one upstream connection per path.
         self._shared = shared
         self._shared_open = 0
+        if shared is not None:
+            metrics.watch_shared_feed(shared.stats)
         # Frames of sessions already closed; open ones are added at scrape time, so the
         # relay pays nothing per frame for metrics.
         self._closed_frames = [0, 0]

@@ -270,7 +270,19 @@ class SharedFeed:
         self._members: dict[str, set[SharedClient]] = {}
         self._opening = asyncio.Lock()
         self._closers: dict[str, asyncio.Task[None]] = {}
+        self._waits: set[asyncio.Task[None]] = set()
         self.dropped_slow = 0
+
+    def stats(self) -> dict[str, float]:
+        """Figures for the metrics, read at scrape time."""
+        hubs = list(self.hubs.values())
+        return {
+            "upstream_connections": sum(1 for h in hubs if h.link.up),
+            "upstream_subscriptions": sum(h.upstream_subscriptions for h in hubs),
+            "upstream_reconnects": sum(max(0, h.link.connects - 1) for h in hubs),
+            "upstream_gaps": sum(h.gaps for h in hubs),
+            "clients_dropped_slow": self.dropped_slow,
+        }
 
     async def hub_for(
         self,
@@ -323,7 +335,9 @@ class SharedFeed:
         def down() -> None:
             hub.on_down()
             get_logger().warning("ws_upstream_lost", path=path)
-            asyncio.get_running_loop().create_task(self._grace(path, hub))
+            task = asyncio.get_running_loop().create_task(self._grace(path, hub))
+            self._waits.add(task)
+            task.add_done_callback(self._waits.discard)
 
         return down
 

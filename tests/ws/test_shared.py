@@ -303,3 +303,14 @@ async def test_a_gap_in_the_upstream_seq_brings_every_client_a_fresh_snapshot(
         books = await truth(sandbox, make_proxy, [market])
         assert all(s.books[market] == books[market] for s in streams)
         assert all(s.seqs[1] == list(range(1, len(s.seqs[1]) + 1)) for s in streams)
+
+
+async def test_the_shared_feed_is_in_the_metrics(sandbox: TestServer, shared_proxy: Any) -> None:
+    proxy = await shared_proxy(server_url(sandbox))
+    markets = markets_of(sandbox, 2)
+    async with proxy.ws_connect(WS) as ws:
+        await subscribe(ws, 1, {"channels": ["orderbook_delta"], "market_tickers": markets})
+        await Stream(ws).drain(0.1, most=0.3)
+        text = await (await proxy.get("/metrics")).text()
+    assert "signing_proxy_ws_shared_upstream_connections 1.0" in text
+    assert "signing_proxy_ws_shared_upstream_subscriptions 2.0" in text
