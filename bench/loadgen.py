@@ -30,6 +30,7 @@ import json
 import sys
 
 from common import loop_factory
+from fanout import run_fanout
 from loadgen_http import run_http, run_http_paced, run_oneshot
 from loadgen_streams import run_idle, run_stream, run_ws
 
@@ -39,7 +40,7 @@ from loadgen_streams import run_idle, run_stream, run_ws
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the load generator."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("http", "oneshot", "stream", "idle", "ws"))
+    parser.add_argument("mode", choices=("http", "oneshot", "stream", "idle", "ws", "fanout"))
     parser.add_argument("--url", required=True)
     parser.add_argument("--method", default="GET")
     parser.add_argument("--body")
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--echo-seconds", type=float, default=1.0)
     parser.add_argument("--feed-seconds", type=float, default=1.0)
     parser.add_argument("--rtt-count", type=int, default=5000)
+    parser.add_argument("--feed-rate", type=int, default=1000, help="fanout: frames/s upstream")
+    parser.add_argument("--feed-count", type=int, default=2000, help="fanout: frames upstream")
+    parser.add_argument("--feed-delay-ms", type=int, default=1000, help="fanout: before the feed")
     parser.add_argument("--uvloop", action="store_true", help="use uvloop when installed")
     return parser
 
@@ -90,6 +94,7 @@ def main() -> int:
         "stream": run_stream,
         "idle": run_idle,
         "ws": run_ws,
+        "fanout": run_fanout,
     }[a.mode]
     factory = loop_factory(a.uvloop)
     with asyncio.Runner(loop_factory=factory) as r:

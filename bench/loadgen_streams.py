@@ -132,7 +132,7 @@ FRAME = json.dumps(
 )
 
 
-def _signed_headers(key_file: str, key_id: str, path: str) -> dict[str, str]:
+def signed_headers(key_file: str, key_id: str, path: str) -> dict[str, str]:
     from signing_proxy.kalshi.signer import Signer, parse_private_key
 
     key = parse_private_key(Path(key_file).read_bytes(), None, key_file)
@@ -143,7 +143,7 @@ async def run_ws(a: argparse.Namespace) -> dict[str, Any]:
     """One WebSocket session: round trips, echo throughput, then server-push frames/s."""
     headers: dict[str, str] = {}
     if a.key_file:
-        headers = _signed_headers(a.key_file, a.key_id, urlsplit(a.url).path)
+        headers = signed_headers(a.key_file, a.key_id, urlsplit(a.url).path)
     timeout = aiohttp.ClientWSTimeout(ws_receive=IO_TIMEOUT, ws_close=2.0)
     async with aiohttp.ClientSession() as session:
         try:

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from certs import make_tls
+from clients import run_loadgen
 from common import (
     BALANCE_PATH,
     HOST,
@@ -17,6 +18,7 @@ from common import (
     STREAM_PATH,
     WS_PATH,
 )
+from fanout import fanout_result
 from measure_http import http_scenario, oneshot_scenario, paced_scenario, sandbox_scenario
 from measure_streams import idle_scenario, stream_scenario, ws_scenario
 from processes import proc_status_kib, stop
@@ -24,7 +26,7 @@ from records import Ctx
 from servers import Proxy, Upstream, start_proxy, start_upstream, warm_up
 
 # The groups that share the fast upstream and one proxy, in the order they run.
-FAST_GROUPS = ("keepalive", "paced", "gateway", "stream", "idle", "ws")
+FAST_GROUPS = ("keepalive", "paced", "gateway", "stream", "idle", "ws", "fanout")
 
 
 def fast_groups(ctx: Ctx, groups: set[str], info: dict[str, Any]) -> None:
@@ -54,6 +56,8 @@ def fast_groups(ctx: Ctx, groups: set[str], info: dict[str, Any]) -> None:
         idle_group(ctx, px)
     if "ws" in groups:
         ws_group(ctx, up, px)
+    if "fanout" in groups:
+        fanout_group(ctx, up)
     ctx.stop_proxy("proxy-fast", px)
     stop(up.proc)
 
@@ -319,3 +323,29 @@ def sandbox_group(ctx: Ctx) -> None:
     sandbox_scenario(ctx, up, px)
     ctx.stop_proxy("proxy-sandbox", px)
     stop(up.proc)
+
+
+# Frames/s the fan-out upstream sends, by clients: 100,000 delivered in all from 10 on.
+_FANOUT = ((1, 10_000), (10, 10_000), (50, 2_000))
+
+
+def fanout_group(ctx: Ctx, up: Upstream) -> None:
+    """websocket.mode: shared: one upstream feed to 1, 10 and 50 clients, and direct."""
+    px = start_proxy(
+        ctx.tmp, "proxy-shared", up, ctx.key_id, ctx.key, ctx.args.proxy_log_level,
+        {"SIGNING_PROXY_WEBSOCKET_MODE": "shared", "SIGNING_PROXY_LOG_LEVEL": "warning"},
+    )  # fmt: skip
+    seconds = max(1.0, ctx.duration)
+    runs = [("direct", up, 1, 10_000)] + [("proxy", px, c, r) for c, r in _FANOUT]
+    for via, server, clients, rate in runs:
+        key = f"{via}_ws_fanout_{clients}"
+        args = ["--url", f"{server.url.replace('http', 'ws', 1)}{WS_PATH}"]
+        args += ["--concurrency", str(clients), "--feed-rate", str(rate)]
+        args += ["--feed-count", str(int(rate * seconds)), "--feed-delay-ms", "1500"]
+        if via == "direct":
+            args += ["--key-file", str(ctx.key), "--key-id", ctx.key_id]
+        res = run_loadgen("fanout", *args, timeout=seconds + 60)
+        label = f"{via:<6} WebSocket fan-out, {clients} client(s), {rate}/s feed"
+        baseline = "direct_ws_fanout_1" if via == "proxy" else None
+        ctx.add(fanout_result(ctx, key, label, via, res, baseline))
+    ctx.stop_proxy("proxy-shared", px)

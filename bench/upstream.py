@@ -39,6 +39,7 @@ from aiohttp import WSMsgType, web
 from common import STREAM_PATH, WS_PATH, loop_factory
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from fanout import kalshi_subscribe
 
 from signing_proxy.kalshi.protocol import (
     HEADER_KEY,
@@ -208,9 +209,15 @@ async def websocket(
     stats.ws_sessions += 1
     ws = web.WebSocketResponse(max_msg_size=1 << 20, autoping=True)
     await ws.prepare(request)
+    pushing: list[asyncio.Task[None]] = []
     async for msg in ws:
         if msg.type == WSMsgType.TEXT and msg.data.startswith(FEED_COMMAND):
             await feed(ws, json.loads(msg.data), stats)
+        elif msg.type == WSMsgType.TEXT and '"subscribe"' in msg.data:
+            # Kalshi's subscribe (the shared feed's fan-out bench): a paced ticker feed.
+            task = await kalshi_subscribe(ws, json.loads(msg.data))
+            if task is not None:
+                pushing.append(task)
         elif msg.type == WSMsgType.TEXT:
             stats.ws_frames += 1
             await ws.send_str(msg.data)
@@ -219,6 +226,8 @@ async def websocket(
             await ws.send_bytes(msg.data)
         else:
             break
+    for task in pushing:
+        task.cancel()
     return ws
 
 

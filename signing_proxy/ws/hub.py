@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +28,9 @@ class Outlet(Protocol):
     def send(self, message: JSON) -> None:
         """Queue `message` for the client."""
 
+    def send_data(self, text: str, msg: JSON) -> None:
+        """Queue a data message already rendered as `text` (its `msg` for filters)."""
+
 
 @dataclass(eq=False, slots=True)
 class ClientSub:
@@ -40,7 +44,7 @@ class ClientSub:
     skip_ticker_ack: bool = False
     seq: int = 0
     ready: bool = False  # `subscribed` sent: messages flow; before, they wait in `held`
-    held: list[tuple[str, JSON]] = field(default_factory=list)
+    held: list[tuple[str, JSON, str | None]] = field(default_factory=list)
     snapshotted: set[str] = field(default_factory=set)  # books it has a snapshot of
 
     def next_seq(self) -> int:
@@ -48,27 +52,32 @@ class ClientSub:
         self.seq += 1
         return self.seq
 
-    def emit(self, kind: str, msg: JSON) -> None:
-        """Send a data message (held until the reply to the command that asked for it)."""
+    def emit(self, kind: str, msg: JSON, rendered: str | None = None) -> None:
+        """Send a data message (held until the reply to the command that asked for it);
+        `rendered` is `msg` as JSON already, shared by every client it goes to."""
         if self.ready:
-            self._send(kind, msg)
+            self._send(kind, msg, rendered)
         else:
-            self.held.append((kind, msg))
+            self.held.append((kind, msg, rendered))
 
-    def _send(self, kind: str, msg: JSON) -> None:
-        # The seq is taken as it is sent, so that it follows the reply's own.
-        message: JSON = {"type": kind, "sid": self.sid}
-        if kind in protocol.SEQUENCED:
-            message["seq"] = self.next_seq()
-        message["msg"] = msg
-        self.outlet.send(message)
+    def _send(self, kind: str, msg: JSON, rendered: str | None) -> None:
+        # The seq is taken as it is sent, so that it follows the reply's own. Only the
+        # envelope is this client's: the msg is rendered once for all of them.
+        seq = f',"seq":{self.next_seq()}' if kind in protocol.SEQUENCED else ""
+        body = rendered if rendered is not None else render(msg)
+        self.outlet.send_data(f'{{"type":"{kind}","sid":{self.sid}{seq},"msg":{body}}}', msg)
 
     def open(self) -> None:
         """The reply was sent: what waited goes out, in order."""
         self.ready = True
-        for kind, msg in self.held:
-            self._send(kind, msg)
+        for kind, msg, rendered in self.held:
+            self._send(kind, msg, rendered)
         self.held.clear()
+
+
+def render(msg: JSON) -> str:
+    """A message's JSON, compact, as Kalshi sends it."""
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(slots=True)
@@ -224,8 +233,10 @@ class Hub:
         if kind == "ticker" and isinstance(market, str):
             self._tickers[market] = msg
         key = ALL if group.every_market else market
-        for sub in tuple(self._routes.get((group.channel, key), ())):
-            sub.emit(kind, msg)
+        subs = tuple(self._routes.get((group.channel, key), ()))
+        rendered = render(msg) if subs else None
+        for sub in subs:
+            sub.emit(kind, msg, rendered)
 
     def _book_message(self, group: _Group, doc: JSON, kind: str, msg: JSON) -> None:
         seq = doc.get("seq")
@@ -247,9 +258,13 @@ class Hub:
             known = self._books.get(market)
             if known is None or not known.apply(msg):
                 return
+            rendered: dict[bool, tuple[JSON, str]] = {}
             for sub in subs:
                 if market in sub.snapshotted:
-                    sub.emit(kind, shown_delta(msg, sub.use_yes_price))
+                    if sub.use_yes_price not in rendered:
+                        shown = shown_delta(msg, sub.use_yes_price)
+                        rendered[sub.use_yes_price] = (shown, render(shown))
+                    sub.emit(kind, *rendered[sub.use_yes_price])
 
     def snapshot(self, sub: ClientSub, market: str) -> None:
         """A snapshot of `market`'s book now, for `sub` (get_snapshot), if it is streaming."""

@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from signing_proxy.config.model import WebSocketConfig
 from signing_proxy.kalshi import ws_protocol as protocol
 from signing_proxy.ops.logging import get_logger
-from signing_proxy.ws.hub import ClientSub, Hub
+from signing_proxy.ws.hub import ClientSub, Hub, Outlet
 from signing_proxy.ws.link import UpstreamLink
 
 JSON = dict[str, Any]
@@ -56,13 +56,17 @@ class SharedClient:
         }
 
     def send(self, message: JSON) -> None:
-        """Queue a message; a client this far behind is closed (1008), nobody waits."""
+        """Queue a reply; a client this far behind is closed (1008), nobody waits."""
+        self.send_data(json.dumps(message, separators=(",", ":"), ensure_ascii=False), message)
+
+    def send_data(self, text: str, msg: JSON) -> None:
+        """Queue a rendered message; a client this far behind is closed (1008)."""
         if self.ending is not None:
             return
         if len(self._outbox) >= self._limit:
             self.end(SLOW_CLIENT, "too slow: the proxy's queue for this client is full")
             return
-        self._outbox.append(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+        self._outbox.append(text)
         self._wake.set()
 
     def end(self, code: int, reason: str) -> None:
@@ -150,8 +154,11 @@ class SharedClient:
         if any(_overlaps(sub, channel, markets) for sub in self._subs.values()):
             raise protocol.error(protocol.ALREADY_SUBSCRIBED)
         self._last_sid += 1
+        outlet: Outlet = self
+        if channel in protocol.PRIVATE_CHANNELS:
+            outlet = _Filtered(self, self._pin)
         sub = ClientSub(
-            _Filtered(self, self._pin) if channel in protocol.PRIVATE_CHANNELS else self,
+            outlet,
             self._last_sid,
             channel,
             dict.fromkeys(markets) if markets else None,
@@ -235,23 +242,16 @@ class _Filtered:
         self._pin = pin
 
     def send(self, message: JSON) -> None:
+        """Replies pass as they are."""
+        self._client.send(message)
+
+    def send_data(self, text: str, msg: JSON) -> None:
         """Pass on the message if it is about the pinned subaccount (or there is no pin)."""
-        msg = message.get("msg")
-        if (
-            self._pin is not None
-            and isinstance(msg, dict)
-            and message.get("type")
-            not in (
-                "subscribed",
-                "ok",
-                "unsubscribed",
-                "error",
-            )
-        ):
+        if self._pin is not None:
             number = msg.get("subaccount", msg.get("subaccount_number", 0))
             if number != self._pin:
                 return
-        self._client.send(message)
+        self._client.send_data(text, msg)
 
 
 def _overlaps(sub: ClientSub, channel: str, markets: list[str]) -> bool:
