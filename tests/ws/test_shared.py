@@ -314,3 +314,104 @@ async def test_the_shared_feed_is_in_the_metrics(sandbox: TestServer, shared_pro
         text = await (await proxy.get("/metrics")).text()
     assert "signing_proxy_ws_shared_upstream_connections 1.0" in text
     assert "signing_proxy_ws_shared_upstream_subscriptions 2.0" in text
+
+
+async def test_a_shared_client_gets_message_for_message_what_a_relayed_one_gets(
+    sandbox: TestServer, shared_proxy: Any, make_proxy: Any
+) -> None:
+    """Two bots on one book, one through the shared feed and one through a one-to-one
+    relay: from the first delta both have, their deltas are the same, in the same order,
+    and their books end equal."""
+    shared = await shared_proxy(server_url(sandbox))
+    relay = await make_proxy(server_url(sandbox))
+    market = markets_of(sandbox, 1)[0]
+    params = {"channels": ["orderbook_delta"], "market_ticker": market}
+    async with shared.ws_connect(WS) as one, relay.ws_connect(WS) as other:
+        streams = [Recording(one), Recording(other)]
+        for stream in streams:
+            await subscribe(stream.ws, 1, params)
+        await asyncio.gather(*(s.drain(0.3, most=1.5) for s in streams))
+        sandbox.app[SANDBOX_WS].settings = WsSettings(heartbeat_interval=60, update_interval=60)
+        await asyncio.gather(*(s.drain(0.5) for s in streams))
+    first = max(s.deltas[0]["ts_ms"] for s in streams)
+    # Strictly after: deltas of one event share a ts_ms, and a snapshot may fall among them.
+    tails = [[d for d in s.deltas if d["ts_ms"] > first] for s in streams]
+    assert len(tails[0]) > 20 and tails[0] == tails[1]
+    assert streams[0].books == streams[1].books
+
+
+class Recording(Stream):
+    """A Stream that also keeps every delta's msg, in order."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        super().__init__(ws)
+        self.deltas: list[dict[str, Any]] = []
+
+    def take(self, message: dict[str, Any]) -> None:
+        super().take(message)
+        if message["type"] == "orderbook_delta":
+            self.deltas.append(message["msg"])
+
+
+async def test_a_pinned_token_hears_only_its_subaccounts_fills(
+    sandbox: TestServer, shared_proxy: Any, tmp_path: Path
+) -> None:
+    maker, desk = "maker-token-0123456789", "desk-token-01234567890"
+    tokens = [{"name": "maker", "token": maker, "subaccount": 1}, {"name": "desk", "token": desk}]
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"access": {"tokens": tokens}}))
+    proxy = await shared_proxy(server_url(sandbox), config)
+
+    async def rest(token: str, method: str, path: str, body: Any) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        reply = await proxy.request(method, f"/trade-api/v2{path}", json=body, headers=headers)
+        return reply.status
+
+    assert await rest(desk, "POST", "/portfolio/subaccounts", {}) == 201
+    move = {"from_subaccount": 0, "to_subaccount": 1, "amount_cents": 10_000}
+    assert await rest(desk, "POST", "/portfolio/subaccounts/transfer", move) == 200
+    heard: dict[str, list[Any]] = {}
+    async with (
+        proxy.ws_connect(WS, headers={"Authorization": f"Bearer {maker}"}) as pinned,
+        proxy.ws_connect(WS, headers={"Authorization": f"Bearer {desk}"}) as unpinned,
+    ):
+        for ws in (pinned, unpinned):
+            await subscribe(ws, 1, {"channels": ["fill"]})
+            assert (await receive_json(ws))["type"] == "subscribed"
+        market = "KXHIGHNY-26JUN12-B74.5"  # the makers' ask is 0.32: a bid at 0.40 fills
+        order = {"ticker": market, "side": "bid", "price": "0.40", "count": "1",
+                 "time_in_force": "immediate_or_cancel",
+                 "self_trade_prevention_type": "taker_at_cross"}  # fmt: skip
+        assert await rest(maker, "POST", "/portfolio/events/orders", order) == 201
+        assert await rest(desk, "POST", "/portfolio/events/orders", order) == 201
+        for name, ws in (("pinned", pinned), ("unpinned", unpinned)):
+            stream = Recording(ws)
+            fills: list[Any] = []
+            stream.take = lambda m, into=fills: into.append(m["msg"])  # type: ignore[method-assign]
+            await stream.drain(0.5, most=3)
+            heard[name] = fills
+    assert {f["subaccount"] for f in heard["pinned"]} == {1}
+    assert {f["subaccount"] for f in heard["unpinned"]} == {0, 1}
+
+
+async def test_clients_are_told_when_kalshi_stays_away(
+    sandbox: TestServer, shared_proxy: Any, tmp_path: Path
+) -> None:
+    """Past websocket.upstream_grace without an upstream, clients get 1011 and a reason."""
+    config = tmp_path / "c.yaml"
+    config.write_text("websocket: {upstream_grace: 1}\n")
+    proxy = await shared_proxy(server_url(sandbox), config)
+    async with proxy.ws_connect(WS) as ws:
+        await subscribe(ws, 1, {"channels": ["ticker"], "market_ticker": markets_of(sandbox, 1)[0]})
+        assert (await receive_json(ws))["type"] == "subscribed"
+        sandbox.app[SANDBOX_STATE].keys.clear()  # every new handshake is refused (401)
+        started = asyncio.get_running_loop().time()
+        await sandbox.app[SANDBOX_WS].drop_all()
+        while True:
+            message = await ws.receive(timeout=5)
+            if message.type is not WSMsgType.TEXT:
+                break
+        waited = asyncio.get_running_loop().time() - started
+    assert message.type is WSMsgType.CLOSE, message
+    assert ws.close_code == 1011 and "unreachable" in str(message.extra)
+    assert 1.0 <= waited < 3.0
