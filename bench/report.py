@@ -29,7 +29,7 @@ def render(report: dict[str, Any]) -> str:
     lines.append("notes:")
     lines += _note_lines(report)
     lines.append("")
-    lines.append("targets (issue 7):")
+    lines.append("targets (issues 7 and 15):")
     for t in report["targets"]:
         note = f"  [{t['note']}]" if t["note"] else ""
         lines.append(f"  {t['status']:<4}  {t['target']}: {t['value']}{note}")

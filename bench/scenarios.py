@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from anchors import start_minimal, start_nginx
 from certs import make_tls
 from clients import run_loadgen
 from common import (
@@ -133,6 +134,7 @@ def paced_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
         presigned=True,
         **post,
     )
+    _anchor_rows(ctx, up, post)
     paced_scenario(
         ctx,
         "proxy_paced_on_demand",
@@ -349,3 +351,24 @@ def fanout_group(ctx: Ctx, up: Upstream) -> None:
         baseline = "direct_ws_fanout_1" if via == "proxy" else None
         ctx.add(fanout_result(ctx, key, label, via, res, baseline))
     ctx.stop_proxy("proxy-shared", px)
+
+
+def _anchor_rows(ctx: Ctx, up: Upstream, post: dict[str, Any]) -> None:
+    """The same paced POST through nginx and through a minimal aiohttp proxy (anchors)."""
+    rate = f"{ctx.args.paced_rate:g}/s"
+    for name, start in (("nginx", start_nginx), ("minimal", start_minimal)):
+        anchor = start(ctx.tmp, up)
+        if anchor is None:
+            print(f"anchor {name}: not available (nginx not installed and not installable)")
+            continue
+        warm_up(f"{anchor.url}{ORDERS_PATH}", n=5, method="POST", body=ORDER_BODY)
+        paced_scenario(
+            ctx,
+            f"{name}_paced_post",
+            f"{name} POST orders (anchor), {rate}",
+            f"{anchor.url}{ORDERS_PATH}",
+            via="anchor",
+            baseline="direct_paced_post",
+            **post,
+        )
+        stop(anchor.proc)

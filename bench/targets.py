@@ -33,6 +33,7 @@ def targets(ctx: Ctx) -> list[Target]:
         stream_target(ctx),
         idle_target(ctx),
         ws_target(ctx),
+        *anchor_targets(ctx),
     ]
 
 
@@ -178,3 +179,50 @@ def ws_target(ctx: Ctx) -> Target:
         f"{r['throughput']:,.0f} frames/s, {r['added_p50_ms']:+.3f} ms",
         problems=_probs(r, ctx.get("direct_ws")),
     )
+
+
+# Targets of issue 15, as ratios to the minimal aiohttp proxy measured in the same run.
+T_PRESIGNED_RATIO = 1.0
+T_PRESIGNED_P99_RATIO = 1.2
+T_ON_DEMAND_EXTRA_MS = 0.75
+
+
+def anchor_targets(ctx: Ctx) -> list[Target]:
+    """The proxy's added latency against the minimal aiohttp hop (and nginx), same run."""
+    proxy, minimal = ctx.get("proxy_paced_post"), ctx.get("minimal_paced_post")
+    nginx, on_demand = ctx.get("nginx_paced_post"), ctx.get("proxy_paced_on_demand")
+    name = f"issue 15: pre-signed POST added p50 <= {T_PRESIGNED_RATIO}x the minimal hop's"
+    if not (proxy and minimal and proxy.get("added_p50_ms") is not None):
+        return [_target(name, None, "not run (group paced)")]
+    hop50, hop99 = minimal["added_p50_ms"], minimal["added_p99_ms"]
+    ratio = proxy["added_p50_ms"] / hop50 if hop50 > 0 else float("inf")
+    note = f"minimal hop +{hop50:.3f} ms"
+    if nginx and nginx.get("added_p50_ms") is not None:
+        note += f"; nginx +{nginx['added_p50_ms']:.3f} ms"
+    rows = [
+        _target(
+            name,
+            ratio <= T_PRESIGNED_RATIO,
+            f"{ratio:.2f}x (+{proxy['added_p50_ms']:.3f} ms)",
+            note,
+        )
+    ]
+    p99 = proxy["added_p99_ms"] / hop99 if hop99 > 0 else float("inf")
+    rows.append(
+        _target(
+            f"issue 15: pre-signed POST added p99 <= {T_PRESIGNED_P99_RATIO}x the minimal hop's",
+            p99 <= T_PRESIGNED_P99_RATIO,
+            f"{p99:.2f}x (+{proxy['added_p99_ms']:.3f} vs +{hop99:.3f} ms)",
+        )
+    )
+    if on_demand and on_demand.get("added_p50_ms") is not None:
+        extra = on_demand["added_p50_ms"] - hop50
+        rows.append(
+            _target(
+                f"issue 15: signed on demand added p50 <= minimal hop + {T_ON_DEMAND_EXTRA_MS} ms",
+                extra <= T_ON_DEMAND_EXTRA_MS,
+                f"+{extra:.3f} ms over the hop",
+                "POST order_groups/create, signed per call",
+            )
+        )
+    return rows
