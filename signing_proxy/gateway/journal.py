@@ -42,7 +42,6 @@ CREATE TABLE IF NOT EXISTS journal (
     status INTEGER, order_id TEXT, error TEXT, done_time TEXT
 );
 CREATE INDEX IF NOT EXISTS journal_client_day ON journal (client, day);
-CREATE INDEX IF NOT EXISTS journal_call ON journal (call);
 CREATE TABLE IF NOT EXISTS halts (
     scope TEXT PRIMARY KEY,
     reason TEXT NOT NULL,
@@ -107,6 +106,9 @@ class Journal:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         if fresh:
             os.chmod(path, 0o600)  # trading activity is nobody else's business
+        # Small pages: a commit writes whole pages to the WAL, and a row is ~300 bytes
+        # (only takes effect when the file is created).
+        self._db.execute("PRAGMA page_size=1024")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         # Writes happen on the event loop: wait for another writer of the file briefly, then
@@ -132,7 +134,10 @@ class Journal:
         self._db.close()
 
     def begin(self, entry: CallEntry, moment: datetime | None = None) -> int:
-        """Write a call's rows (pending when forwarded, done otherwise); the call's number."""
+        """Write a call's rows (pending when forwarded, done otherwise); the first row's id.
+
+        The rows of one call are written in one transaction, so their ids run on from the
+        first: `complete` finds them by primary key (no index on `call` to keep up)."""
         self._still_there()
         moment = moment or now_utc()
         state = "pending" if entry.decision == "forwarded" else "done"
@@ -144,12 +149,15 @@ class Journal:
             _row(call, entry, index, order, moment, state) for index, order in enumerate(orders)
         ]
         with self._db:
-            self._db.executemany(_INSERT, rows)
-        return call
+            cursor = self._db.execute(_INSERT, rows[0])
+            first = int(cursor.lastrowid or 0)
+            if len(rows) > 1:
+                self._db.executemany(_INSERT, rows[1:])
+        return first
 
     def complete(
         self,
-        call: int,
+        first: int,
         status: int,
         results: Sequence[ItemResult],
         error: str | None,
@@ -157,12 +165,13 @@ class Journal:
         known: bool = True,
         rows: int = 1,
     ) -> None:
-        """Record the answer for call `call` (of `rows` rows): status, each order's id or
-        error; `known` is False when the call may or may not have reached Kalshi."""
+        """Record the answer for the call whose rows start at id `first` (`rows` of them):
+        status, each order's id or error; `known` is False when the call may or may not
+        have reached Kalshi."""
         done = iso(now_utc())
         state = "done" if known else "unknown"
         items = [
-            (state, status, result.error or error, done, result.order_id, call, index)
+            (state, status, result.error or error, done, result.order_id, first + index)
             for index, result in enumerate(results[:rows])
         ]
         with self._db:
@@ -170,8 +179,8 @@ class Journal:
             if len(items) < rows:
                 self._db.execute(
                     "UPDATE journal SET state = ?, status = ?, error = ?, done_time = ?"
-                    " WHERE call = ? AND item >= ?",
-                    (state, status, error, done, call, len(items)),
+                    " WHERE id BETWEEN ? AND ?",
+                    (state, status, error, done, first + len(items), first + rows - 1),
                 )
 
     def checkpoint(self) -> None:
@@ -254,7 +263,7 @@ def read(
 
 _COMPLETE_ITEM: Final = (
     "UPDATE journal SET state = ?, status = ?, error = ?, done_time = ?,"
-    " order_id = COALESCE(?, order_id) WHERE call = ? AND item = ?"
+    " order_id = COALESCE(?, order_id) WHERE id = ?"
 )
 _INSERT: Final = (
     "INSERT INTO journal (call, item, time, day, request_id, client, method, path, kind,"
