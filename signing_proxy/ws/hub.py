@@ -242,7 +242,8 @@ class Hub:
         seq = doc.get("seq")
         if isinstance(seq, int):
             if group.last_seq and seq != group.last_seq + 1:
-                group.last_seq = seq
+                # Unknown until the resync's reply: the next message starts the count again.
+                group.last_seq = 0
                 self._resync(group)
                 return
             group.last_seq = seq
