@@ -4,6 +4,8 @@ dry runs, the journal) for the calls that trade or cancel."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -180,7 +182,12 @@ async def journaled(
         # nothing was sent (no connection, TLS) are known.
         status = response.status
         known = status < 500 or (record.error or "").startswith(_NOT_SENT)
-        gate.complete(ticket, status, _bytes(body), record.error, known=known)
+        # Written once the answer is on its way: the outcome's write (~0.05 ms) is not the
+        # order's latency. (The intent above is written before sending, as it must be.)
+        outcome = functools.partial(
+            gate.complete, ticket, status, _bytes(body), record.error, known=known
+        )
+        asyncio.get_running_loop().call_soon(outcome)
         completed = True
         return response
     finally:
