@@ -107,7 +107,8 @@ class Gate:
         """May `call` go? A ticket (with its reservations when `commit`), or why not."""
         name = client or ANONYMOUS
         ticket = Ticket(call, orders or (), name, now_utc().date().isoformat())
-        stop = lifted or self.halts.for_client(client) if call.is_entry else None
+        # Only entry is halted; cancels always pass.
+        stop = (lifted or self.halts.for_client(client)) if call.is_entry else None
         if stop is not None:
             return halts_.halted(stop)
         if call.kind not in JUDGED_KINDS or not risk.active(rules):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -131,7 +132,7 @@ async def test_twenty_clients_share_one_connection_and_see_the_exchanges_books(
     proxy = await shared_proxy(server_url(sandbox))
     markets = markets_of(sandbox, 4)
     streams: list[Stream] = []
-    async with contextlib_exit_stack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         wants = []
         for i in range(20):
             ws = await stack.enter_async_context(proxy.ws_connect(WS))
@@ -159,12 +160,6 @@ async def test_twenty_clients_share_one_connection_and_see_the_exchanges_books(
     # more by the relayed truth).
     expected = {("orderbook_delta", m): 2 for m in markets} | {("ticker", m): 1 for m in markets}
     assert dict(counters.subscribed) == expected
-
-
-def contextlib_exit_stack() -> Any:
-    import contextlib
-
-    return contextlib.AsyncExitStack()
 
 
 async def test_an_upstream_drop_is_survived_with_fresh_snapshots(
