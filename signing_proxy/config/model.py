@@ -217,7 +217,7 @@ class WebSocketConfig:
     """How client WebSockets reach Kalshi: one shared upstream feed, or one each."""
 
     mode: WebSocketMode = setting(
-        "relay",
+        "shared",
         "shared: one upstream connection per host, subscriptions shared and fanned out; "
         "relay: one upstream connection per client",
         choice("shared", "relay"),

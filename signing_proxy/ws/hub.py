@@ -99,6 +99,9 @@ class Hub:
         self._groups: dict[tuple[str, bool], _Group] = {}
         self._by_sid: dict[int, _Group] = {}
         self._routes: dict[tuple[str, str | None], set[ClientSub]] = {}
+        # Named markets served by the channel's every-market subscription, which covers
+        # them: channel -> market -> client subs needing it. No upstream command of their own.
+        self._via_all: dict[str, dict[str, int]] = {}
         self._books: dict[str, Book] = {}
         self._tickers: dict[str, JSON] = {}  # last ticker msg per market
         self._lock = asyncio.Lock()
@@ -115,6 +118,7 @@ class Hub:
         routes: list[str | None] = list(markets) or [ALL]
         for market in routes:
             self._routes.setdefault((sub.channel, market), set()).add(sub)
+        await self.link.wait_ready()  # outside the lock: the resubscription needs it
         try:
             async with self._lock:
                 await self._cover(key, markets)
@@ -141,11 +145,20 @@ class Hub:
         for market in names:
             self._routes.get((sub.channel, market), set()).discard(sub)
             sub.snapshotted.discard(market or "")
+        await self.link.wait_ready()
         async with self._lock:
             await self._uncover(key, [m for m in names if m is not None])
 
     async def _cover(self, key: tuple[str, bool], markets: list[str]) -> None:
+        """Subscribe upstream what is not covered yet; count the client subs needing each."""
         group = self._groups.get(key)
+        if key[1] and group is None:
+            await self._cover_every_market(key[0])
+            return
+        if not key[1]:
+            markets = self._served_by_all(key[0], group, markets)
+            if not markets:
+                return
         if group is None or group.sid is None:
             group = group or _Group(key[0], key[1])
             params: JSON = {"channels": [key[0]]}
@@ -159,6 +172,42 @@ class Hub:
             params = {"sids": [group.sid], "action": "add_markets", "market_tickers": new}
             await self.link.command("update_subscription", params, self._counter(group, new))
         self._count(group, [m for m in markets if m not in new])
+
+    async def _cover_every_market(self, channel: str) -> None:
+        """Subscribe `channel` for every market. Kalshi refuses it (error 6) beside a
+        subscription of the same channel for named markets, so that one goes first and its
+        markets are served by the new one: they miss what comes in between (one round trip)."""
+        named = self._groups.get((channel, False))
+        if named is not None:
+            await self._drop(named)
+            via = self._via_all.setdefault(channel, {})
+            for market, need in named.markets.items():
+                via[market] = via.get(market, 0) + need
+            get_logger().info("ws_upstream_widened", channel=channel, markets=len(named.markets))
+        group = _Group(channel, True)
+        try:
+            await self.link.command("subscribe", {"channels": [channel]}, self._binder(group, []))
+        except protocol.CommandError:
+            if named is not None:  # put the named subscription back as it was
+                self._via_all.pop(channel, None)
+                params = {"channels": [channel], "market_tickers": list(named.markets)}
+                with contextlib.suppress(protocol.CommandError):
+                    await self.link.command("subscribe", params, self._binder(named, []))
+            raise
+        self.upstream_subscribes += 1
+
+    def _served_by_all(self, channel: str, named: _Group | None, markets: list[str]) -> list[str]:
+        """Count the markets the channel's every-market subscription covers (and the named
+        one does not) as served by it; the rest are left to the named subscription."""
+        every = self._groups.get((channel, True))
+        if every is None:
+            return markets
+        own = named.markets if named is not None else {}
+        via = self._via_all.setdefault(channel, {})
+        for market in markets:
+            if market not in own:
+                via[market] = via.get(market, 0) + 1
+        return [m for m in markets if m in own]
 
     def _binder(self, group: _Group, markets: list[str]) -> Callable[[JSON], None]:
         """Binds the upstream sid the moment its reply is read (its snapshot comes next)."""
@@ -184,8 +233,11 @@ class Hub:
             group.markets[market] = group.markets.get(market, 0) + 1
 
     async def _uncover(self, key: tuple[str, bool], markets: list[str]) -> None:
+        markets = self._release_via_all(key, markets)
         group = self._groups.get(key)
         if group is None:
+            if not key[1]:
+                await self._drop_every_market_if_unused(key[0])
             return
         unused = []
         for market in markets:
@@ -195,10 +247,10 @@ class Hub:
             else:
                 group.markets.pop(market, None)
                 unused.append(market)
-        everyone = self._routes.get((key[0], ALL), set())
-        routed = bool(everyone) if group.every_market else bool(group.markets)
         try:
-            if not routed:
+            if group.every_market:
+                await self._drop_every_market_if_unused(key[0])
+            elif not group.markets:
                 await self._drop(group)
             elif unused:
                 params = {"sids": [group.sid], "action": "delete_markets", "market_tickers": unused}
@@ -210,6 +262,31 @@ class Hub:
         for market in unused:
             if key[0] in protocol.MARKETS_REQUIRED:
                 self._books.pop(market, None)
+
+    async def _drop_every_market_if_unused(self, channel: str) -> None:
+        """Unsubscribe the every-market subscription once no client leans on it: neither
+        one that wants every market nor one whose named markets it serves."""
+        group = self._groups.get((channel, True))
+        if group is None or self._routes.get((channel, ALL)) or self._via_all.get(channel):
+            return
+        with contextlib.suppress(protocol.CommandError):
+            await self._drop(group)
+
+    def _release_via_all(self, key: tuple[str, bool], markets: list[str]) -> list[str]:
+        """Release the named markets the every-market subscription serves; the rest."""
+        via = self._via_all.get(key[0])
+        if key[1] or not via:
+            return markets
+        rest = []
+        for market in markets:
+            left = via.get(market, 0) - 1
+            if left > 0:
+                via[market] = left
+            elif left == 0:
+                del via[market]
+            else:
+                rest.append(market)
+        return rest
 
     async def _drop(self, group: _Group) -> None:
         self._groups.pop((group.channel, group.every_market), None)
@@ -226,17 +303,32 @@ class Hub:
         if group is None or not isinstance(msg, dict):
             return
         kind = str(doc.get("type"))
-        market = msg.get("market_ticker")
         if group.channel in protocol.MARKETS_REQUIRED:
             self._book_message(group, doc, kind, msg)
             return
-        if kind == "ticker" and isinstance(market, str):
+        market = _market_of(msg)
+        if kind == "ticker" and market is not None:
             self._tickers[market] = msg
-        key = ALL if group.every_market else market
-        subs = tuple(self._routes.get((group.channel, key), ()))
+        subs = self._subs_for(group, market)
         rendered = render(msg) if subs else None
         for sub in subs:
             sub.emit(kind, msg, rendered)
+
+    def _subs_for(self, group: _Group, market: str | None) -> tuple[ClientSub, ...]:
+        """The client subs a message of `group` about `market` goes to; a message naming no
+        market (an order group's, an RFQ's) goes to every sub of the subscription."""
+        channel, routes = group.channel, self._routes
+        via = self._via_all.get(channel, {})
+        if market is not None:
+            subs = routes.get((channel, ALL if group.every_market else market), set())
+            if group.every_market and market in via:
+                subs = subs | routes.get((channel, market), set())
+            return tuple(subs)
+        named = via if group.every_market else group.markets
+        found = set(routes.get((channel, ALL), ())) if group.every_market else set()
+        for name in named:
+            found.update(routes.get((channel, name), ()))
+        return tuple(found)
 
     def _book_message(self, group: _Group, doc: JSON, kind: str, msg: JSON) -> None:
         seq = doc.get("seq")
@@ -340,6 +432,12 @@ class Hub:
             self._by_sid[group.sid] = group
 
         return bind
+
+
+def _market_of(msg: JSON) -> str | None:
+    """The market a message is about: market_ticker, or ticker (user_order's name for it)."""
+    market = msg.get("market_ticker", msg.get("ticker"))
+    return market if isinstance(market, str) else None
 
 
 def _took_seq(group: _Group, reply: JSON) -> None:

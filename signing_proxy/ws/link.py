@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import json
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
@@ -23,6 +24,9 @@ Connect = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]
 COMMAND_TIMEOUT: Final = 10.0
 _BACKOFF_FIRST: Final = 0.1
 _BACKOFF_CAP: Final = 5.0
+# A connection that lasted this long was a good one: the next drop starts the backoff anew.
+# One Kalshi drops at once keeps doubling it, so a flapping upstream is not hammered.
+_STABLE_AFTER: Final = 10.0
 
 
 class LinkDown(Exception):
@@ -49,6 +53,11 @@ class UpstreamLink:
         self._on_reply: dict[int, Callable[[JSON], None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._resubscribing: asyncio.Task[None] | None = None
+        # Set while connected and resubscribed: clients' commands wait for it across a
+        # reconnect instead of failing.
+        self._ready = asyncio.Event()
+        self._delay = _BACKOFF_FIRST
+        self._since = 0.0
         self.connects = 0
         self.closing = False
 
@@ -62,11 +71,23 @@ class UpstreamLink:
         that a refusal reached that client as Kalshi sent it); read it in the background."""
         self._ws = ws
         self.connects += 1
+        self._since = time.monotonic()
+        self._ready.set()
         self._task = asyncio.create_task(self._run())
+
+    async def wait_ready(self) -> None:
+        """Wait (at most a command's timeout) while the link reconnects and resubscribes,
+        so a client's command in that window is served late rather than refused."""
+        if self._ready.is_set() or self.closing:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                await self._ready.wait()
 
     async def close(self) -> None:
         """Close for good: no reconnect."""
         self.closing = True
+        self._ready.set()  # whoever waits for the link stops waiting: it will not come back
         self._fail_waiting()  # nobody will read their replies now
         if self._ws is not None:
             await self._ws.close(code=1000)
@@ -109,14 +130,24 @@ class UpstreamLink:
         """Read until the connection ends; then reconnect, until closed for good."""
         while not self.closing:
             await self._read()
+            self._ready.clear()
             self._fail_waiting()
             if self.closing:
                 return
+            if time.monotonic() - self._since >= _STABLE_AFTER:
+                self._delay = _BACKOFF_FIRST
             self._on_down()
             await self._reconnect()
             if self.up:
                 # In its own task: its commands' replies are read by this one.
-                self._resubscribing = asyncio.create_task(self._on_reconnected())
+                self._resubscribing = asyncio.create_task(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        try:
+            await self._on_reconnected()
+        finally:
+            if self.up:
+                self._ready.set()
 
     async def _read(self) -> None:
         ws = self._ws
@@ -153,15 +184,15 @@ class UpstreamLink:
 
     async def _reconnect(self) -> None:
         """Try again with jittered backoff until connected or closed."""
-        delay = _BACKOFF_FIRST
         while not self.closing:
-            await asyncio.sleep(random.uniform(0, delay))  # noqa: S311 - jitter
+            await asyncio.sleep(random.uniform(0, self._delay))  # noqa: S311 - jitter
+            self._delay = min(_BACKOFF_CAP, self._delay * 2)
             try:
                 self._ws = await self._connect()
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 get_logger().warning("ws_upstream_reconnect_failed", error=type(exc).__name__)
-                delay = min(_BACKOFF_CAP, delay * 2)
                 continue
             self.connects += 1
+            self._since = time.monotonic()
             get_logger().info("ws_upstream_reconnected", connects=self.connects)
             return

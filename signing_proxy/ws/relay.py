@@ -85,8 +85,11 @@ class WebSocketRelay:
         return len(self._sessions) + self._shared_open
 
     def frame_totals(self) -> tuple[int, int]:
-        """Frames relayed so far, (client to upstream, upstream to client)."""
+        """Frames so far, (from clients, to clients): relayed, or served by the shared feed."""
         to_upstream, to_client = self._closed_frames
+        if self._shared is not None:
+            from_clients, to_clients = self._shared.frame_totals()
+            to_upstream, to_client = to_upstream + from_clients, to_client + to_clients
         for session in self._sessions:
             to_upstream += session.stats.frames_in
             to_client += session.stats.frames_out
@@ -169,6 +172,7 @@ class WebSocketRelay:
             await self._shared.serve(path, hub, member)
         finally:
             self._shared_open -= 1
+            self._closed_frames[0] += member.frames_in
             self._closed_frames[1] += member.frames_out
         code = member.ending[0] if member.ending else 1000
         get_logger().info(

@@ -47,6 +47,7 @@ class SharedClient:
         self._subs: dict[int, ClientSub] = {}
         self._last_sid = 0
         self.ending: tuple[int, str] | None = None
+        self.frames_in = 0
         self.frames_out = 0
         self._commands = {
             "subscribe": self._subscribe,
@@ -107,6 +108,7 @@ class SharedClient:
 
     async def _read(self) -> None:
         async for message in self._ws:
+            self.frames_in += 1
             if message.type is WSMsgType.TEXT:
                 await self._command(message.data)
             elif message.type is WSMsgType.BINARY:
@@ -283,6 +285,11 @@ class SharedFeed:
             "upstream_gaps": sum(h.gaps for h in hubs),
             "clients_dropped_slow": self.dropped_slow,
         }
+
+    def frame_totals(self) -> tuple[int, int]:
+        """Frames of the clients connected now, (from clients, to clients)."""
+        members = [m for group in self._members.values() for m in group]
+        return sum(m.frames_in for m in members), sum(m.frames_out for m in members)
 
     async def hub_for(
         self,

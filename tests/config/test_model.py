@@ -61,7 +61,7 @@ SAMPLES: dict[str, Any] = {
     "risk.max_orders_per_minute": 60,
     "risk.max_daily_notional": 2500,
     "journal.path": "journal-of-the-model-test.sqlite3",
-    "websocket.mode": "shared",
+    "websocket.mode": "relay",
     "websocket.linger": 5,
     "websocket.upstream_grace": 7,
     "websocket.client_queue_frames": 50,

@@ -50,7 +50,9 @@ async def test_margin_goes_to_its_own_host(key_material, make_proxy, tmp_path: P
         seen.append((request.raw_path, auth_error(request, key_material)))
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        await ws.close()
+        async for message in ws:  # Kalshi's answer to list_subscriptions: nothing yet
+            command = json.loads(message.data)
+            await ws.send_json({"id": command["id"], "type": "ok", "msg": []})
         return ws
 
     app = web.Application()
@@ -64,7 +66,8 @@ async def test_margin_goes_to_its_own_host(key_material, make_proxy, tmp_path: P
         # The REST upstream (and the main WebSocket) is elsewhere: nothing listens there.
         client = await make_proxy("http://127.0.0.1:9", config_file=config)
         async with client.ws_connect(MARGIN) as ws:
-            await ws.receive(timeout=5)
+            await ws.send_json({"id": 1, "cmd": "list_subscriptions"})
+            assert json.loads((await ws.receive(timeout=5)).data)["id"] == 1
         assert seen == [(MARGIN, None)]  # one handshake, its signature verified
     finally:
         await host.close()

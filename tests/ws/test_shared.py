@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
 from signing_proxy.sandbox import create_sandbox_app
@@ -26,7 +26,7 @@ from signing_proxy.sandbox.ws import SANDBOX_WS, WsSettings
 from signing_proxy.ws.relay import WS_RELAY
 from tests.support.keys import KEY_ID, KeyMaterial
 from tests.ws import test_websocket as relay_tests
-from tests.ws.test_websocket import WS, receive_json, server_url
+from tests.ws.test_websocket import WS, eventually, receive_json, server_url
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -63,10 +63,15 @@ def shared_proxy(make_proxy: Any) -> Callable[..., Awaitable[Any]]:
     ],
     ids=lambda test: test.__name__,
 )
-async def test_the_relays_protocol_tests_pass_on_the_shared_feed(
-    test: Callable[..., Awaitable[None]], sandbox: TestServer, shared_proxy: Any
+async def test_the_protocol_tests_pass_in_relay_mode_too(
+    test: Callable[..., Awaitable[None]], sandbox: TestServer, make_proxy: Any
 ) -> None:
-    await test(sandbox, shared_proxy)
+    """test_websocket.py runs them on the shared feed (the default); here on the relay."""
+
+    async def relay_proxy(url: str, config_file: Path | None = None, **env: str) -> Any:
+        return await make_proxy(url, config_file, **relay_tests.RELAY, **env)
+
+    await test(sandbox, relay_proxy)
 
 
 def markets_of(sandbox: TestServer, count: int) -> list[str]:
@@ -410,3 +415,114 @@ async def test_clients_are_told_when_kalshi_stays_away(
     assert message.type is WSMsgType.CLOSE, message
     assert ws.close_code == 1011 and "unreachable" in str(message.extra)
     assert 1.0 <= waited < 3.0
+
+
+async def messages_for(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> list[Any]:
+    """Every message that arrives within `seconds`."""
+    found: list[Any] = []
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        try:
+            message = await ws.receive(timeout=left)
+        except TimeoutError:
+            break
+        assert message.type is WSMsgType.TEXT, message
+        found.append(json.loads(message.data))
+    return found
+
+
+async def test_a_named_subscription_rides_on_an_every_market_one(
+    sandbox: TestServer, shared_proxy: Any
+) -> None:
+    """One client wants every market's ticker, another one market's: one upstream
+    subscription serves both; when the first leaves, the second's market is subscribed
+    on its own before the every-market one goes, and its tickers keep coming."""
+    proxy = await shared_proxy(server_url(sandbox))
+    market = markets_of(sandbox, 1)[0]
+    counters = sandbox.app[SANDBOX_WS]
+    async with proxy.ws_connect(WS) as everything, proxy.ws_connect(WS) as one:
+        await subscribe(everything, 1, {"channels": ["ticker"]})
+        assert (await receive_json(everything))["type"] == "subscribed"
+        await subscribe(one, 1, {"channels": ["ticker"], "market_ticker": market})
+        first = await messages_for(one, 1.0)
+        assert first[0]["type"] == "subscribed"
+        assert dict(counters.subscribed) == {("ticker", "*"): 1}  # no second subscription
+        tickers = [m["msg"]["market_ticker"] for m in first if m["type"] == "ticker"]
+        assert tickers and set(tickers) == {market}
+        seen_by_all = {m["msg"]["market_ticker"] for m in await messages_for(everything, 0.3)}
+        assert len(seen_by_all) > 1
+        await everything.send_json({"id": 2, "cmd": "unsubscribe", "params": {"sids": [1]}})
+        async with asyncio.timeout(5):
+            while (await receive_json(everything))["type"] != "unsubscribed":
+                pass  # tickers already on their way
+        later = await messages_for(one, 1.0)
+        assert {m["msg"]["market_ticker"] for m in later if m["type"] == "ticker"} == {market}
+        # The every-market subscription stays while the named market leans on it.
+        assert dict(counters.subscribed) == {("ticker", "*"): 1}
+        await one.send_json({"id": 2, "cmd": "unsubscribe", "params": {"sids": [1]}})
+        await messages_for(one, 0.3)
+    await eventually(lambda: counters.open_connections == 1)
+    unsubscribes = [c for c in counters.commands if c["cmd"] == "unsubscribe"]
+    assert len(unsubscribes) == 1  # once, when nobody needed it any more
+
+
+async def test_every_market_after_named_ones_takes_them_over(
+    sandbox: TestServer, shared_proxy: Any
+) -> None:
+    """Kalshi refuses an every-market subscription beside a named one (error 6): the
+    named one goes, and its clients are served by the new one."""
+    proxy = await shared_proxy(server_url(sandbox))
+    market = markets_of(sandbox, 1)[0]
+    counters = sandbox.app[SANDBOX_WS]
+    async with proxy.ws_connect(WS) as one, proxy.ws_connect(WS) as everything:
+        await subscribe(one, 1, {"channels": ["trade", "ticker"], "market_ticker": market})
+        await messages_for(one, 0.3)
+        await subscribe(everything, 1, {"channels": ["ticker"]})
+        replies = [m for m in await messages_for(everything, 0.5) if "id" in m]
+        assert [m["type"] for m in replies] == ["subscribed"], replies
+        later = await messages_for(one, 1.0)
+        assert {m["msg"]["market_ticker"] for m in later if m["type"] == "ticker"} == {market}
+    assert counters.subscribed[("ticker", "*")] == 1
+    assert [c["cmd"] for c in counters.commands][-2:] == ["unsubscribe", "subscribe"]
+
+
+async def test_a_command_while_the_upstream_reconnects_is_served_not_refused(
+    sandbox: TestServer, shared_proxy: Any
+) -> None:
+    first, second = markets_of(sandbox, 2)
+    proxy = await shared_proxy(server_url(sandbox))
+    async with proxy.ws_connect(WS) as ws:
+        await subscribe(ws, 1, {"channels": ["ticker"], "market_ticker": first})
+        assert (await receive_json(ws))["type"] == "subscribed"
+        await sandbox.app[SANDBOX_WS].drop_all()
+        await subscribe(ws, 2, {"channels": ["orderbook_delta"], "market_ticker": second})
+        async with asyncio.timeout(10):
+            while (reply := await receive_json(ws)).get("id") != 2:
+                pass
+    assert reply["type"] == "subscribed", reply
+
+
+async def test_an_upstream_that_drops_every_connection_at_once_is_not_hammered(
+    make_upstream: Any, shared_proxy: Any
+) -> None:
+    """Each reconnect that is dropped at once doubles the wait before the next."""
+    handshakes = 0
+
+    async def flapping(request: web.Request) -> web.StreamResponse:
+        nonlocal handshakes
+        handshakes += 1
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        if handshakes > 1:
+            await ws.close()
+            return ws
+        await ws.receive()  # the first: list_subscriptions... then it is dropped
+        await ws.close()
+        return ws
+
+    proxy = await shared_proxy((await make_upstream(flapping)).url)
+    async with proxy.ws_connect(WS) as ws:
+        await ws.send_json({"id": 1, "cmd": "subscribe", "params": {"channels": ["ticker"]}})
+        await asyncio.sleep(2.0)
+        assert not ws.closed
+    assert 2 <= handshakes <= 10, handshakes  # waits of up to 0.1, 0.2, 0.4 s...: not 90 a second

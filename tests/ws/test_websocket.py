@@ -30,6 +30,8 @@ from tests.support.upstreams import SSH_BANNER, banner_server, self_signed_certi
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 WS = "/trade-api/ws/v2"
+# The tests against custom upstreams speak raw frames, not Kalshi's protocol: the relay's.
+RELAY = {"SIGNING_PROXY_WEBSOCKET_MODE": "relay"}
 MARKET = "KXBTCD-26JUN1217-T105749.99"
 OTHER_MARKET = "KXFEDDECISION-26JUL-H0"
 # A handshake sent as a plain request, to see the HTTP answer ws_connect would hide.
@@ -54,7 +56,7 @@ async def production_proxy(
     served: list[Served] = []
 
     async def factory(upstream_url: str) -> tuple[web.Application, str]:
-        environ = {"KALSHI_API_KEY_ID": KEY_ID, "KALSHI_PRIVATE_KEY_FILE": str(key_file)}
+        environ = {"KALSHI_API_KEY_ID": KEY_ID, "KALSHI_PRIVATE_KEY_FILE": str(key_file), **RELAY}
         config = load_config(None, environ, Overrides(upstream=upstream_url))
         app = create_app(config, load_signer(config.credentials), background_probe=False)
         served.append(await start(app, "127.0.0.1", 0))
@@ -298,7 +300,7 @@ async def test_fifty_concurrent_sessions(sandbox, make_proxy) -> None:
 async def test_text_and_binary_frames_relay_both_ways_in_order(make_upstream, make_proxy) -> None:
     side = UpstreamSide()
     upstream = await make_upstream(echo_upstream(side))
-    client = await make_proxy(upstream.url)
+    client = await make_proxy(upstream.url, **RELAY)
     frames: list[str | bytes] = ["first", b"\x00\x01\xfe\xff", "dritte \u00fc", b"", "last"]
     async with client.ws_connect(WS) as ws:
         for frame in frames:
@@ -317,7 +319,7 @@ async def test_text_and_binary_frames_relay_both_ways_in_order(make_upstream, ma
 
 async def test_client_close_code_and_reason_reach_the_upstream(make_upstream, make_proxy) -> None:
     side = UpstreamSide()
-    client = await make_proxy((await make_upstream(echo_upstream(side))).url)
+    client = await make_proxy((await make_upstream(echo_upstream(side))).url, **RELAY)
     ws = await client.ws_connect(WS)
     await ws.close(code=4100, message=b"bot done")
     await asyncio.wait_for(side.closed.wait(), 5)
@@ -332,7 +334,7 @@ async def test_upstream_close_code_and_reason_reach_the_client(make_upstream, ma
         await ws.close(code=4001, message=b"kalshi closed this")
         return ws
 
-    client = await make_proxy((await make_upstream(closing)).url)
+    client = await make_proxy((await make_upstream(closing)).url, **RELAY)
     async with client.ws_connect(WS) as ws:
         assert (await ws.receive(timeout=5)).data == "last words"
         msg = await ws.receive(timeout=5)
@@ -351,7 +353,7 @@ async def test_upstream_dying_mid_stream_closes_the_client_with_1011(
         request.transport.abort()  # no close frame: the process died
         return ws
 
-    client = await make_proxy((await make_upstream(dying)).url)
+    client = await make_proxy((await make_upstream(dying)).url, **RELAY)
     with capture_logs() as logs:
         async with client.ws_connect(WS) as ws:
             assert (await ws.receive(timeout=5)).data == "before the crash"
@@ -522,7 +524,7 @@ async def test_a_client_that_stops_reading_is_cut_off_with_a_bounded_queue(
 
 async def test_close_all_closes_both_sides_with_1001(make_upstream, make_proxy) -> None:
     side = UpstreamSide()
-    client = await make_proxy((await make_upstream(echo_upstream(side))).url)
+    client = await make_proxy((await make_upstream(echo_upstream(side))).url, **RELAY)
     async with client.ws_connect(WS) as ws:
         await ws.send_str("hello")
         assert (await ws.receive(timeout=5)).data == "hello"
@@ -535,7 +537,7 @@ async def test_close_all_closes_both_sides_with_1001(make_upstream, make_proxy) 
 
 
 async def test_app_shutdown_closes_sessions_with_1001(make_upstream, make_proxy) -> None:
-    client = await make_proxy((await make_upstream(echo_upstream(UpstreamSide()))).url)
+    client = await make_proxy((await make_upstream(echo_upstream(UpstreamSide()))).url, **RELAY)
     url = client.make_url(WS)
     async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
         await ws.send_str("hello")
@@ -548,7 +550,7 @@ async def test_app_shutdown_closes_sessions_with_1001(make_upstream, make_proxy)
 
 async def test_open_and_close_events_carry_counts_never_content(make_upstream, make_proxy) -> None:
     side = UpstreamSide()
-    client = await make_proxy((await make_upstream(echo_upstream(side))).url)
+    client = await make_proxy((await make_upstream(echo_upstream(side))).url, **RELAY)
     secret_text, secret_bytes = "frame-content-must-not-be-logged", b"binary-content-not-logged"
     with capture_logs() as logs:
         async with client.ws_connect(WS, headers={"X-Request-ID": "ws-call-1"}) as ws:
