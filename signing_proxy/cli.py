@@ -149,6 +149,8 @@ def _load(args: argparse.Namespace) -> tuple[Config, Signer]:
 def _check(args: argparse.Namespace) -> int:
     config, signer = _load(args)
     report = online_check.offline_facts(config, signer)
+    for warning in signer.warnings:
+        print(f"signing-proxy: warning: {warning}", file=sys.stderr)
     if args.online:
         report = online_check.check_online(config, signer, report)
     print(report.render(), end="")
