@@ -30,7 +30,8 @@ RUN python3 -m venv /opt/venv
 COPY pyproject.toml /src/
 RUN /opt/venv/bin/python3 -c 'import tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; print(*p["dependencies"], *p["optional-dependencies"]["speed"], sep="\n")' >/tmp/requirements.txt \
  && /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
-COPY README.md /src/
+# The wheel's metadata names README.md and LICENSE (pyproject.toml).
+COPY README.md LICENSE /src/
 COPY signing_proxy /src/signing_proxy
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/wheels /src \
  && /opt/venv/bin/pip install --no-deps /tmp/wheels/*.whl \
