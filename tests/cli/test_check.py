@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from signing_proxy.sandbox import create_sandbox_app
 from tests.support.keys import KEY_ID, KeyMaterial, new_rsa_key
 from tests.support.processes import CLI, base_env, run_cli
+from tests.support.upstreams import self_signed_certificate, tls_server
 
 pytestmark = pytest.mark.e2e
 
@@ -145,6 +146,19 @@ async def test_unreachable_upstream_is_its_own_exit_code(env: dict[str, str]) ->
     assert err.strip() == (
         f"signing-proxy: cannot reach http://127.0.0.1:{port}: "
         f"connection refused by 127.0.0.1:{port}"
+    )
+
+
+async def test_tls_failure_is_unreachable_with_its_reason(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    cert, key = self_signed_certificate(tmp_path, "localhost")
+    async with tls_server(cert, key) as server:
+        upstream = f"https://127.0.0.1:{server.port}"
+        code, out, _ = await check("--online", "--upstream", upstream, env=env)
+    assert code == 3
+    assert field(out, "reachable").startswith(
+        f"NO: TLS certificate verify failed for 127.0.0.1:{server.port}: self-signed certificate"
     )
 
 
