@@ -1,13 +1,16 @@
 # signing-proxy: signs Kalshi Trade API v2 requests for the containers beside it.
 #
 #   docker build -t signing-proxy .
-#   docker run --rm -p 127.0.0.1:8080:8080 \
+#   sudo chown 10001:10001 kalshi.pem && sudo chmod 0400 kalshi.pem   # the image's user
+#   docker run --rm -p 127.0.0.1:8080:8080 --stop-timeout 20 \
 #     -e KALSHI_API_KEY_ID=... -e KALSHI_PRIVATE_KEY_FILE=/run/secrets/kalshi_private_key \
 #     -v "$PWD/kalshi.pem:/run/secrets/kalshi_private_key:ro" \
 #     -e SIGNING_PROXY_CONFIG=/config/signing-proxy.yaml -e BOT_TOKEN=... \
 #     -v "$PWD/examples/signing-proxy.yaml:/config/signing-proxy.yaml:ro" signing-proxy
 #
 # The key is never part of the image: it comes from a mounted file or KALSHI_PRIVATE_KEY.
+# --stop-timeout: on SIGTERM the proxy drains for shutdown_timeout (15 s) and cuts the
+# rest within a second; docker's default is to SIGKILL after 10 s.
 # BASE_IMAGE is any Debian-like image with python3 (3.11 or newer) and its venv module:
 # the official python slim image by default; scripts/container-smoke.sh uses a Debian
 # bookworm base made with debootstrap. Nothing here assumes `python` is on PATH.
@@ -30,7 +33,8 @@ RUN python3 -m venv /opt/venv
 COPY pyproject.toml /src/
 RUN /opt/venv/bin/python3 -c 'import tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; print(*p["dependencies"], *p["optional-dependencies"]["speed"], sep="\n")' >/tmp/requirements.txt \
  && /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
-COPY README.md /src/
+# The wheel's metadata names README.md and LICENSE (pyproject.toml).
+COPY README.md LICENSE /src/
 COPY signing_proxy /src/signing_proxy
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/wheels /src \
  && /opt/venv/bin/pip install --no-deps /tmp/wheels/*.whl \

@@ -206,14 +206,12 @@ open("/keys/public.pem", "wb").write(key.public_key().public_bytes(
 KALSHI_API_KEY_ID=$(cat /proc/sys/kernel/random/uuid)
 BOT_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export KALSHI_API_KEY_ID BOT_TOKEN
-# Run 1 gives the key to the container's user (0400, owned by uid 10001): no opt-out needed.
+# Both runs give the key to the container's user (0400, owned by uid 10001), as the
+# compose example says to: no opt-out (credentials.allow_insecure_key_file) anywhere.
 cp "$keys/private.pem" "$keys/private-0400.pem"
 chown 10001:10001 "$keys/private-0400.pem"
 chmod 0400 "$keys/private-0400.pem"
-# Run 2 (compose) mounts it as a secret readable by all, as many secret stores do; the
-# example's config file accepts that (credentials.allow_insecure_key_file).
-cp "$keys/private.pem" "$keys/private-0444.pem"
-chmod 0444 "$keys/private-0444.pem" "$keys/public.pem"
+chmod 0444 "$keys/public.pem"
 
 step "run the image against the sandbox upstream"
 podman network create "$NETWORK" >/dev/null
@@ -266,7 +264,7 @@ podman network rm -f "$NETWORK" >/dev/null
 
 step "compose example (examples/docker-compose.yml)"
 export SIGNING_PROXY_IMAGE=$IMAGE
-export KALSHI_PRIVATE_KEY_PATH=$keys/private-0444.pem
+export KALSHI_PRIVATE_KEY_PATH=$keys/private-0400.pem
 export KALSHI_PUBLIC_KEY_PATH=$keys/public.pem
 COMPOSE_READY=1
 compose up -d --no-build >"$WORK/compose.log" 2>&1 \

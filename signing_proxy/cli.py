@@ -15,7 +15,7 @@ from signing_proxy import __version__
 from signing_proxy.config import Config, ListenConfig, Overrides, flag_keys, load_config
 from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer, load_signer
-from signing_proxy.ops import admin_client
+from signing_proxy.ops import admin_client, online_check
 from signing_proxy.ops.logging import SecretRedactor, configure_logging
 from signing_proxy.ops.run import run_proxy
 from signing_proxy.ops.server import run_event_loop
@@ -47,14 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="sign and forward requests")
-    _add_config_flag(run)
-    for key in flag_keys():
-        # The model parses and checks the value, so a bad one is one line and exit 2.
-        run.add_argument(f"--{key.setting.flag}", help=f"{key.setting.doc} ({key.dotted})")
+    _add_run_flags(run)
     run.set_defaults(func=_run)
 
-    check = commands.add_parser("check", help="validate the configuration and key, then exit")
-    _add_config_flag(check)
+    check = commands.add_parser(
+        "check",
+        help="validate the configuration and key, then exit",
+        description="Validate the configuration and key as `run` would, then exit; with "
+        "--online also ask Kalshi whether it accepts the key.",
+        epilog=online_check.EXIT_CODES_HELP,
+    )
+    _add_run_flags(check)
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also make signed calls (exchange/status, portfolio/balance, account/limits): "
+        "is the key accepted, which host answered, the clock offset, the rate-limit tier",
+    )
     check.set_defaults(func=_check)
 
     sandbox = commands.add_parser(
@@ -113,6 +122,14 @@ def _add_admin_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """--config and the model's flags (--env, --upstream, --host, --port), as `run` takes them."""
+    _add_config_flag(parser)
+    for key in flag_keys():
+        # The model parses and checks the value, so a bad one is one line and exit 2.
+        parser.add_argument(f"--{key.setting.flag}", help=f"{key.setting.doc} ({key.dotted})")
+
+
 def _add_config_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="FILE", help="YAML configuration (default: $SIGNING_PROXY_CONFIG)"
@@ -120,7 +137,7 @@ def _add_config_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, Signer]:
-    # `check` has no flags but --config: every flag is then None.
+    # Commands with no flags but --config (journal, halt...): every flag is then None.
     flags = {
         str(key.setting.flag): getattr(args, str(key.setting.flag), None) for key in flag_keys()
     }
@@ -131,15 +148,16 @@ def _load(args: argparse.Namespace) -> tuple[Config, Signer]:
 
 def _check(args: argparse.Namespace) -> int:
     config, signer = _load(args)
-    info = signer.info
-    print(f"key:         {info.key_type} {info.key_size} bits")
-    print(f"fingerprint: {info.fingerprint}")
-    print(f"key id:      {signer.key_id}")
-    print(f"environment: {config.environment}")
-    print(f"rest url:    {config.upstream.rest_url}")
-    print(f"ws url:      {config.upstream.ws_url}")
-    print(f"listen:      {config.listen.host}:{config.listen.port}")
-    print("configuration OK")
+    report = online_check.offline_facts(config, signer)
+    for warning in signer.warnings:
+        print(f"signing-proxy: warning: {warning}", file=sys.stderr)
+    if args.online:
+        report = online_check.check_online(config, signer, report)
+    print(report.render(), end="")
+    if report.failure is not None:
+        print(f"signing-proxy: {report.failure}", file=sys.stderr)
+        return report.exit_code
+    print("configuration OK" + (", key accepted by the upstream" if args.online else ""))
     return EXIT_OK
 
 

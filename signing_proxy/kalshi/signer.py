@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from signing_proxy.config import CredentialsConfig
 from signing_proxy.errors import ConfigError
+from signing_proxy.kalshi.key_checks import key_warnings
 from signing_proxy.kalshi.protocol import (
     HEADER_KEY,
     HEADER_SIGNATURE,
@@ -39,12 +40,16 @@ class KeyInfo:
 class Signer:
     """Signs Kalshi requests with one private key; safe to share across threads."""
 
-    __slots__ = ("_key", "info", "key_id")
+    __slots__ = ("_key", "info", "key_id", "warnings")
 
-    def __init__(self, key_id: str, private_key: rsa.RSAPrivateKey) -> None:
+    def __init__(
+        self, key_id: str, private_key: rsa.RSAPrivateKey, warnings: tuple[str, ...] = ()
+    ) -> None:
         self.key_id = key_id
         self._key = private_key
         self.info = key_info(private_key)
+        # Likely mistakes found when the key was loaded (kalshi/key_checks.py), for the log.
+        self.warnings = warnings
 
     def __repr__(self) -> str:
         # Never let the key object reach a log through a repr.
@@ -98,7 +103,10 @@ def load_signer(credentials: CredentialsConfig) -> Signer:
             "credentials.private_key_file or KALSHI_PRIVATE_KEY"
         )
     key = parse_private_key(pem, credentials.passphrase, source)
-    return Signer(credentials.api_key_id, key)
+    # Both PKCS#8 ("BEGIN ENCRYPTED PRIVATE KEY") and PKCS#1 ("Proc-Type: 4,ENCRYPTED") say so.
+    unneeded = bool(credentials.passphrase) and b"ENCRYPTED" not in pem
+    warnings = key_warnings(credentials.api_key_id, key, passphrase_unneeded=unneeded)
+    return Signer(credentials.api_key_id, key, warnings)
 
 
 def normalise_pem(text: str) -> bytes:

@@ -11,6 +11,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from signing_proxy.config import LoggingConfig
+from signing_proxy.ops.console import ConsoleLines
 
 REDACTED = "[REDACTED]"
 
@@ -94,9 +95,7 @@ def configure_logging(
     stream = stream or sys.stdout
     use_json = not stream.isatty() if config.format == "auto" else config.format == "json"
     renderer: Processor = (
-        structlog.processors.JSONRenderer()
-        if use_json
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        structlog.processors.JSONRenderer() if use_json else ConsoleLines(colors=stream.isatty())
     )
     shared: list[Processor] = [
         structlog.processors.add_log_level,

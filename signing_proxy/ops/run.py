@@ -48,6 +48,7 @@ async def run_proxy(config: Config, signer: Signer, redactor: SecretRedactor, lo
             key_id=signer.key_id,
             fingerprint=signer.info.fingerprint,
         )
+        _warn_about_key(signer)
         if config.access.allow_unauthenticated_remote and not is_loopback_host(config.listen.host):
             log.warning(
                 "unauthenticated_remote_access",
@@ -103,6 +104,13 @@ async def _reload(
         fingerprint=signer.info.fingerprint,
         upstream=config.upstream.rest_url,
     )
+    _warn_about_key(signer)
+
+
+def _warn_about_key(signer: Signer) -> None:
+    """One warning event per likely mistake in the key (a non-UUID key id, a short key...)."""
+    for warning in signer.warnings:
+        get_logger().warning("key_warning", message=warning)
 
 
 def _check_bound_socket(bound_host: str, config: Config) -> None:

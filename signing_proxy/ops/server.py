@@ -93,7 +93,7 @@ def install_stop_handlers() -> asyncio.Future[str]:
 
 
 # After a cut, how long cancelled handlers get to log their call before the process exits.
-_CUT_GRACE = 1.0
+CUT_GRACE = 1.0
 
 
 async def drain_within(
@@ -122,7 +122,7 @@ async def drain_within(
     before_cut()
     server = served.runner.server
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(_CUT_GRACE):
+        async with asyncio.timeout(CUT_GRACE):
             if server is not None:
                 # A tiny grace, not 0: aiohttp reads 0 as "wait for ever".
                 await server.shutdown(0.01)

@@ -27,7 +27,7 @@ from signing_proxy.ops.health import UpstreamMonitor
 from signing_proxy.ops.logging import drop_none, get_logger
 from signing_proxy.ops.metrics import Metrics
 from signing_proxy.proxy.bodies import BodyBudget
-from signing_proxy.proxy.calls import CALL_RECORD, CallFailed, CallRecord
+from signing_proxy.proxy.calls import CALL_RECORD, CallFailed, CallRecord, count_own_answer
 from signing_proxy.proxy.compat import V1Sides
 from signing_proxy.proxy.forward import Forwarder
 from signing_proxy.proxy.guard import add_cors_headers, make_guard
@@ -344,11 +344,14 @@ async def _call_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
         status = response.status
+        count_own_answer(record, request.method, response)
         return response
     except web.HTTPException as exc:
         status = exc.status
         code = "proxy_not_found" if exc.status == 404 else "proxy_http_error"
-        return proxy_error(exc.status, code, exc.reason, headers=_allow_header(exc))
+        response = proxy_error(exc.status, code, exc.reason, headers=_allow_header(exc))
+        count_own_answer(record, request.method, response)
+        return response
     except asyncio.CancelledError:
         if request.app[LIFECYCLE].cutting:
             # The drain's time ran out: the proxy cut this call, the client did not leave.

@@ -31,6 +31,18 @@ class CallRecord:
 
 
 CALL_RECORD = web.RequestKey("call_record", CallRecord)
+# Answers that never carry a body, whatever the Response object holds.
+_BODILESS_STATUSES = frozenset({204, 304})
+
+
+def count_own_answer(record: CallRecord, method: str, response: web.StreamResponse) -> None:
+    """Count the body of an answer the proxy wrote whole itself (its errors, probes, admin
+    API), which no relay counted; a streamed or relayed answer was counted as it went."""
+    if record.bytes_out or not isinstance(response, web.Response):
+        return
+    body = response.body
+    if isinstance(body, bytes) and method != "HEAD" and response.status not in _BODILESS_STATUSES:
+        record.bytes_out = len(body)
 
 
 @dataclass(frozen=True, slots=True)

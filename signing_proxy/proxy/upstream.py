@@ -60,7 +60,8 @@ def classify(exc: BaseException, timeout: float) -> UpstreamFailure:
     if isinstance(exc, ConnectionLost) and exc.__cause__ is not None:
         exc = exc.__cause__
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamFailure(504, "proxy_upstream_connect_timeout", "connecting timed out", True)
+        message = "the connection was not accepted within upstream.connect_timeout"
+        return UpstreamFailure(504, "proxy_upstream_connect_timeout", message, True)
     if isinstance(exc, TimeoutError):
         # Not retried: the upstream may still be working on it, and the client has waited.
         message = f"the upstream did not answer within {timeout:g} s"
@@ -111,12 +112,31 @@ def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
     return f"cannot connect to {where}"
 
 
+# What OpenSSL's commonest verify results mean for the user, by how the result begins.
+_VERIFY_HINTS = (
+    ("certificate has expired", "its end date has passed, or this machine's clock is wrong"),
+    ("certificate is not yet valid", "its start date is to come, or this machine's clock is wrong"),
+    ("self-signed certificate", "no certificate authority this machine trusts issued it"),
+    (
+        "unable to get local issuer certificate",
+        "issued by a certificate authority this machine does not trust; behind a "
+        "TLS-inspecting proxy, point SSL_CERT_FILE at its CA bundle",
+    ),
+    ("Hostname mismatch", "the certificate is for another name: check upstream.rest_url"),
+    ("IP address mismatch", "the certificate is for another address: check upstream.rest_url"),
+)
+
+
 def _tls_reason(exc: aiohttp.ClientSSLError) -> str:
     where = f"{exc.host}:{exc.port}"
     error = exc.os_error
     if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
         # OpenSSL's verify result: "self-signed certificate", "Hostname mismatch, ...".
-        return f"TLS certificate verify failed for {where}: {error.verify_message}"
+        verdict = error.verify_message
+        hint = next((h for start, h in _VERIFY_HINTS if verdict.startswith(start)), None)
+        return f"TLS certificate verify failed for {where}: {verdict}" + (
+            f" ({hint})" if hint else ""
+        )
     reason = getattr(error, "reason", None)
     if isinstance(reason, str) and reason.replace("_", "").isalnum():
         # OpenSSL's reason code, e.g. WRONG_VERSION_NUMBER (a plain-HTTP port, often).

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from email.utils import formatdate
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -47,9 +48,15 @@ def create_sandbox_app(
     # REST and WebSocket are built here, so neither module imports the other's builder.
     add_ws_endpoint(app)
     app.cleanup_ctx.append(_makers(seed))
+    app.on_response_prepare.append(_date_from_clock)
     # One catch-all route: dispatch happens on the raw path, which aiohttp's router decodes.
     app.router.add_route("*", "/{tail:.*}", handle_request)
     return app
+
+
+async def _date_from_clock(request: web.Request, response: web.StreamResponse) -> None:
+    """Date from the sandbox clock, as Kalshi's comes from Kalshi's: a moved clock shows."""
+    response.headers["Date"] = formatdate(request.app[SANDBOX_STATE].clock(), usegmt=True)
 
 
 def _makers(seed: int | None) -> Callable[[web.Application], AsyncIterator[None]]:
