@@ -282,6 +282,7 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     await engine.close()
     await app[MONITOR].close()
     await sessions.close()
+    app[FORWARDER].lane.close()
 
 
 async def _probe_loop(app: web.Application) -> AsyncIterator[None]:

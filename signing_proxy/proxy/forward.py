@@ -26,12 +26,15 @@ from signing_proxy.proxy.access import SAFE_METHODS, policy_forms
 from signing_proxy.proxy.bodies import BodyBudget, BodyBudgetSpent, BodyTooLarge, request_body
 from signing_proxy.proxy.calls import CALL_RECORD, Answer, CallFailed, CallRecord
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
+from signing_proxy.proxy.lane import LaneAnswer, OrderLane
 from signing_proxy.proxy.live import Live, Snapshot
 from signing_proxy.proxy.paths import ROUTE, Route
 from signing_proxy.proxy.signing_engine import SigningEngine
 from signing_proxy.proxy.upstream import UpstreamFailure, UpstreamSessions, classify, describe
 
 USER_AGENT = f"signing-proxy/{__version__}"
+# An upstream answer: aiohttp's, streaming, or the order lane's, read whole.
+Upstream = aiohttp.ClientResponse | LaneAnswer
 # Kalshi's API uses these; anything else (TRACE, CONNECT, made-up tokens) is never signed.
 FORWARDED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Only requests that cannot change anything are retried: a duplicate order is worse
@@ -71,6 +74,8 @@ class Forwarder:
         self.monitor = monitor
         self.metrics = metrics
         self.engine = engine
+        # Order calls' own connections: no client library between the order and Kalshi.
+        self.lane = OrderLane()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward one request, or refuse it in the proxy's JSON error shape."""
@@ -159,7 +164,8 @@ class Forwarder:
         # encoded=True: the raw path and query go upstream exactly as received (no requoting).
         url = URL(snapshot.config.upstream.rest_url + raw_target, encoded=True)
         path = raw_target.partition("?")[0]
-        return await self._exchange(request, record, snapshot, url, path, headers, body)
+        lane = record.read_whole and not isinstance(body, aiohttp.StreamReader)
+        return await self._exchange(request, record, snapshot, url, path, headers, body, lane)
 
     async def call(
         self, snapshot: Snapshot, record: CallRecord, method: str, raw_path: str, body: bytes | None
@@ -231,6 +237,7 @@ class Forwarder:
         path: str,
         headers: CIMultiDict[str],
         body: aiohttp.StreamReader | bytes | None,
+        lane: bool = False,
     ) -> web.StreamResponse:
         upstream_config = snapshot.config.upstream
         method = request.method
@@ -243,7 +250,7 @@ class Forwarder:
             last = attempt + 1 == attempts
             try:
                 upstream, sent = await self._send(
-                    snapshot, method, url, path, headers, body, deadline
+                    snapshot, method, url, path, headers, body, deadline, lane
                 )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failure = classify(exc, upstream_config.timeout)
@@ -282,8 +289,10 @@ class Forwarder:
         headers: CIMultiDict[str],
         body: aiohttp.StreamReader | bytes | None,
         deadline: float,
-    ) -> tuple[aiohttp.ClientResponse, float]:
-        """One attempt, signed afresh (the timestamp must be current); the answer and when sent."""
+        lane: bool = False,
+    ) -> tuple[Upstream, float]:
+        """One attempt, signed afresh (the timestamp must be current); the answer and when
+        sent. On the order `lane`, the answer is read whole within the timeout."""
         signing_started = time.perf_counter()
         headers.update(await self.engine.headers(method, path))
         self.metrics.signing.observe(time.perf_counter() - signing_started)
@@ -291,6 +300,10 @@ class Forwarder:
         timeout = min(snapshot.config.upstream.timeout, remaining)
         sent = time.time()
         async with asyncio.timeout(timeout):
+            if lane and not isinstance(body, aiohttp.StreamReader):
+                connect = snapshot.config.upstream.connect_timeout
+                answer = await self.lane.request(method, url, headers, body, connect)
+                return answer, sent
             upstream = await self._sessions.rest.request(
                 method,
                 url,
@@ -301,7 +314,7 @@ class Forwarder:
             )
         return upstream, sent
 
-    async def _diagnose(self, upstream: aiohttp.ClientResponse, signed: str, sent: float) -> bytes:
+    async def _diagnose(self, upstream: Upstream, signed: str, sent: float) -> bytes:
         """Read the head of Kalshi's small 401 body for the diagnosis; the caller relays it."""
         try:
             head = await upstream.content.read(_DIAGNOSIS_BYTES)
@@ -315,7 +328,7 @@ class Forwarder:
         request: web.Request,
         record: CallRecord,
         snapshot: Snapshot,
-        upstream: aiohttp.ClientResponse,
+        upstream: Upstream,
         started: float,
         prefix: bytes = b"",
     ) -> web.StreamResponse:
@@ -326,7 +339,9 @@ class Forwarder:
             headers["Retry-After"] = str(_retry_after(snapshot, request.method, path))
         length = upstream.content_length
         readable = request.method != "HEAD" and upstream.status not in _NO_BODY_STATUSES
-        if not prefix and readable and length is not None and length <= _SMALL_BODY:
+        small = length is not None and length <= _SMALL_BODY
+        # The order lane's answers are in memory already: sent in one write whatever their size.
+        if not prefix and readable and (small or isinstance(upstream, LaneAnswer)):
             answer = await _relay_small(request, record, upstream, headers, started)
             assert not isinstance(answer, bytes)  # no bound: always the answer
             return answer
@@ -375,7 +390,7 @@ class Forwarder:
 async def _relay_small(
     request: web.Request,
     record: CallRecord,
-    upstream: aiohttp.ClientResponse,
+    upstream: Upstream,
     headers: CIMultiDict[str],
     started: float,
     bound: int | None = None,
@@ -394,7 +409,7 @@ async def _relay_small(
         record.error = "proxy_upstream_body_error"
         record.upstream_ms = _ms_since(started)
         return proxy_error(502, "proxy_upstream_body_error", describe(exc))
-    if len(body) > _SMALL_BODY:
+    if bound is not None and len(body) > bound:
         return body  # larger than the bound: the caller streams it on
     record.upstream_ms = _ms_since(started)
     record.bytes_out = len(body)

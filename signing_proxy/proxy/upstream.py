@@ -76,6 +76,9 @@ def classify(exc: BaseException, timeout: float) -> UpstreamFailure:
         return UpstreamFailure(502, "proxy_upstream_unreachable", message, again)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamFailure(502, "proxy_upstream_unreachable", _connect_reason(exc), True)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        # The order lane reads answers whole before relaying: one that broke midway.
+        return UpstreamFailure(502, "proxy_upstream_body_error", describe(exc), False)
     if isinstance(exc, aiohttp.ClientResponseError):
         # The answer could not be parsed: another protocol (SSH, TLS on a plain port...).
         message = "the upstream did not speak HTTP (its answer could not be parsed)"

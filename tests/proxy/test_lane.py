@@ -1,0 +1,156 @@
+"""The order lane (proxy/lane.py): order calls go upstream on connections of their own,
+without aiohttp's client. Same answers, same words for every failure, kept-alive
+connections reused, nothing sent twice."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from structlog.testing import capture_logs
+
+from tests.support.upstreams import (
+    SSH_BANNER,
+    banner_server,
+    self_signed_certificate,
+    tls_server,
+)
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+ORDERS = "/trade-api/v2/portfolio/events/orders"
+ORDER = {"ticker": "KXLANE-1", "side": "bid", "count": "1", "price": "0.40"}
+
+
+async def order(client: Any, body: Any = ORDER) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """(status, JSON answer, the call's log event) of one order through the proxy."""
+    with capture_logs() as events:
+        resp = await client.post(ORDERS, data=json.dumps(body))
+        answer = await resp.json()
+    (event,) = [e for e in events if e["event"] == "request"]
+    return resp.status, answer, event
+
+
+async def test_orders_reuse_one_kept_alive_connection_and_are_signed(
+    make_upstream: Any, make_proxy: Any
+) -> None:
+    peers: list[object] = []
+
+    async def book(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        return web.json_response({"order_id": f"o-{len(peers)}"}, status=201)
+
+    upstream = await make_upstream(book)
+    client = await make_proxy(upstream.url)
+    for i in range(3):
+        status, answer, _ = await order(client)
+        assert (status, answer) == (201, {"order_id": f"o-{i + 1}"})
+    assert len(set(peers)) == 1  # one connection, kept alive
+    assert all(s.auth_error is None for s in upstream.seen)  # each signature verified
+    assert [json.loads(s.body) for s in upstream.seen] == [ORDER] * 3
+    journal = await (await client.get("/proxy/v1/journal")).json()
+    assert sorted(row["order_id"] for row in journal["entries"]) == ["o-1", "o-2", "o-3"]
+
+
+async def test_a_chunked_answer_reaches_the_client_whole_and_the_journal(
+    make_upstream: Any, make_proxy: Any
+) -> None:
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=201, headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for part in (b'{"order_id"', b':"o-chunked",', b'"pad":"' + b"x" * 70_000 + b'"}'):
+            await response.write(part)
+        await response.write_eof()
+        return response
+
+    client = await make_proxy((await make_upstream(chunked)).url)
+    status, answer, event = await order(client)
+    assert (status, answer["order_id"], len(answer["pad"])) == (201, "o-chunked", 70_000)
+    assert event["bytes_out"] > 70_000
+    journal = await (await client.get("/proxy/v1/journal")).json()
+    assert [row["order_id"] for row in journal["entries"]] == ["o-chunked"]
+
+
+@asynccontextmanager
+async def refused() -> AsyncIterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@asynccontextmanager
+async def unresolvable() -> AsyncIterator[str]:
+    yield "http://nonexistent.invalid"
+
+
+@asynccontextmanager
+async def speaks_ssh() -> AsyncIterator[str]:
+    async with banner_server(SSH_BANNER) as server:
+        yield f"http://127.0.0.1:{server.port}"
+
+
+@asynccontextmanager
+async def cut_short() -> AsyncIterator[str]:
+    answer = b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"a":1,'
+    async with banner_server(answer, hang_up=True) as server:
+        yield f"http://127.0.0.1:{server.port}"
+
+
+@asynccontextmanager
+async def hangs_up() -> AsyncIterator[str]:
+    async with banner_server(b"", hang_up=True) as server:
+        yield f"http://127.0.0.1:{server.port}"
+
+
+def self_signed(tmp: Path) -> Callable[[], Any]:
+    @asynccontextmanager
+    async def upstream() -> AsyncIterator[str]:
+        cert, key = self_signed_certificate(tmp, "localhost")
+        async with tls_server(cert, key) as server:
+            yield f"https://127.0.0.1:{server.port}"
+
+    return upstream
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (refused, "proxy_upstream_unreachable"),
+        (unresolvable, "proxy_upstream_unreachable"),
+        (speaks_ssh, "proxy_upstream_protocol_error"),
+        (cut_short, "proxy_upstream_body_error"),
+        (hangs_up, "proxy_upstream_error"),
+        ("self_signed", "proxy_upstream_tls_error"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v.__name__,
+)
+async def test_an_order_that_fails_is_told_why_in_the_same_words_as_any_call(
+    make_proxy: Any, tmp_path: Path, make: Any, code: str
+) -> None:
+    """The lane's failures read as aiohttp's do for other calls (tests/proxy/test_failures.py)."""
+    upstream = self_signed(tmp_path) if make == "self_signed" else make
+    async with upstream() as url:
+        client = await make_proxy(url)
+        status, answer, event = await order(client)
+        with capture_logs():
+            other = await (await client.post("/trade-api/v2/portfolio/order_groups/create")).json()
+    assert status in (502, 504)
+    assert answer["error"]["code"] == code
+    # The order call's words begin as any call's do (those end with the upstream's origin).
+    # (A hang-up races the request's write: "closed", or "reset by peer", either way.)
+    if make is not hangs_up:
+        assert answer["error"]["message"].startswith(other["error"]["message"].split(" (")[0])
+    assert event["error"].startswith(code)
+    for leaked in ("SSH-2.0", '{"a":1', "Error", "payload"):
+        assert leaked not in json.dumps(answer)
+    journal = await (await client.get("/proxy/v1/journal")).json()
+    (row,) = journal["entries"]
+    assert row["state"] == "unknown" if code in ("proxy_upstream_error",) else row["state"]
