@@ -1,0 +1,1 @@
+docker compose -f examples/docker-compose.yml up --build
