@@ -18,15 +18,12 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-import yaml
 
-from signing_proxy import cli
-from signing_proxy.config import load_config
+from tests.docs.conftest import Sandbox
 from tests.support.processes import CLI, Background, base_env
 
 pytestmark = pytest.mark.e2e
@@ -145,32 +142,6 @@ def run_snippet(
         text=True,
         timeout=60,
     )
-
-
-class Sandbox:
-    """`signing-proxy sandbox --port 0` in the background, and what it announced."""
-
-    def __init__(self, folder: Path) -> None:
-        env = base_env(SIGNING_PROXY_LOG_FORMAT="json")
-        self.server = Background([CLI, "sandbox", "--port", "0"], folder / "sandbox.log", env)
-        event = self.server.wait_for(r'\{[^\n]*"event": "sandbox_started"[^\n]*\}').group(0)
-        self.started = json.loads(event)
-        self.proxy: str = self.started["proxy"]
-        self.exchange: str = self.started["upstream"]
-
-    @property
-    def address(self) -> str:
-        return self.proxy.removeprefix("http://")
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    """A fresh sandbox for one test (it starts in well under a second)."""
-    started = Sandbox(tmp_path)
-    try:
-        yield started
-    finally:
-        started.server.stop()
 
 
 class StandIn:
@@ -333,10 +304,11 @@ def test_demo_and_production_side_by_side(sandbox: Sandbox, tmp_path: Path) -> N
     assert_shown("side-by-side.sh", result.stdout)
 
 
+# The tokens tokens.yaml and gateway.yaml name, as their users would set them.
+TOKEN_VARIABLES = ("DASHBOARD_TOKEN", "BOT_TOKEN", "PRICES_TOKEN", "OPS_TOKEN", "MAKER_TOKEN")
 TOKENS = {
     name: f"{name.lower()}-0123456789abcdef"
-    for name in ("DASHBOARD_TOKEN", "BOT_TOKEN", "PRICES_TOKEN")
-    + ("OPS_TOKEN", "MAKER_TOKEN", "TAKER_TOKEN", "DASH_TOKEN")
+    for name in (*TOKEN_VARIABLES, "TAKER_TOKEN", "DASH_TOKEN")
 }
 
 
