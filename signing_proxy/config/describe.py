@@ -207,18 +207,8 @@ def starter_yaml(values: Mapping[str, Any] | None = None) -> str:
 
 
 def reference_markdown() -> str:
-    """The configuration reference page (Markdown), generated from the model."""
-    out = [
-        "# Configuration reference",
-        "",
-        "Generated from `signing_proxy/config/model.py` when the docs are built, so it lists",
-        "exactly the keys the proxy knows. Flags override environment variables, which",
-        "override the YAML file, which overrides the defaults below. An empty variable counts",
-        'as unset; unknown keys in the file are errors ("did you mean ...?").',
-        "`signing-proxy init --print` prints the same keys as a commented starter file.",
-        "",
-        *_variables_table(),
-    ]
+    """The configuration reference (Markdown, from its first H2), generated from the model."""
+    out = _variables_table()
     for group in groups():
         out += _group_markdown(group)
     return "\n".join(out) + "\n"
@@ -261,7 +251,8 @@ def _entry_markdown(entry: Entry) -> list[str]:
     facts += [f"- flag: `--{setting.flag}`"] if setting.flag else []
     facts += ["- takes effect at the next start"] if setting.restart else []
     text = _sentence(setting.doc)
-    note = setting.note.replace("\n", "; ").replace("<", "&lt;") if setting.note else ""
+    # A newline in a note is a line of its own (Markdown's hard break: two spaces).
+    note = setting.note.replace("<", "&lt;").replace("\n", "  \n")
     out = [title, "", *facts, "", f"{text} {note}".strip(), ""]
     if setting.example:
         out += ["```yaml", *setting.example.splitlines(), "```", ""]

@@ -266,6 +266,14 @@ def test_run_then_a_signed_call(sandbox: Sandbox, tmp_path: Path) -> None:
         proxy.server.stop()
     assert result.returncode == 0, result.stdout
     assert_shown("balance.sh", result.stdout)
+    # run.out is the call's log event (as JSON): the real one has its fields and values
+    # (times, ids and sizes differ from run to run).
+    shown = json.loads(shown_output("run.sh"))
+    events = [json.loads(line) for line in proxy.server.log.read_text().splitlines()]
+    logged = next(e for e in events if e.get("event") == "request")
+    assert shown.keys() <= logged.keys(), shown.keys() - logged.keys()
+    for field in ("client", "method", "path", "query", "status", "event", "level"):
+        assert logged[field] == shown[field], field
 
 
 def test_pem_in_an_environment_variable(sandbox: Sandbox, tmp_path: Path) -> None:
