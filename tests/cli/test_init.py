@@ -134,3 +134,14 @@ def test_contradictory_flags_are_one_line_and_exit_2(tmp_path: Path, args: list[
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_key_path_that_yaml_must_quote_still_loads(tmp_path: Path) -> None:
+    folder = tmp_path / "my keys: demo #1"
+    folder.mkdir()
+    result = init_in(folder, "--new-key")
+    assert result.returncode == 0, result.stderr
+    config = folder / "signing-proxy.yaml"
+    env = base_env(KALSHI_API_KEY_ID=KEY_ID)
+    checked = run_cli("check", "--config", str(config), env=env)
+    assert checked.returncode == 0, checked.stderr
