@@ -196,6 +196,14 @@ def test_every_shell_snippet_is_run_by_a_test() -> None:
         )
 
 
+def test_each_dedicated_snippet_is_named_by_a_test() -> None:
+    source = Path(__file__).read_text()
+    listing = source[source.index("DEDICATED = {") : source.index("STATIC = {")]
+    tests = source.replace(listing, "")
+    for name in DEDICATED:
+        assert f'"{name}"' in tests, f"{name} is listed as run by its own test, but none is"
+
+
 def test_no_snippet_lies_unused() -> None:
     used = {name.removeprefix("snippets/") for name in included()}
     unused = {p.name for p in SNIPPETS.iterdir()} - used
