@@ -1,5 +1,5 @@
-"""Command line: parse the arguments and dispatch run, check, sandbox and the operator's
-halt, resume, status and journal; exit 0, 1 when the proxy refused or could not be
+"""Command line: parse the arguments and dispatch run, check, sandbox, init and the
+operator's halt, resume, status and journal; exit 0, 1 when the proxy refused or could not be
 reached, or 2 on a configuration error (one line on stderr)."""
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from signing_proxy import __version__
 from signing_proxy.config import Config, ListenConfig, Overrides, flag_keys, load_config
 from signing_proxy.errors import ConfigError
 from signing_proxy.kalshi.signer import Signer, load_signer
-from signing_proxy.ops import admin_client, online_check
+from signing_proxy.ops import admin_client, init, online_check
 from signing_proxy.ops.logging import SecretRedactor, configure_logging
 from signing_proxy.ops.run import run_proxy
 from signing_proxy.ops.server import run_event_loop
@@ -87,8 +88,35 @@ def _parser() -> argparse.ArgumentParser:
         help="port of the offline exchange on 127.0.0.1 (default: any free port)",
     )
     sandbox.set_defaults(func=_sandbox)
+    _add_init_command(commands)
     _add_admin_commands(commands)
     return parser
+
+
+def _add_init_command(commands: Any) -> None:
+    """init: a commented starter config, and optionally a fresh key pair."""
+    parser = commands.add_parser(
+        "init", help="write a commented starter config (and optionally a new key pair)"
+    )
+    parser.add_argument(
+        "path", nargs="?", default=init.DEFAULT_CONFIG, help=f"config file ({init.DEFAULT_CONFIG})"
+    )
+    parser.add_argument(
+        "--new-key",
+        action="store_true",
+        help="also write a fresh RSA-2048 key pair, for Kalshi's upload-your-public-key flow",
+    )
+    parser.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help=f"where --new-key writes the private key ({init.DEFAULT_KEY} beside the config); "
+        "the public key goes beside it as NAME.pub.pem",
+    )
+    parser.add_argument("--force", action="store_true", help="replace files that exist")
+    parser.add_argument(
+        "--print", action="store_true", help="print the starter config to stdout; write nothing"
+    )
+    parser.set_defaults(func=_init)
 
 
 def _add_admin_commands(commands: Any) -> None:
@@ -158,6 +186,26 @@ def _check(args: argparse.Namespace) -> int:
         print(f"signing-proxy: {report.failure}", file=sys.stderr)
         return report.exit_code
     print("configuration OK" + (", key accepted by the upstream" if args.online else ""))
+    return EXIT_OK
+
+
+def _init(args: argparse.Namespace) -> int:
+    if args.print:
+        if args.new_key or args.key_file or args.force:
+            raise ConfigError("init: --print writes nothing; drop --new-key, --key-file, --force")
+        sys.stdout.write(init.example_text())
+        return EXIT_OK
+    if args.key_file and not args.new_key:
+        raise ConfigError("init: --key-file names where --new-key writes; add --new-key")
+    config = Path(args.path).expanduser()
+    request = init.InitRequest(
+        config=config,
+        new_key=args.new_key,
+        key_file=Path(args.key_file).expanduser() if args.key_file else None,
+        force=args.force,
+    )
+    for line in init.report(init.initialise(request), config):
+        print(line)
     return EXIT_OK
 
 

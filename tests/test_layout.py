@@ -88,9 +88,10 @@ def test_the_product_never_imports_the_sandbox(room: str) -> None:
 
 
 def test_tests_mirror_the_package() -> None:
-    # A test folder is named after the room it tests (cli.py's tests sit in cli/), and
-    # tests/support holds the helpers; a stray folder means a test nobody will find.
+    # A test folder is named after the room it tests (cli.py's tests sit in cli/),
+    # tests/support holds the helpers and tests/docs runs the documentation's examples;
+    # a stray folder means a test nobody will find.
     tests = Path(__file__).resolve().parent
     rooms = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     folders = {p.name for p in tests.iterdir() if (p / "__init__.py").exists()}
-    assert folders - rooms <= {"cli", "support"}, folders - rooms
+    assert folders - rooms <= {"cli", "support", "docs"}, folders - rooms

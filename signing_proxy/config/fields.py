@@ -27,6 +27,8 @@ class Setting:
     flag: str | None = None  # the `run` option, without its dashes
     restart: bool = False  # takes effect only when the process starts
     in_file: bool = True  # False: a secret read only from its variable, never from YAML
+    note: str = ""  # more about the key: the starter config's comment, the reference's text
+    example: str = ""  # YAML showing a non-default value (keys whose shape is a list or map)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,7 @@ class Section:
 
     doc: str
     restart: bool = False  # every key in it takes effect only at a start
+    note: str = ""  # more about the section, as for Setting.note
 
 
 def setting(
@@ -47,15 +50,17 @@ def setting(
     restart: bool = False,
     in_file: bool = True,
     secret: bool = False,
+    note: str = "",
+    example: str = "",
 ) -> T:
     """Declare a dataclass field that is a configuration key (see Setting)."""
-    meta = Setting(doc, parse, env, flag, restart, in_file)
+    meta = Setting(doc, parse, env, flag, restart, in_file, note, example)
     return field(default=default, repr=not secret, metadata={_META: meta})
 
 
-def section(kind: type[T], doc: str, *, restart: bool = False) -> T:
+def section(kind: type[T], doc: str, *, restart: bool = False, note: str = "") -> T:
     """Declare a dataclass field that holds a section of keys."""
-    return field(default_factory=kind, metadata={_META: Section(doc, restart)})
+    return field(default_factory=kind, metadata={_META: Section(doc, restart, note)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +94,13 @@ def all_keys(config_type: type[Any]) -> Iterator[Key]:
     yield from keys_of(config_type)
     for name, kind, _ in section_fields(config_type):
         yield from keys_of(kind, f"{name}.")
+
+
+def declared(kind: type[Any]) -> Iterator[tuple[str, Setting | Section, Any]]:
+    """Every key and section of `kind` in declaration order: (name, declaration, default)."""
+    for item in dataclasses.fields(kind):
+        meta = item.metadata.get(_META)
+        if isinstance(meta, Setting):
+            yield item.name, meta, item.default
+        elif isinstance(meta, Section):
+            yield item.name, meta, item.default_factory

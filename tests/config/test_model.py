@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from signing_proxy.config import Config, Overrides, flag_keys, load_config
+from signing_proxy.config.describe import starter_yaml
 from signing_proxy.config.fields import all_keys
 
 EXAMPLE = Path(__file__).parent.parent.parent / "config.example.yaml"
@@ -124,3 +125,9 @@ def test_flags_are_the_models_flags() -> None:
 
 def test_every_declared_key_has_a_doc() -> None:
     assert all(key.setting.doc for key in all_keys(Config))
+
+
+def test_example_file_is_the_generated_starter_config() -> None:
+    # config.example.yaml is what `signing-proxy init` writes, generated from the model;
+    # after changing a key, regenerate it: signing-proxy init --print > config.example.yaml
+    assert EXAMPLE.read_text() == starter_yaml()

@@ -1,0 +1,2 @@
+curl -s -w '\n' http://127.0.0.1:8080/trade-api/v2/portfolio/balance
+curl -s -w '\n' 'http://127.0.0.1:8080/trade-api/v2/markets/KXHIGHNY-26JUN12-B74.5/orderbook'

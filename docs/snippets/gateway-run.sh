@@ -1,0 +1,1 @@
+signing-proxy run --config gateway.yaml

@@ -1,0 +1,1 @@
+signing-proxy run                            # demo by default; --env production for real money

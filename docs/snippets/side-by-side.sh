@@ -1,0 +1,2 @@
+signing-proxy check --config demo.yaml
+signing-proxy check --config production.yaml
