@@ -159,6 +159,7 @@ class WebSocketRelay:
         portfolio = snapshot.access.authorize(request[CLIENT], "GET", _PORTFOLIO_READ) is None
         member = SharedClient(
             client,
+            request.transport,
             hub,
             private=portfolio,
             pin=snapshot.pins.get(name or ""),
