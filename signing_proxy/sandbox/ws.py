@@ -83,10 +83,17 @@ SANDBOX_WS: web.AppKey[SandboxWs] = web.AppKey("sandbox_ws", SandboxWs)
 def add_ws_endpoint(app: web.Application, settings: WsSettings | None = None) -> None:
     """Serve Kalshi's WebSocket on the sandbox `app`; register before its catch-all route."""
     app[SANDBOX_WS] = SandboxWs(settings or WsSettings())
+    app.on_shutdown.append(_close_sockets)
     app.router.add_get(WS_PATH, handle_ws)
     # Perpetuals have their own WebSocket (its own host at Kalshi); the sandbox serves
     # both on one port, signed with each path.
     app.router.add_get(MARGIN_WS_PATH, handle_ws)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    # A WebSocket lives until closed: a server that stops must close them, or its shutdown
+    # waits on them (a shared-feed proxy keeps its connection open for a while).
+    await app[SANDBOX_WS].drop_all(1001)
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:
