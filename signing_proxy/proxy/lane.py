@@ -37,6 +37,7 @@ _MAX_IDLE: Final = 16
 _BODYLESS_METHODS: Final = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 _BREAKS_FRAMING: Final = frozenset("\r\n\0")
 _HTTP: Final = b"HTTP/1."
+_FRAMED_HERE: Final = frozenset({"host", "content-length", "transfer-encoding"})
 
 
 class LaneAnswer:
@@ -269,8 +270,8 @@ def _request_bytes(method: str, url: URL, headers: CIMultiDict[str], body: bytes
     authority = host if url.port in (None, default_port) else f"{host}:{url.port}"
     lines = [f"{method} {target} HTTP/1.1", f"Host: {authority}"]
     for name, value in headers.items():
-        if name.lower() == "host":
-            continue  # the upstream's own name, above
+        if name.lower() in _FRAMED_HERE:
+            continue  # the upstream's own name, and the body's length, are written here
         if _BREAKS_FRAMING.intersection(name) or _BREAKS_FRAMING.intersection(value):
             raise ValueError("a header would break the request's framing")
         lines.append(f"{name}: {value}")

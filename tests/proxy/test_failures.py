@@ -149,14 +149,15 @@ def answers_once_then_drops(peers: list[object]):
 async def test_dropped_keep_alive_connection_resends_only_reads(
     make_upstream, make_proxy, method: str, body: str, arrivals: int
 ) -> None:
-    """aiohttp's own resend of idempotent methods (PUT, DELETE) is off: a cancel goes once."""
+    """aiohttp's own resend of idempotent methods (PUT, DELETE) is off: a cancel goes once.
+    (A cancel goes on the order lane's connections, which never resend either.)"""
     peers: list[object] = []
     upstream = await make_upstream(answers_once_then_drops(peers))
     client = await make_proxy(upstream.url)
-    assert (await client.get("/trade-api/v2/markets")).status == 200  # opens the connection
-    resp = await client.request(
-        method, "/trade-api/v2/portfolio/events/orders/abc", data=order_body(body)
-    )
+    target = "/trade-api/v2/portfolio/events/orders/abc"
+    # The same call first, answered: it opens the kept-alive connection the next one takes.
+    assert (await client.request(method, target, data=order_body(body))).status == 200
+    resp = await client.request(method, target, data=order_body(body))
     assert resp.status == 502
     assert peers[1] == peers[0]  # the dropped request went over the kept-alive connection
     calls = upstream.seen[1:]
