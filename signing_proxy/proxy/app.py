@@ -365,7 +365,10 @@ async def _call_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     finally:
         metrics.in_flight.dec()
-        _log_call(request, record, status)
+        # The event and the metrics are made once the answer is on its way (aiohttp writes
+        # it when this returns): about 0.1 ms of rendering is not the caller's latency.
+        seconds = time.perf_counter() - record.started
+        asyncio.get_running_loop().call_soon(_log_call, request, record, status, seconds)
 
 
 def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
@@ -378,11 +381,10 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
 _NOT_A_PATH = "(not a path)"
 
 
-def _log_call(request: web.Request, record: CallRecord, status: int) -> None:
+def _log_call(request: web.Request, record: CallRecord, status: int, seconds: float) -> None:
     path, _, query = request.raw_path.partition("?")
     if not path.startswith("/"):
         path = _NOT_A_PATH
-    seconds = time.perf_counter() - record.started
     request.app[METRICS].observe_call(
         request.method,
         path,
