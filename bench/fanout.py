@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 _ticker_sid = iter(range(1, 1 << 30))
+# Lateness values each receiver reports for merging (of up to a million measured).
+_SAMPLE = 20_000
 
 
 async def kalshi_subscribe(ws: Any, doc: dict[str, Any]) -> asyncio.Task[None] | None:
@@ -90,6 +92,27 @@ async def run_fanout(a: argparse.Namespace) -> dict[str, Any]:
         "frames_per_s": round(total / seconds, 1),
         "late_p50_ms": _pct(late, 0.5),
         "late_p99_ms": _pct(late, 0.99),
+        # Every k-th of the sorted lateness: enough to merge receivers' percentiles.
+        "late_sample": late[:: max(1, len(late) // _SAMPLE)],
+    }
+
+
+def merge_fanout(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from receivers that ran side by side: frames summed over the longest
+    span, lateness percentiles from the union of their samples."""
+    late = sorted(v for part in parts for v in part["late_sample"])
+    frames = sum(part["frames"] for part in parts)
+    seconds = max(part["seconds"] for part in parts)
+    return {
+        "clients": sum(part["clients"] for part in parts),
+        "expected": sum(part["expected"] for part in parts),
+        "frames": frames,
+        "seconds": seconds,
+        "frames_per_s": round(frames / seconds, 1),
+        "late_p50_ms": _pct(late, 0.5),
+        "late_p99_ms": _pct(late, 0.99),
+        "receivers": len(parts),
+        "late_sample": [],
     }
 
 
@@ -128,9 +151,19 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def fanout_result(
-    ctx: Any, key: str, label: str, via: str, res: dict[str, Any], baseline: str | None
+    ctx: Any,
+    key: str,
+    label: str,
+    via: str,
+    res: dict[str, Any],
+    baseline: str | None,
+    watch: Any = None,
 ) -> dict[str, Any]:
-    """One fan-out row: frames/s delivered in all, and how late they arrived."""
+    """One fan-out row: frames/s delivered in all, how late they arrived, and the proxy's
+    CPU (in all, and per frame delivered: what the proxy itself costs, whoever receives)."""
+    proxy = watch.as_dict() if watch is not None and watch.pid else None
+    if proxy is not None and proxy["cpu_s"] and res["frames"]:
+        res["proxy_cpu_us_per_frame"] = round(proxy["cpu_s"] * 1e6 / res["frames"], 2)
     result: dict[str, Any] = {
         "key": key,
         "label": label,
@@ -143,11 +176,11 @@ def fanout_result(
         "throughput": res["frames_per_s"],
         "p50_ms": res["late_p50_ms"],
         "p99_ms": res["late_p99_ms"],
-        "proxy": None,
+        "proxy": proxy,
         "upstream": {},
         "baseline": baseline,
         "problems": [],
-        "raw": res,
+        "raw": {k: v for k, v in res.items() if k != "late_sample"},
     }
     if res["frames"] < res["expected"]:
         result["problems"].append(f"{res['expected'] - res['frames']} frames never arrived")

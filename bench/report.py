@@ -128,6 +128,13 @@ def _scenario_notes(r: dict[str, Any]) -> list[str]:
         )
     if r["group"] in ("keep-alive", "paced") and r["via"] == "proxy" and r.get("upstream"):
         lines.append(_verified_note(r))
+    per_frame = r.get("raw", {}).get("proxy_cpu_us_per_frame")
+    if per_frame is not None:
+        receivers = r["raw"].get("receivers", 1)
+        lines.append(
+            f"  {r['key']}: proxy CPU {r['proxy']['cpu_s']} s for {r['raw']['frames']:,} frames "
+            f"delivered = {per_frame} us a frame; {receivers} receiving process(es)"
+        )
     return lines
 
 
