@@ -341,9 +341,7 @@ def _fan_out(args: list[str], clients: int, seconds: float) -> dict[str, Any]:
     halves = (clients // 2, clients - clients // 2)
     with ThreadPoolExecutor(len(halves)) as pool:
         runs = [
-            pool.submit(
-                run_loadgen, "fanout", *args, "--concurrency", str(n), timeout=seconds + 60
-            )
+            pool.submit(run_loadgen, "fanout", *args, "--concurrency", str(n), timeout=seconds + 60)
             for n in halves
         ]
         return merge_fanout([run.result() for run in runs])

@@ -33,6 +33,8 @@ SLOW_CLIENT: Final = 1008
 # the outbox, where a client that stays behind is noticed).
 _SOCKET_BACKLOG: Final = 1024 * 1024
 _BACKLOG_WAIT: Final = 0.005
+# Seconds a closing client has to take its close frame and answer it.
+_CLOSE_WAIT: Final = 2.0
 UPSTREAM_GONE: Final = 1011
 
 
@@ -108,8 +110,14 @@ class SharedClient:
                 await self._hub.remove(sub, None)
             self._subs.clear()
             code, reason = self.ending or (1000, "")
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await self._ws.close(code=code, message=reason.encode())
+            try:
+                # A client that does not read takes no close frame either: its socket is
+                # full. Bounded, then cut, or its session would be held for good.
+                async with asyncio.timeout(_CLOSE_WAIT):
+                    await self._ws.close(code=code, message=reason.encode())
+            except (ConnectionError, RuntimeError, TimeoutError):
+                if self._transport is not None:
+                    self._transport.abort()
 
     async def _write(self) -> None:
         """Send what waits, all of it in one write: one frame each, one syscall for all.

@@ -4,6 +4,7 @@ connections reused, nothing sent twice."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -154,3 +155,26 @@ async def test_an_order_that_fails_is_told_why_in_the_same_words_as_any_call(
     journal = await (await client.get("/proxy/v1/journal")).json()
     (row,) = journal["entries"]
     assert row["state"] == "unknown" if code in ("proxy_upstream_error",) else row["state"]
+
+
+async def test_a_connection_idle_too_long_is_not_trusted_with_an_order(
+    make_upstream: Any, make_proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kalshi may be closing an idle connection as an order goes into it (an order of
+    unknown fate): one idle past IDLE_REUSE_SECONDS is closed and a fresh one opened."""
+    from signing_proxy.proxy import lane
+
+    monkeypatch.setattr(lane, "IDLE_REUSE_SECONDS", 0.2)
+    peers: list[object] = []
+
+    async def book(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        return web.json_response({"order_id": "o"}, status=201)
+
+    client = await make_proxy((await make_upstream(book)).url)
+    await order(client)
+    await order(client)  # at once: the same connection
+    await asyncio.sleep(0.3)
+    await order(client)  # idle too long: a new one
+    assert peers[0] == peers[1] != peers[2]

@@ -526,3 +526,87 @@ async def test_an_upstream_that_drops_every_connection_at_once_is_not_hammered(
         await asyncio.sleep(2.0)
         assert not ws.closed
     assert 2 <= handshakes <= 10, handshakes  # waits of up to 0.1, 0.2, 0.4 s...: not 90 a second
+
+
+async def test_private_messages_go_to_the_client_of_their_market_only(
+    sandbox: TestServer, shared_proxy: Any
+) -> None:
+    """user_order names its market as `ticker`: the client of that market gets it, the
+    client of another market of the same upstream subscription does not."""
+    mine, other = markets_of(sandbox, 2)
+    proxy = await shared_proxy(server_url(sandbox))
+    async with proxy.ws_connect(WS) as this, proxy.ws_connect(WS) as that:
+        await subscribe(this, 1, {"channels": ["user_orders"], "market_ticker": mine})
+        await subscribe(that, 1, {"channels": ["user_orders"], "market_ticker": other})
+        for ws in (this, that):
+            assert (await receive_json(ws))["type"] == "subscribed"
+        order = {
+            "ticker": mine, "side": "bid", "price": "0.01", "count": "1",
+            "time_in_force": "good_till_canceled", "self_trade_prevention_type": "taker_at_cross",
+        }  # fmt: skip
+        placed = await proxy.post("/trade-api/v2/portfolio/events/orders", json=order)
+        assert placed.status == 201, await placed.text()
+        got = [m for m in await messages_for(this, 1.0) if m["type"] == "user_order"]
+        assert [m["msg"]["ticker"] for m in got] == [mine]
+        assert not [m for m in await messages_for(that, 0.3) if m["type"] == "user_order"]
+
+
+def flooding_kalshi(sent: list[int]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """An upstream that answers a subscribe, then sends 1 KB ticker messages as fast as it
+    can (yielding every 100) until the connection ends; `sent` counts them."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        command = json.loads((await ws.receive()).data)
+        params = command["params"]
+        await ws.send_json({"id": command["id"], "type": "subscribed",
+                            "msg": {"channel": "ticker", "sid": 1}})  # fmt: skip
+        market = params.get("market_ticker") or params["market_tickers"][0]
+        msg = json.dumps({"type": "ticker", "sid": 1,
+                          "msg": {"market_ticker": market, "pad": "x" * 1000}})  # fmt: skip
+        try:
+            while not ws.closed:
+                for _ in range(100):
+                    await ws.send_str(msg)
+                    sent[0] += 1
+                await asyncio.sleep(0)
+        except ConnectionError:
+            pass
+        return ws
+
+    return handler
+
+
+async def test_a_stalled_client_under_a_steady_flood_is_bounded_then_dropped(
+    make_upstream: Any, shared_proxy: Any, tmp_path: Path
+) -> None:
+    """Past the socket's backlog (1 MiB unsent) messages queue in the proxy, and past
+    client_queue_frames the client is closed (1008): what the proxy holds for one client
+    stays bounded while the other client is served."""
+    sent = [0]
+    config = tmp_path / "c.yaml"
+    config.write_text("websocket: {client_queue_frames: 2000}\n")
+    upstream = await make_upstream(flooding_kalshi(sent), verify=False)
+    proxy = await shared_proxy(upstream.url, config)
+    params = {"channels": ["ticker"], "market_ticker": "KXFLOOD-1"}
+    stalled = await stalled_client(proxy, params)
+    feed = proxy.server.app[WS_RELAY]._shared
+    (member,) = [m for group in feed._members.values() for m in group]
+    peak = 0
+    try:
+        async with proxy.ws_connect(WS) as ws:
+            await subscribe(ws, 1, params)
+            deadline = asyncio.get_running_loop().time() + 20
+            while feed.dropped_slow == 0:
+                assert asyncio.get_running_loop().time() < deadline, (sent, member.ending)
+                assert member._transport is not None
+                peak = max(peak, member._transport.get_write_buffer_size())
+                # The backlog (1 MiB) and at most one queue's worth of frames past it.
+                assert peak <= 1024 * 1024 + 2000 * 1100
+                got = await ws.receive(timeout=5)
+                assert got.type is WSMsgType.TEXT
+            assert (await ws.receive(timeout=5)).type is WSMsgType.TEXT  # the other goes on
+    finally:
+        stalled.close()
+    assert member.ending is not None and member.ending[0] == 1008
