@@ -352,39 +352,49 @@ class Forwarder:
             if not isinstance(held, bytes):
                 return held
             prefix = held
-        response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason, headers=headers
-        )
-        chunks = upstream.content.iter_chunked(_CHUNK).__aiter__()
-        try:
-            await response.prepare(request)
-            if prefix:
-                record.bytes_out += len(prefix)
-                await response.write(prefix)
-            while True:
-                # Reading from the upstream and writing to the client fail differently:
-                # the first is the upstream's fault, the second means the client left.
-                try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    # The status line is gone already; cut the connection so the client sees
-                    # a truncated body instead of a short one that looks complete.
-                    record.error = f"proxy_upstream_body_error: {describe(exc)}"
-                    record.upstream_ms = _ms_since(started)
-                    _abort(request)
-                    return response
-                record.bytes_out += len(chunk)
-                await response.write(chunk)
-            record.upstream_ms = _ms_since(started)
-            await response.write_eof()
-        except ConnectionError:
-            # aiohttp's ClientConnectionResetError is a ConnectionError too: the client left.
-            record.error = "client_disconnected"
-            record.upstream_ms = _ms_since(started)
-            _abort(request)
-        return response
+        return await _stream(request, record, upstream, headers, started, prefix)
+
+
+async def _stream(
+    request: web.Request,
+    record: CallRecord,
+    upstream: Upstream,
+    headers: CIMultiDict[str],
+    started: float,
+    prefix: bytes,
+) -> web.StreamResponse:
+    """Relay a large or unsized answer as it comes (`prefix`: what was read of it already)."""
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    chunks = upstream.content.iter_chunked(_CHUNK).__aiter__()
+    try:
+        await response.prepare(request)
+        if prefix:
+            record.bytes_out += len(prefix)
+            await response.write(prefix)
+        while True:
+            # Reading from the upstream and writing to the client fail differently:
+            # the first is the upstream's fault, the second means the client left.
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # The status line is gone already; cut the connection so the client sees
+                # a truncated body instead of a short one that looks complete.
+                record.error = f"proxy_upstream_body_error: {describe(exc)}"
+                record.upstream_ms = _ms_since(started)
+                _abort(request)
+                return response
+            record.bytes_out += len(chunk)
+            await response.write(chunk)
+        record.upstream_ms = _ms_since(started)
+        await response.write_eof()
+    except ConnectionError:
+        # aiohttp's ClientConnectionResetError is a ConnectionError too: the client left.
+        record.error = "client_disconnected"
+        record.upstream_ms = _ms_since(started)
+        _abort(request)
+    return response
 
 
 async def _relay_small(
