@@ -85,7 +85,15 @@ def issued_certificate(
         )
         .sign(authority.key, hashes.SHA256())
     )
-    cert_path, key_path = directory / "server-cert.pem", directory / "server-key.pem"
+    return write_pem_pair(
+        directory / "server-cert.pem", directory / "server-key.pem", certificate, key
+    )
+
+
+def write_pem_pair(
+    cert_path: Path, key_path: Path, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
+    """Write a certificate and its (unencrypted PKCS#8) key as PEM files; their paths."""
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(

@@ -16,11 +16,12 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from signing_proxy.kalshi.verifier import check_auth
+from tests.support.certificates import write_pem_pair
 from tests.support.keys import KEY_ID, KeyMaterial
 
 SSH_BANNER = b"SSH-2.0-OpenSSH_9.6\r\n"
@@ -67,16 +68,8 @@ def self_signed_certificate(directory: Path, dns_name: str = "localhost") -> tup
         )
         .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = directory / "upstream-cert.pem", directory / "upstream-key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    paths = (directory / "upstream-cert.pem", directory / "upstream-key.pem")
+    return write_pem_pair(*paths, certificate, key)
 
 
 @asynccontextmanager
