@@ -10,8 +10,10 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final, Literal
+
+from signing_proxy.kalshi.orders import fixed_point
 
 Kind = Literal[
     "create", "batch", "amend", "decrease", "quote", "cancel", "batch_cancel", "cancel_all"
@@ -153,7 +155,7 @@ def _key(doc: dict[str, Any], name: str) -> Any:
 def _fields(item: dict[str, Any]) -> OrderFields:
     side = _key(item, "side")
     subaccount = _key(item, "subaccount")
-    price, count = exact(_key(item, "price")), exact(_key(item, "count"))
+    price, count = fixed_point(_key(item, "price")), fixed_point(_key(item, "count"))
     return OrderFields(
         ticker=_text(_key(item, "ticker")),
         side=side if side in ("bid", "ask") else None,
@@ -172,17 +174,6 @@ def _text(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return None
     return value[:128].encode("utf-8", "replace").decode("utf-8")
-
-
-def exact(value: Any) -> Decimal | None:
-    """A fixed-point string such as "0.56" as an exact Decimal; anything else None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() and abs(number) < 10**12 else None
 
 
 @dataclass(frozen=True, slots=True)

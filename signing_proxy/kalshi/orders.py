@@ -254,6 +254,18 @@ def _optional_count(doc: Mapping[str, Any], name: str) -> Decimal | None:
     return _count_step(values[0], name) if values else None
 
 
+def fixed_point(value: Any) -> Decimal | None:
+    """One of Kalshi's fixed-point strings ("0.5600", "10.00") as an exact Decimal; anything
+    else (a number, NaN, an absurd magnitude) None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() and abs(number) < 10**12 else None
+
+
 def _decimal(value: Any, name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | str | float):
         raise TranslationError(f"{name}: must be a number")

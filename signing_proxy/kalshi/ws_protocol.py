@@ -4,6 +4,7 @@ each client while one upstream connection serves them all."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 JSON = dict[str, Any]
@@ -86,6 +87,15 @@ def error(code: tuple[int, str], **extra: str) -> CommandError:
 def reply_id(cmd_id: int | None) -> JSON:
     """A reply's id field: absent when the command had none."""
     return {} if cmd_id is None else {"id": cmd_id}
+
+
+def command_doc(text: str) -> JSON | None:
+    """The command a frame holds: a JSON object, or None (Kalshi's error 1 then)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def command_id(doc: JSON) -> int | None:

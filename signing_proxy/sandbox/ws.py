@@ -23,6 +23,7 @@ from signing_proxy.kalshi.protocol import HEADER_KEY, HEADER_TIMESTAMP
 from signing_proxy.kalshi.verifier import check_auth
 from signing_proxy.kalshi.ws_protocol import CHANNELS, UPDATE_ACTIONS
 from signing_proxy.kalshi.ws_protocol import CommandError as _CommandError
+from signing_proxy.kalshi.ws_protocol import command_doc as _command_doc
 from signing_proxy.kalshi.ws_protocol import one_sid as _one_sid
 from signing_proxy.kalshi.ws_protocol import params_of as _params
 from signing_proxy.kalshi.ws_protocol import reply_id as _id
@@ -265,11 +266,8 @@ class _Connection:
         await self._send({**_id(cmd_id), "type": "error", "msg": msg})
 
     async def _command(self, text: str) -> None:
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict):
+        doc = _command_doc(text)
+        if doc is None:
             await self._error(None, _CommandError(1, "Unable to process message"))
             return
         raw_id = doc.get("id")

@@ -3,8 +3,10 @@ deltas, so a client joining a book that is already streaming gets a snapshot of 
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
+
+from signing_proxy.kalshi.orders import fixed_point
 
 JSON = dict[str, Any]
 _SIDES = ("yes", "no")
@@ -27,7 +29,7 @@ class Book:
         book = cls(str(msg.get("market_ticker")), msg.get("market_id"))
         for side in _SIDES:
             for level in msg.get(f"{side}_dollars_fp") or []:
-                price, size = _decimal(level[0]), _decimal(level[1])
+                price, size = fixed_point(level[0]), fixed_point(level[1])
                 if price is not None and size is not None and size > 0:
                     book.levels[side][price] = size
         return book
@@ -35,8 +37,8 @@ class Book:
     def apply(self, msg: JSON) -> bool:
         """Apply an orderbook_delta's msg; False if it cannot be read (the book is then
         not to be trusted)."""
-        side, price, delta = msg.get("side"), _decimal(msg.get("price_dollars")), None
-        delta = _decimal(msg.get("delta_fp"))
+        side, price, delta = msg.get("side"), fixed_point(msg.get("price_dollars")), None
+        delta = fixed_point(msg.get("delta_fp"))
         if side not in _SIDES or price is None or delta is None:
             return False
         levels = self.levels[str(side)]
@@ -66,7 +68,7 @@ def shown_delta(msg: JSON, use_yes_price: bool) -> JSON:
     """An orderbook_delta msg as a subscription with use_yes_price sees it."""
     if not use_yes_price or msg.get("side") != "no":
         return msg
-    price = _decimal(msg.get("price_dollars"))
+    price = fixed_point(msg.get("price_dollars"))
     if price is None:
         return msg
     return {**msg, "price_dollars": f"{_ONE - price:.4f}"}
@@ -75,13 +77,3 @@ def shown_delta(msg: JSON, use_yes_price: bool) -> JSON:
 def _shown(side: str, price: Decimal, use_yes_price: bool) -> Decimal:
     """A NO bid's price as a subscription shows it: its own, or the YES price of it."""
     return _ONE - price if side == "no" and use_yes_price else price
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -23,7 +22,7 @@ from aiohttp import WSMsgType, web
 from signing_proxy.config.model import WebSocketConfig
 from signing_proxy.kalshi import ws_protocol as protocol
 from signing_proxy.ops.logging import get_logger
-from signing_proxy.ws.hub import ClientSub, Hub, Outlet
+from signing_proxy.ws.hub import ClientSub, Hub, Outlet, render
 from signing_proxy.ws.link import UpstreamLink
 
 JSON = dict[str, Any]
@@ -73,7 +72,7 @@ class SharedClient:
 
     def send(self, message: JSON) -> None:
         """Queue a reply; a client this far behind is closed (1008), nobody waits."""
-        self.send_data(json.dumps(message, separators=(",", ":"), ensure_ascii=False), message)
+        self.send_data(render(message), message)
 
     def send_data(self, text: str, msg: JSON) -> None:
         """Queue a rendered message; a client this far behind is closed (1008)."""
@@ -157,11 +156,8 @@ class SharedClient:
                 await self._command(text)
 
     async def _command(self, text: str) -> None:
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict):
+        doc = protocol.command_doc(text)
+        if doc is None:
             self.send(protocol.error(protocol.UNPROCESSABLE).reply(None))
             return
         cmd_id = protocol.command_id(doc)

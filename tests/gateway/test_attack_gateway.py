@@ -86,7 +86,7 @@ async def test_fixed_negative_notional_in_a_batch_overshoots_max_daily_notional(
     above 1) offsets the real orders of its batch, so the batch is admitted under
     max_daily_notional; Kalshi refuses the bad order, places the real one, and the client
     has sent more than its cap. gate.py _count sums `o.notional` (negative allowed) and
-    orders.exact accepts negative numbers. Should be: 400 proxy_invalid_order (or 403)
+    orders.fixed_point accepts negative numbers. Should be: 400 proxy_invalid_order (or 403)
     and nothing placed."""
     await configure(desk, risk={"max_daily_notional": "1.00"})
     before = set(desk.state.orders)
