@@ -22,7 +22,7 @@ from signing_proxy.gateway import halt as halts_
 from signing_proxy.gateway import risk
 from signing_proxy.gateway.deadman import Heartbeats
 from signing_proxy.gateway.halt import Caller, CancelReport
-from signing_proxy.gateway.journal import ANONYMOUS, CallEntry, Halt, Journal, now_utc
+from signing_proxy.gateway.journal import ANONYMOUS, CallEntry, Halt, Intent, Journal, now_utc
 from signing_proxy.gateway.orders import (
     JUDGED_KINDS,
     OrderCall,
@@ -56,7 +56,7 @@ class Ticket:
     client: str
     day: str
     reserved: Decimal = ZERO
-    journal_call: int | None = None
+    intent: Intent | None = None  # its journal rows, once begun
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,17 +153,25 @@ class Gate:
             self._safely(lambda journal: journal.begin(entry))
 
     def begin(self, info: CallInfo, ticket: Ticket) -> bool:
-        """Journal the intent, before the call goes upstream; False if it cannot be written."""
+        """Journal the intent, before the call goes upstream; False if it cannot be written.
+
+        The rows reach SQLite in `record`, which the caller runs while the call is in flight."""
         if self.journal is None:
             return True
         entry = _entry(info, ticket.call, ticket.orders, "forwarded", None)
         try:
-            ticket.journal_call = self.journal.begin(entry)
-        except sqlite3.Error as exc:
+            ticket.intent = self.journal.intend(entry)
+        except (sqlite3.Error, OSError) as exc:
             self.stats.journal_errors += 1
             get_logger().error("journal_write_failed", error=str(exc), path=str(self.journal.path))
             return False
         return True
+
+    def record(self, ticket: Ticket) -> None:
+        """Put a begun call's rows in SQLite (at the latest when it completes)."""
+        intent = ticket.intent
+        if intent is not None and intent.first is None:
+            self._safely(lambda journal: journal.record(intent))
 
     def abandon(self, info: CallInfo, ticket: Ticket, code: str) -> None:
         """The call was stopped after admission (the local rate limit): nothing was sent."""
@@ -189,7 +197,9 @@ class Gate:
                 ZERO,
             )
             self.daily.give_back(ticket.client, ticket.day, back)
-        number, rows = ticket.journal_call, max(1, len(ticket.orders))
+        self.record(ticket)
+        number = ticket.intent.first if ticket.intent is not None else None
+        rows = max(1, len(ticket.orders))
         if number is not None:
             self._safely(
                 lambda journal: journal.complete(

@@ -2,9 +2,11 @@
 
 A call's rows (one per order; one for a call that names none) are written before it goes
 upstream, as `pending`, and completed with Kalshi's status and order ids after. A crash
-in between leaves them `pending`: the calls whose outcome is unknown. The file also keeps
-the halt state, so a halt survives a restart. No key, token, signature or body is stored,
-only the orders' terms.
+in between leaves them `pending`: the calls whose outcome is unknown. Before an order call
+goes, its rows are appended to the intent log (gateway/intents.py), and reach SQLite
+while the call is in flight (`intend`, then `record`): the order waits for no commit.
+The file also keeps the halt state, so a halt survives a restart. No key, token, signature
+or body is stored, only the orders' terms.
 
 Writes happen on the event loop: with WAL and synchronous=NORMAL a commit is a write to
 the OS, tens of microseconds, and it survives the process being killed.
@@ -21,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
+from signing_proxy.gateway import intents
 from signing_proxy.gateway.orders import ItemResult, OrderFields
 
 _SCHEMA: Final = """
@@ -86,6 +89,14 @@ class CallEntry:
     error: str | None = None  # the proxy's code, when it refused
 
 
+@dataclass(slots=True, eq=False)  # compared by identity: two calls never share an intent
+class Intent:
+    """A forwarded call's rows, written to the intent log; `first` once SQLite has them."""
+
+    rows: list[tuple[Any, ...]]
+    first: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Halt:
     """A halt in force: everyone (`*`) or one client, why, since when, and whether it lifts
@@ -120,6 +131,11 @@ class Journal:
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA)
         self._inode = os.stat(path).st_ino
+        # Rows a dead proxy had only in its intent log: in flight when it died.
+        intents.replay_orphans(path, self._put_back)
+        self._intents = intents.IntentLog(path) if intents.SUPPORTED else None
+        # Intents whose rows SQLite refused: retried before the next order goes.
+        self._behind: list[Intent] = []
 
     def _still_there(self) -> None:
         """Refuse to write into a file someone deleted or replaced: nobody could read it."""
@@ -132,6 +148,8 @@ class Journal:
 
     def close(self) -> None:
         """Close the file (a checkpoint folds the WAL back into it)."""
+        if self._intents is not None:
+            self._intents.close()
         self._db.close()
 
     def begin(self, entry: CallEntry, moment: datetime | None = None) -> int:
@@ -140,21 +158,60 @@ class Journal:
         The rows of one call are written in one transaction, so their ids run on from the
         first: `complete` finds them by primary key (no index on `call` to keep up)."""
         self._still_there()
-        moment = moment or now_utc()
-        state = "pending" if entry.decision == "forwarded" else "done"
-        orders: Sequence[OrderFields] = entry.orders or (OrderFields(),)
-        # A random number, so that two proxies sharing the file never mix their calls and
-        # no second statement is needed to learn it.
-        call = int.from_bytes(os.urandom(7), "big")
-        rows = [
-            _row(call, entry, index, order, moment, state) for index, order in enumerate(orders)
-        ]
+        return self._insert(_rows(entry, moment or now_utc()))
+
+    def intend(self, entry: CallEntry) -> Intent:
+        """Write a forwarded call's rows to the intent log, before it goes upstream; `record`
+        puts them in SQLite. Raises (the call must not go) when they cannot be written, or
+        when SQLite still refuses rows of earlier calls."""
+        self._still_there()
+        if self._behind:
+            self._catch_up()
+        intent = Intent(_rows(entry, now_utc()))
+        if self._intents is None:
+            intent.first = self._insert(intent.rows)
+        else:
+            self._intents.append(intent.rows)
+        return intent
+
+    def record(self, intent: Intent) -> int:
+        """Put an intent's rows in SQLite, once (while its call is in flight); the first id."""
+        if intent.first is None:
+            try:
+                intent.first = self._insert(intent.rows)
+            except sqlite3.Error:
+                if intent not in self._behind:
+                    self._behind.append(intent)
+                raise
+            if self._intents is not None:
+                self._intents.recorded()
+        return intent.first
+
+    def _catch_up(self) -> None:
+        """Record the intents SQLite refused before (they stay in the log until it takes them)."""
+        while self._behind:
+            self.record(self._behind[0])
+            self._behind.pop(0)
+
+    def _insert(self, rows: Sequence[tuple[Any, ...]]) -> int:
         with self._db:
             cursor = self._db.execute(_INSERT, rows[0])
             first = int(cursor.lastrowid or 0)
             if len(rows) > 1:
                 self._db.executemany(_INSERT, rows[1:])
         return first
+
+    def _put_back(self, calls: list[intents.Rows]) -> None:
+        """Insert the calls of a dead proxy's intent log that SQLite does not have."""
+        if not calls:
+            return
+        since = min(str(rows[0][_TIME]) for rows in calls)
+        with self._db:
+            # One scan of the recent rows (`call` has no index): which calls are here.
+            known = {c for (c,) in self._db.execute(_CALLS_SINCE, (since,))}
+            for rows in calls:
+                if rows[0][_CALL] not in known:
+                    self._db.executemany(_INSERT, rows)
 
     def complete(
         self,
@@ -266,11 +323,25 @@ _COMPLETE_ITEM: Final = (
     "UPDATE journal SET state = ?, status = ?, error = ?, done_time = ?,"
     " order_id = COALESCE(?, order_id) WHERE id = ?"
 )
+# Where a row holds its call number and its time (see _row).
+_CALL: Final = 0
+_TIME: Final = 2
+_CALLS_SINCE: Final = "SELECT DISTINCT call FROM journal WHERE time >= ?"
 _INSERT: Final = (
     "INSERT INTO journal (call, item, time, day, request_id, client, method, path, kind,"
     " decision, state, ticker, side, count, price, notional, client_order_id, subaccount,"
     " order_id, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _rows(entry: CallEntry, moment: datetime) -> list[tuple[Any, ...]]:
+    """A call's rows, one per order (one for a call that names none)."""
+    state = "pending" if entry.decision == "forwarded" else "done"
+    orders: Sequence[OrderFields] = entry.orders or (OrderFields(),)
+    # A random number, so that two proxies sharing the file never mix their calls and
+    # no second statement is needed to learn it.
+    call = int.from_bytes(os.urandom(7), "big")
+    return [_row(call, entry, index, order, moment, state) for index, order in enumerate(orders)]
 
 
 def _row(

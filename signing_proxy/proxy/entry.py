@@ -173,6 +173,8 @@ async def journaled(
         record.error = _NO_JOURNAL
         message = "the order journal cannot be written (see the proxy's log); nothing was sent"
         return proxy_error(503, _NO_JOURNAL, message, headers={"Retry-After": "1"})
+    # Its rows reach SQLite while it is in flight: this runs once the send below waits.
+    asyncio.get_running_loop().call_soon(gate.record, ticket)
     completed = False
     try:
         response = await send()

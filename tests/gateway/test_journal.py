@@ -94,11 +94,26 @@ async def test_daily_notional_counts_across_a_restart(desk: Desk) -> None:
     await desk.place(DESK, price="0.10", count="9")  # another client's day is its own
 
 
-async def test_an_order_that_cannot_be_journaled_is_not_sent(desk: Desk) -> None:
+async def test_an_order_whose_intent_cannot_be_written_is_not_sent(desk: Desk) -> None:
+    resting = await desk.place(BOT)
+    (intent_file,) = desk.journal.parent.glob("journal.sqlite3-intents-*")
+    intent_file.unlink()  # someone removed the intent log: nothing written there survives
+    before = len(desk.state.orders)
+    status, answer = await desk.call(BOT, "POST", ORDERS, bid())
+    assert status == 503 and answer["error"]["code"] == "proxy_journal_unavailable"
+    assert "nothing was sent" in answer["error"]["message"]
+    assert len(desk.state.orders) == before
+    status, _ = await desk.call(BOT, "DELETE", f"{ORDERS}/{resting}")
+    assert status == 200 and resting not in desk.resting()  # a cancel goes regardless
+
+
+async def test_while_sqlite_refuses_rows_no_further_order_is_sent(desk: Desk) -> None:
     resting = await desk.place(BOT)
     blocker = sqlite3.connect(desk.journal, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the file
     try:
+        # The first order's intent is in the intent log: it goes, and its rows wait.
+        first = await desk.place(BOT, price="0.13")
         before = len(desk.state.orders)
         status, answer = await desk.call(BOT, "POST", ORDERS, bid())
         assert status == 503 and answer["error"]["code"] == "proxy_journal_unavailable"
@@ -108,7 +123,10 @@ async def test_an_order_that_cannot_be_journaled_is_not_sent(desk: Desk) -> None
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    await desk.place(BOT)
+    await desk.place(BOT)  # SQLite takes the waiting rows first, then this order goes
+    waited = rows(desk, price="0.13")
+    assert len(waited) == 1 and waited[0]["state"] == "pending"  # its answer went unrecorded
+    assert first in desk.state.orders
 
 
 async def test_the_admin_api_and_the_cli_read_the_journal(desk: Desk) -> None:

@@ -1,0 +1,116 @@
+"""The intent log: an order call's journal rows, appended to a file of this process's own
+before the call goes upstream; SQLite gets them while the call is in flight.
+
+A commit to the SQLite journal took about 0.14 ms of a paced order's path (locks, the WAL,
+its index); one append to a file takes a few microseconds, and survives the process being
+killed just as well (both are writes to the OS; neither syncs). Each process appends to a
+file of its own, locked while it lives (`<journal>-intents-<pid>-<random>`), and empties it
+once every row in it is in SQLite. A process that dies leaves its file unlocked: the next
+proxy to open the journal puts the rows SQLite lacks in as `pending` and removes the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no intent log; SQLite is written before sending
+    fcntl = None  # type: ignore[assignment]
+
+SUPPORTED: Final = fcntl is not None
+_INFIX: Final = "-intents-"
+# Bytes appended before the file is emptied (once nothing in it is still waiting for SQLite).
+EMPTY_AFTER: Final = 1 << 20
+# One call's journal rows, as Journal writes them.
+Rows = list[tuple[Any, ...]]
+
+
+class IntentLog:
+    """This process's intent file: append rows, count them until SQLite has them."""
+
+    def __init__(self, journal: Path) -> None:
+        assert fcntl is not None, "check intents.SUPPORTED first"
+        name = f"{journal.name}{_INFIX}{os.getpid()}-{os.urandom(4).hex()}"
+        self.path = journal.with_name(name)
+        # Made under a name no reader looks for, locked, then renamed: a file is never seen
+        # unlocked while its writer lives.
+        making = journal.with_name(f".{name}")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        self._fd = os.open(making, flags, 0o600)
+        # Held until this process ends: a file whose lock can be taken has no live writer.
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(making, self.path)
+        self._inode = os.fstat(self._fd).st_ino
+        self._written = 0
+        self.waiting = 0  # intents appended whose rows SQLite does not have yet
+
+    def append(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Append one call's rows; OSError if they cannot be written (the call is not sent)."""
+        if os.stat(self.path).st_ino != self._inode:
+            raise OSError(f"the intent file {self.path} was deleted or replaced")
+        # Each record starts a line of its own: a record torn by a full disk spoils only itself.
+        data = b"\n" + json.dumps(rows, separators=(",", ":")).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._written += len(data)
+        self.waiting += 1
+
+    def recorded(self) -> None:
+        """One intent's rows are in SQLite; empty the file when it is large and all are."""
+        self.waiting -= 1
+        if self.waiting == 0 and self._written >= EMPTY_AFTER:
+            try:
+                os.ftruncate(self._fd, 0)
+                self._written = 0
+            except OSError:
+                pass  # emptied at the next chance, or read back at the next start
+
+    def close(self) -> None:
+        """Close the file; remove it when SQLite has every row, else leave it to be read back."""
+        if self.waiting == 0:
+            self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+
+
+def replay_orphans(journal: Path, put: Callable[[list[Rows]], None]) -> int:
+    """Hand `put` the calls (their rows) of each intent file of `journal` that no live
+    process holds (its writer died), then remove the file; how many files there were."""
+    if fcntl is None:
+        return 0
+    count = 0
+    for path in sorted(journal.parent.glob(f"{journal.name}{_INFIX}*")):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a live proxy on the same journal is writing it
+        try:
+            put(list(_records(path)))
+            path.unlink()
+            count += 1
+        finally:
+            os.close(fd)  # held while read back: another proxy starting now skips it
+    return count
+
+
+def _records(path: Path) -> Iterator[Rows]:
+    """The calls' rows in an intent file, skipping a record a crash tore."""
+    for line in path.read_bytes().split(b"\n"):
+        if not line:
+            continue
+        try:
+            rows = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rows, list) and rows and all(isinstance(r, list) for r in rows):
+            yield [tuple(r) for r in rows]

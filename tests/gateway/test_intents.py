@@ -1,0 +1,117 @@
+"""The intent log: an order's rows are on disk before it is sent, SQLite gets them while it
+is in flight, and a proxy killed in between leaves them for the next one to put back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from signing_proxy.gateway import intents
+from signing_proxy.gateway.journal import CallEntry, Journal, read
+from signing_proxy.gateway.orders import OrderFields
+
+pytestmark = pytest.mark.skipif(not intents.SUPPORTED, reason="no flock on this system")
+
+ORDERS = "/trade-api/v2/portfolio/events/orders"
+ORDER = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0.40"))
+
+# Writes one intent, then the process is killed before SQLite gets its rows.
+_KILLED_AFTER_INTENT = """
+import os, signal, sys
+from decimal import Decimal
+from pathlib import Path
+from signing_proxy.gateway.journal import CallEntry, Journal
+from signing_proxy.gateway.orders import OrderFields
+journal = Journal(Path(sys.argv[1]))
+order = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0.40"))
+journal.intend(CallEntry("r-1", "bot", "POST", sys.argv[2], "create", "forwarded", (order,)))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def entry(request_id: str = "r-1") -> CallEntry:
+    return CallEntry(request_id, "bot", "POST", ORDERS, "create", "forwarded", (ORDER,))
+
+
+def intent_files(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f"{path.name}-intents-*"))
+
+
+def test_a_proxy_killed_before_sqlite_has_the_rows_leaves_them_to_the_next(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_INTENT, str(path), ORDERS], capture_output=True
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert read(path) == [] and len(intent_files(path)) == 1
+    journal = Journal(path)
+    try:
+        (row,) = read(path)
+        assert (row["state"], row["client"], row["path"], row["ticker"], row["count"]) == (
+            "pending", "bot", ORDERS, "T-1", "3",
+        )  # fmt: skip
+        assert [p.name.startswith("journal.sqlite3-intents-") for p in intent_files(path)] == [
+            True
+        ]  # only the new proxy's own file is left
+    finally:
+        journal.close()
+    assert intent_files(path) == []
+    Journal(path).close()
+    assert len(read(path)) == 1  # put back once only
+
+
+def test_a_live_proxys_intents_are_not_taken_by_another(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    first = Journal(path)
+    in_flight = first.intend(entry())
+    second = Journal(path)  # a second proxy on the same file, while the order is in flight
+    try:
+        assert read(path) == []
+        first.record(in_flight)
+        assert [r["request_id"] for r in read(path)] == ["r-1"]
+    finally:
+        second.close()
+        first.close()
+    Journal(path).close()
+    assert len(read(path)) == 1 and intent_files(path) == []
+
+
+def test_a_torn_record_spoils_only_itself(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal(path)
+    journal.intend(entry("r-1"))
+    (own,) = intent_files(path)
+    journal.close()  # r-1 never reached SQLite: the file stays for the next start
+    with own.open("ab") as torn:
+        torn.write(b'\n[["half a rec')  # a full disk cut this record short
+    journal = Journal(path)
+    journal.record(journal.intend(entry("r-2")))
+    journal.close()
+    assert [(r["request_id"], r["state"]) for r in read(path)] == [
+        ("r-1", "pending"),
+        ("r-2", "pending"),
+    ]
+    assert intent_files(path) == []
+
+
+def test_the_log_is_emptied_once_sqlite_has_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(intents, "EMPTY_AFTER", 1)
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal(path)
+    try:
+        waiting = journal.intend(entry("r-1"))
+        (own,) = intent_files(path)
+        journal.record(journal.intend(entry("r-2")))
+        assert own.stat().st_size > 0  # r-1 is not in SQLite yet
+        journal.record(waiting)
+        assert own.stat().st_size == 0
+    finally:
+        journal.close()
