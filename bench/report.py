@@ -126,7 +126,9 @@ def _scenario_notes(r: dict[str, Any]) -> list[str]:
             f"{r['rss_open_mib']} MiB with {r['raw']['still_open']} connections "
             f"open ({r['per_connection_kib']} KiB each); each did one request"
         )
-    if r["group"] in ("keep-alive", "paced") and r["via"] == "proxy" and r.get("upstream"):
+    # The paced rows that bypass the proxy sign too (scenarios.client_signed).
+    verified = r["via"] == "proxy" or r["group"] == "paced"
+    if r["group"] in ("keep-alive", "paced") and verified and r.get("upstream"):
         lines.append(_verified_note(r))
     per_frame = r.get("raw", {}).get("proxy_cpu_us_per_frame")
     if per_frame is not None:

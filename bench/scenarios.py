@@ -27,6 +27,8 @@ from processes import Watch, proc_status_kib, stop
 from records import Ctx
 from servers import Proxy, Upstream, start_proxy, start_upstream, warm_up
 
+from signing_proxy.kalshi.signer import Signer, parse_private_key
+
 # The groups that share the fast upstream and one proxy, in the order they run.
 FAST_GROUPS = ("keepalive", "paced", "gateway", "stream", "idle", "ws", "fanout")
 
@@ -104,6 +106,7 @@ def paced_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
         f"{up.url}{BALANCE_PATH}",
         via="direct",
         upstream=up,
+        headers=client_signed(ctx, "GET", BALANCE_PATH),
     )
     paced_scenario(
         ctx,
@@ -116,12 +119,14 @@ def paced_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
         baseline="direct_paced_get",
     )
     post: dict[str, Any] = {"method": "POST", "body": ORDER_BODY, "upstream": up}
+    signed = client_signed(ctx, "POST", ORDERS_PATH)
     paced_scenario(
         ctx,
         "direct_paced_post",
         f"direct POST orders, {rate} paced",
         orders[0],
         via="direct",
+        headers=signed,
         **post,
     )
     paced_scenario(
@@ -135,7 +140,7 @@ def paced_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
         presigned=True,
         **post,
     )
-    _anchor_rows(ctx, up, post)
+    _anchor_rows(ctx, up, {**post, "headers": signed})
     paced_scenario(
         ctx,
         "proxy_paced_on_demand",
@@ -370,6 +375,15 @@ def fanout_group(ctx: Ctx, up: Upstream) -> None:
     ctx.stop_proxy("proxy-shared", px)
 
 
+def client_signed(ctx: Ctx, method: str, path: str) -> tuple[str, ...]:
+    """A direct client's KALSHI-ACCESS-* headers for one route, made once. The paced rows
+    that bypass the signing proxy send them, so the upstream verifies every row's calls as
+    Kalshi verifies every client's: verification is not a cost the proxy adds."""
+    private_key = parse_private_key(ctx.key.read_bytes(), None, str(ctx.key))
+    made = Signer(ctx.key_id, private_key).headers(method, path)
+    return tuple(f"{name}: {value}" for name, value in made.items())
+
+
 def _anchor_rows(ctx: Ctx, up: Upstream, post: dict[str, Any]) -> None:
     """The same paced POST through nginx and through a minimal aiohttp proxy (anchors)."""
     rate = f"{ctx.args.paced_rate:g}/s"
@@ -379,6 +393,7 @@ def _anchor_rows(ctx: Ctx, up: Upstream, post: dict[str, Any]) -> None:
             print(f"anchor {name}: not available (nginx not installed and not installable)")
             continue
         warm_up(f"{anchor.url}{ORDERS_PATH}", n=5, method="POST", body=ORDER_BODY)
+        # The client's signed headers pass through the anchor untouched, to be verified.
         paced_scenario(
             ctx,
             f"{name}_paced_post",
