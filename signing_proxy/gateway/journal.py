@@ -15,6 +15,7 @@ the OS, tens of microseconds, and it survives the process being killed.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -163,8 +164,8 @@ class Journal:
     def intend(self, entry: CallEntry) -> Intent:
         """Write a forwarded call's rows to the intent log, before it goes upstream; `record`
         puts them in SQLite. Raises (the call must not go) when they cannot be written, or
-        when SQLite still refuses rows of earlier calls."""
-        self._still_there()
+        when SQLite still refuses rows of earlier calls (a replaced file among the reasons:
+        `record` checks for that, off the order's path)."""
         if self._behind:
             self._catch_up()
         intent = Intent(_rows(entry, now_utc()))
@@ -178,6 +179,7 @@ class Journal:
         """Put an intent's rows in SQLite, once (while its call is in flight); the first id."""
         if intent.first is None:
             try:
+                self._still_there()
                 intent.first = self._insert(intent.rows)
             except sqlite3.Error:
                 if intent not in self._behind:
@@ -340,7 +342,7 @@ def _rows(entry: CallEntry, moment: datetime) -> list[tuple[Any, ...]]:
     orders: Sequence[OrderFields] = entry.orders or (OrderFields(),)
     # A random number, so that two proxies sharing the file never mix their calls and
     # no second statement is needed to learn it.
-    call = int.from_bytes(os.urandom(7), "big")
+    call = random.getrandbits(56)  # seeded from os.urandom; no system call per call
     return [_row(call, entry, index, order, moment, state) for index, order in enumerate(orders)]
 
 

@@ -104,9 +104,11 @@ class Metrics:
             buckets=_SIGNING_BUCKETS,
             registry=r,
         )
-        self.in_flight = Gauge(
+        # A plain count, read at scrape time: no lock taken twice per call on the order path.
+        self.calls_in_flight = 0
+        Gauge(
             "signing_proxy_in_flight_requests", "Calls being handled now.", registry=r
-        )
+        ).set_function(lambda: self.calls_in_flight)
         self.retries = Counter(
             "signing_proxy_upstream_retries",
             "Upstream attempts repeated (GET and HEAD).",

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from signing_proxy.config import AccessConfig, RuleConfig, TokenConfig
-from signing_proxy.proxy.paths import Refusal
+from signing_proxy.proxy.paths import MEMO_MAX_CHARS, Refusal
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 _MISSING_TOKEN = Refusal(
@@ -68,9 +68,6 @@ def _client(token: TokenConfig) -> Client:
 _DECODE_ROUNDS = 3
 
 
-# Pure and asked for up to three times a request (policy, V1 check, batch billing); ids in
-# paths make the set of paths unbounded, hence a bounded memo.
-@functools.lru_cache(maxsize=4096)
 def policy_forms(raw_path: str) -> frozenset[str]:
     """Every spelling a server might route `raw_path` as; rules must hold for each.
 
@@ -78,6 +75,19 @@ def policy_forms(raw_path: str) -> frozenset[str]:
     but a rule should not depend on that: decoded forms, '//' folded, ';params' dropped
     and a trailing '/' dropped are all checked.
     """
+    # Pure and asked for up to three times a request (policy, V1 check, batch billing):
+    # remembered for short paths (ids in paths make the set unbounded, hence the bounds).
+    if len(raw_path) <= MEMO_MAX_CHARS:
+        return _remembered_forms(raw_path)
+    return _forms(raw_path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_forms(raw_path: str) -> frozenset[str]:
+    return _forms(raw_path)
+
+
+def _forms(raw_path: str) -> frozenset[str]:
     forms = {raw_path}
     decoded = raw_path
     for _ in range(_DECODE_ROUNDS):

@@ -211,9 +211,12 @@ class Forwarder:
         ):
             # The guard has passed this request: the client may send its body now.
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        reading = request_body(request, record, max_body, self.bodies, hold)
         try:
+            if request.content.is_eof():
+                return await reading  # all here already (nearly every order): no timer needed
             async with asyncio.timeout(access.client_timeout):
-                return await request_body(request, record, max_body, self.bodies, hold)
+                return await reading
         except BodyTooLarge:
             message = f"request body exceeds access.max_body_bytes ({max_body} bytes)"
             return proxy_error(413, "proxy_body_too_large", message)
@@ -293,9 +296,12 @@ class Forwarder:
     ) -> tuple[Upstream, float]:
         """One attempt, signed afresh (the timestamp must be current); the answer and when
         sent. On the order `lane`, the answer is read whole within the timeout."""
-        signing_started = time.perf_counter()
-        headers.update(await self.engine.headers(method, path))
-        self.metrics.signing.observe(time.perf_counter() - signing_started)
+        signed = self.engine.take_presigned(method, path)
+        if signed is None:
+            signing_started = time.perf_counter()
+            signed = await self.engine.headers(method, path)
+            self.metrics.signing.observe(time.perf_counter() - signing_started)
+        headers.update(signed)
         remaining = deadline - asyncio.get_running_loop().time()
         timeout = min(snapshot.config.upstream.timeout, remaining)
         sent = time.time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -81,7 +82,27 @@ class Route:
 ROUTE = web.RequestKey("route", Route)
 
 
+# Targets up to this long are remembered (4096 of them): a flood of long made-up targets
+# cannot grow the memo past a few MB.
+MEMO_MAX_CHARS = 512
+
+
 def route_target(raw_target: str) -> Route | Refusal:
+    """Decide, from the raw request target alone, which route serves it.
+
+    Pure, and asked for the same few targets again and again (order entry is one path),
+    so the decision is remembered for short targets."""
+    if len(raw_target) <= MEMO_MAX_CHARS:
+        return _remembered_route(raw_target)
+    return _route(raw_target)
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_route(raw_target: str) -> Route | Refusal:
+    return _route(raw_target)
+
+
+def _route(raw_target: str) -> Route | Refusal:
     """Decide, from the raw request target alone, which route serves it.
 
     Access checks, policy and the handler all act on this one decision, so no encoding
