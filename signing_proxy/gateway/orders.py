@@ -152,20 +152,32 @@ def _key(doc: dict[str, Any], name: str) -> Any:
     return found[0] if found else None
 
 
+def _by_lower_key(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` by lower-case key, as _key reads it (two spellings of one key: AMBIGUOUS), in
+    one pass: an order's seven fields are then seven lookups."""
+    index: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(key, str):
+            low = key.lower()
+            index[low] = AMBIGUOUS if low in index else value
+    return index
+
+
 def _fields(item: dict[str, Any]) -> OrderFields:
-    side = _key(item, "side")
-    subaccount = _key(item, "subaccount")
-    price, count = fixed_point(_key(item, "price")), fixed_point(_key(item, "count"))
+    keys = _by_lower_key(item).get
+    side = keys("side")
+    subaccount = keys("subaccount")
+    price, count = fixed_point(keys("price")), fixed_point(keys("count"))
     return OrderFields(
-        ticker=_text(_key(item, "ticker")),
+        ticker=_text(keys("ticker")),
         side=side if side in ("bid", "ask") else None,
         # Only a real price (between $0 and $1) and a positive count are read: a negative
         # one would make a negative notional that hides another order's.
         price=price if price is not None and 0 < price < 1 else None,
         count=count if count is not None and count > 0 else None,
-        client_order_id=_text(_key(item, "client_order_id")),
+        client_order_id=_text(keys("client_order_id")),
         subaccount=subaccount if type(subaccount) is int and 0 <= subaccount < 2**31 else None,
-        order_id=_text(_key(item, "order_id")),
+        order_id=_text(keys("order_id")),
     )
 
 

@@ -9,6 +9,7 @@ notional is counted per client and UTC day, from the journal across restarts.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -42,9 +43,11 @@ _RULES: Final = (
 )
 
 
-def active_rules(risk: RiskConfig) -> list[str]:
+# A generation's rules are one frozen object, asked about on every order call.
+@functools.lru_cache(maxsize=64)
+def active_rules(risk: RiskConfig) -> tuple[str, ...]:
     """The names of the rules set, in the order they are checked."""
-    return [name for name in _RULES if getattr(risk, name) not in (None, ())]
+    return tuple(name for name in _RULES if getattr(risk, name) not in (None, ()))
 
 
 def active(risk: RiskConfig) -> bool:

@@ -135,7 +135,7 @@ def dry_run(
 ) -> web.Response:
     """200 with what the proxy would do with this write, having sent nothing."""
     names = (["halt"] if call is not None and call.is_entry else []) + (
-        risk.active_rules(rules) if call is not None and call.kind in JUDGED_KINDS else []
+        list(risk.active_rules(rules)) if call is not None and call.kind in JUDGED_KINDS else []
     )
     failed = None if refused is None else refused.code
     checks = [{"rule": name, "passed": failed != _code_of(name)} for name in names]

@@ -129,6 +129,23 @@ async def test_while_sqlite_refuses_rows_no_further_order_is_sent(desk: Desk) ->
     assert first in desk.state.orders
 
 
+async def test_an_order_sent_as_the_sqlite_file_vanishes_is_put_back_at_restart(
+    desk: Desk,
+) -> None:
+    await desk.place(BOT)
+    for file in desk.journal.parent.glob("journal.sqlite3*"):
+        if "-intents-" not in file.name:
+            file.unlink()  # the SQLite file (and its WAL) removed; the intent log is kept
+    # Its intent is in the intent log; SQLite's loss is noticed as its rows are written.
+    sent = await desk.place(BOT, price="0.15")
+    status, answer = await desk.call(BOT, "POST", ORDERS, bid())
+    assert status == 503 and answer["error"]["code"] == "proxy_journal_unavailable"
+    await desk.restart()  # a new SQLite file, and the rows of the intent log put back in it
+    (row,) = rows(desk, price="0.15")
+    assert (row["state"], row["client"], row["notional"]) == ("pending", "bot", "0.30")
+    assert sent in desk.state.orders
+
+
 async def test_the_admin_api_and_the_cli_read_the_journal(desk: Desk) -> None:
     await desk.place(BOT)
     await desk.place(DESK)
