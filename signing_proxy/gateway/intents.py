@@ -45,13 +45,13 @@ class IntentLog:
         # Held until this process ends: a file whose lock can be taken has no live writer.
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.rename(making, self.path)
-        self._inode = os.fstat(self._fd).st_ino
         self._written = 0
         self.waiting = 0  # intents appended whose rows SQLite does not have yet
 
     def append(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Append one call's rows; OSError if they cannot be written (the call is not sent)."""
-        if os.stat(self.path).st_ino != self._inode:
+        # No link left to this file: deleted, or another renamed over it.
+        if os.fstat(self._fd).st_nlink == 0:
             raise OSError(f"the intent file {self.path} was deleted or replaced")
         # Each record starts a line of its own: a record torn by a full disk spoils only itself.
         data = b"\n" + json.dumps(rows, separators=(",", ":")).encode()

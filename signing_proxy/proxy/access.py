@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import functools
 import hmac
 import re
 from collections.abc import Mapping
@@ -13,7 +12,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from signing_proxy.config import AccessConfig, RuleConfig, TokenConfig
-from signing_proxy.proxy.paths import MEMO_MAX_CHARS, Refusal
+from signing_proxy.proxy.paths import Refusal, remembered
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 _MISSING_TOKEN = Refusal(
@@ -68,6 +67,7 @@ def _client(token: TokenConfig) -> Client:
 _DECODE_ROUNDS = 3
 
 
+@remembered  # asked for up to three times a request (policy, V1 check, batch billing)
 def policy_forms(raw_path: str) -> frozenset[str]:
     """Every spelling a server might route `raw_path` as; rules must hold for each.
 
@@ -75,19 +75,6 @@ def policy_forms(raw_path: str) -> frozenset[str]:
     but a rule should not depend on that: decoded forms, '//' folded, ';params' dropped
     and a trailing '/' dropped are all checked.
     """
-    # Pure and asked for up to three times a request (policy, V1 check, batch billing):
-    # remembered for short paths (ids in paths make the set unbounded, hence the bounds).
-    if len(raw_path) <= MEMO_MAX_CHARS:
-        return _remembered_forms(raw_path)
-    return _forms(raw_path)
-
-
-@functools.lru_cache(maxsize=4096)
-def _remembered_forms(raw_path: str) -> frozenset[str]:
-    return _forms(raw_path)
-
-
-def _forms(raw_path: str) -> frozenset[str]:
     forms = {raw_path}
     decoded = raw_path
     for _ in range(_DECODE_ROUNDS):

@@ -24,6 +24,7 @@ from signing_proxy.proxy import compat
 from signing_proxy.proxy.access import CLIENT, policy_forms
 from signing_proxy.proxy.calls import CALL_RECORD, CallRecord
 from signing_proxy.proxy.live import Snapshot
+from signing_proxy.proxy.paths import remembered
 
 _NO_STREAMED = "risk rules and pinning read bodies; set access.max_body_bytes above 0"
 _TOO_LARGE = "proxy_body_too_large"
@@ -48,6 +49,7 @@ def v1_refusal(
     return None
 
 
+@remembered
 def v1_write(method: str, path: str) -> V1Write | None:
     """The removed V1 order write that any spelling of `path` names, if one does."""
     for form in sorted(policy_forms(path)):
@@ -71,6 +73,7 @@ def wants_dry_run(request: web.Request) -> bool:
     return any(value.strip().lower() not in _NOT_DRY for value in values)
 
 
+@remembered
 def order_call(method: str, path: str, write: V1Write | None) -> OrderCall | None:
     """The order call this is, in any spelling; a translated V1 write is its V2 route."""
     if write is not None:

@@ -28,7 +28,7 @@ from signing_proxy.proxy.calls import CALL_RECORD, Answer, CallFailed, CallRecor
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
 from signing_proxy.proxy.lane import LaneAnswer, OrderLane
 from signing_proxy.proxy.live import Live, Snapshot
-from signing_proxy.proxy.paths import ROUTE, Route
+from signing_proxy.proxy.paths import ROUTE, Route, remembered
 from signing_proxy.proxy.signing_engine import SigningEngine
 from signing_proxy.proxy.upstream import UpstreamFailure, UpstreamSessions, classify, describe
 
@@ -161,8 +161,7 @@ class Forwarder:
             headers.popall("Content-Length", None)
         if "User-Agent" not in headers:
             headers["User-Agent"] = USER_AGENT
-        # encoded=True: the raw path and query go upstream exactly as received (no requoting).
-        url = URL(snapshot.config.upstream.rest_url + raw_target, encoded=True)
+        url = upstream_url(snapshot.config.upstream.rest_url, raw_target)
         path = raw_target.partition("?")[0]
         lane = record.read_whole and not isinstance(body, aiohttp.StreamReader)
         return await self._exchange(request, record, snapshot, url, path, headers, body, lane)
@@ -493,6 +492,12 @@ def _retry_after(snapshot: Snapshot, method: str, path: str) -> int:
     rate = limiter.rate(bucket)
     missing = max(0.0, cost - limiter.levels()[bucket])
     return max(1, int(-(-missing // rate)))
+
+
+@remembered
+def upstream_url(origin: str, raw_target: str) -> URL:
+    """Where `raw_target` goes upstream: exactly as received (encoded=True: no requoting)."""
+    return URL(origin + raw_target, encoded=True)
 
 
 def _abort(request: web.Request) -> None:

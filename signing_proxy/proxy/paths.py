@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -82,27 +84,31 @@ class Route:
 ROUTE = web.RequestKey("route", Route)
 
 
-# Targets up to this long are remembered (4096 of them): a flood of long made-up targets
-# cannot grow the memo past a few MB.
+# Calls whose text arguments are this short are remembered (the last 4096): a flood of long
+# made-up targets cannot grow a memo past a few MB.
 MEMO_MAX_CHARS = 512
+_MEMO_SIZE = 4096
+Pure = TypeVar("Pure", bound=Callable[..., object])
 
 
+def remembered(function: Pure) -> Pure:
+    """`function` (pure), remembered for calls with short text arguments.
+
+    The order path asks the same few questions of the same few targets on every call (order
+    entry is one path); ids in paths make the set of targets unbounded, hence the bounds."""
+    memo = functools.lru_cache(maxsize=_MEMO_SIZE)(function)
+
+    @functools.wraps(function)
+    def call(*args: object) -> object:
+        if all(len(arg) <= MEMO_MAX_CHARS for arg in args if isinstance(arg, str)):
+            return memo(*args)
+        return function(*args)
+
+    return cast(Pure, call)
+
+
+@remembered
 def route_target(raw_target: str) -> Route | Refusal:
-    """Decide, from the raw request target alone, which route serves it.
-
-    Pure, and asked for the same few targets again and again (order entry is one path),
-    so the decision is remembered for short targets."""
-    if len(raw_target) <= MEMO_MAX_CHARS:
-        return _remembered_route(raw_target)
-    return _route(raw_target)
-
-
-@functools.lru_cache(maxsize=4096)
-def _remembered_route(raw_target: str) -> Route | Refusal:
-    return _route(raw_target)
-
-
-def _route(raw_target: str) -> Route | Refusal:
     """Decide, from the raw request target alone, which route serves it.
 
     Access checks, policy and the handler all act on this one decision, so no encoding
