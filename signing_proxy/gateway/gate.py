@@ -155,7 +155,8 @@ class Gate:
     def begin(self, info: CallInfo, ticket: Ticket) -> bool:
         """Journal the intent, before the call goes upstream; False if it cannot be written.
 
-        The rows reach SQLite in `record`, which the caller runs while the call is in flight."""
+        The rows reach SQLite with the answer (`complete`), or as pending (`record`) when
+        the call is still in flight after a while."""
         if self.journal is None:
             return True
         entry = _entry(info, ticket.call, ticket.orders, "forwarded", None)
@@ -168,7 +169,8 @@ class Gate:
         return True
 
     def record(self, ticket: Ticket) -> None:
-        """Put a begun call's rows in SQLite (at the latest when it completes)."""
+        """Put a begun call's rows in SQLite as pending, while it is still in flight (a call
+        answered first is written once, answer and all, by `complete`)."""
         intent = ticket.intent
         if intent is not None and intent.first is None:
             self._safely(lambda journal: journal.record(intent))
@@ -197,14 +199,10 @@ class Gate:
                 ZERO,
             )
             self.daily.give_back(ticket.client, ticket.day, back)
-        self.record(ticket)
-        number = ticket.intent.first if ticket.intent is not None else None
-        rows = max(1, len(ticket.orders))
-        if number is not None:
+        intent = ticket.intent
+        if intent is not None:
             self._safely(
-                lambda journal: journal.complete(
-                    number, status, results, error, known=known, rows=rows
-                )
+                lambda journal: journal.finish(intent, status, results, error, known=known)
             )
 
     def _safely(self, write: Callable[[Journal], object]) -> None:

@@ -178,16 +178,21 @@ class Journal:
     def record(self, intent: Intent) -> int:
         """Put an intent's rows in SQLite, once (while its call is in flight); the first id."""
         if intent.first is None:
-            try:
-                self._still_there()
-                intent.first = self._insert(intent.rows)
-            except sqlite3.Error:
-                if intent not in self._behind:
-                    self._behind.append(intent)
-                raise
-            if self._intents is not None:
-                self._intents.recorded()
+            self._write(intent, intent.rows, _INSERT)
+        assert intent.first is not None
         return intent.first
+
+    def _write(self, intent: Intent, rows: Sequence[tuple[Any, ...]], statement: str) -> None:
+        """Insert an intent's rows (as pending, or answered); kept to retry if SQLite refuses."""
+        try:
+            self._still_there()
+            intent.first = self._insert(rows, statement)
+        except sqlite3.Error:
+            if intent not in self._behind:
+                self._behind.append(intent)  # its rows go in as pending, before the next call
+            raise
+        if self._intents is not None:
+            self._intents.recorded()
 
     def _catch_up(self) -> None:
         """Record the intents SQLite refused before (they stay in the log until it takes them)."""
@@ -195,12 +200,13 @@ class Journal:
             self.record(self._behind[0])
             self._behind.pop(0)
 
-    def _insert(self, rows: Sequence[tuple[Any, ...]]) -> int:
+    def _insert(self, rows: Sequence[tuple[Any, ...]], statement: str = "") -> int:
+        statement = statement or _INSERT
         with self._db:
-            cursor = self._db.execute(_INSERT, rows[0])
+            cursor = self._db.execute(statement, rows[0])
             first = int(cursor.lastrowid or 0)
             if len(rows) > 1:
-                self._db.executemany(_INSERT, rows[1:])
+                self._db.executemany(statement, rows[1:])
         return first
 
     def _put_back(self, calls: list[intents.Rows]) -> None:
@@ -214,6 +220,33 @@ class Journal:
             for rows in calls:
                 if rows[0][_CALL] not in known:
                     self._db.executemany(_INSERT, rows)
+
+    def finish(
+        self,
+        intent: Intent,
+        status: int,
+        results: Sequence[ItemResult],
+        error: str | None,
+        *,
+        known: bool = True,
+    ) -> None:
+        """Record a forwarded call's answer: status, each order's id or error; `known` is
+        False when the call may or may not have reached Kalshi. A call answered before its
+        rows reached SQLite (nearly every one) is written once, answer and all."""
+        if intent.first is not None:
+            self.complete(intent.first, status, results, error, known=known, rows=len(intent.rows))
+            return
+        done = iso(now_utc())
+        state = "done" if known else "unknown"
+        answered = []
+        for index, row in enumerate(intent.rows):
+            result = results[index] if index < len(results) else _NO_RESULT
+            order_id = result.order_id or row[_ORDER_ID]
+            outcome = (result.error or error, status, done)
+            answered.append(
+                (*row[:_STATE], state, *row[_STATE + 1 : _ORDER_ID], order_id, *outcome)
+            )
+        self._write(intent, answered, _INSERT_ANSWERED)
 
     def complete(
         self,
@@ -316,18 +349,61 @@ def read(
         query += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         rows = db.execute(query, args).fetchall()
+        found = [dict(zip(COLUMNS, row, strict=True)) for row in reversed(rows)]
+        found += _in_flight(db, path, since, client)
     finally:
         db.close()
-    return [dict(zip(COLUMNS, row, strict=True)) for row in reversed(rows)]
+    found.sort(key=lambda row: str(row["time"]))
+    return found[-limit:] if limit > 0 else []
+
+
+def _in_flight(
+    db: sqlite3.Connection, path: Path, since: str | None, client: str | None
+) -> list[dict[str, Any]]:
+    """Rows only the intent logs hold yet: calls in flight, or a dead proxy's last ones."""
+    calls = [rows for rows in intents.read_all(path) if str(rows[0][_TIME]) >= (since or "")]
+    if not calls:
+        return []
+    oldest = min(str(rows[0][_TIME]) for rows in calls)
+    known = {c for (c,) in db.execute(_CALLS_SINCE, (oldest,))}
+    return [
+        _as_read(row)
+        for rows in calls
+        if rows[0][_CALL] not in known
+        for row in rows
+        if client is None or row[_CLIENT] == client
+    ]
+
+
+def _as_read(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A row as the intent log holds it (see _row), in the shape `read` gives."""
+    (call, item, time, _day, request_id, client, method, path, kind, decision, state) = row[:11]
+    terms = dict(zip(COLUMNS[11:18], row[11:18], strict=True))
+    return {
+        "id": None, "call": call, "item": item, "time": time, "request_id": request_id,
+        "client": client, "method": method, "path": path, "kind": kind, "decision": decision,
+        "state": state, **terms, "status": None, "order_id": row[_ORDER_ID],
+        "error": row[_ORDER_ID + 1], "done_time": None,
+    }  # fmt: skip
 
 
 _COMPLETE_ITEM: Final = (
     "UPDATE journal SET state = ?, status = ?, error = ?, done_time = ?,"
     " order_id = COALESCE(?, order_id) WHERE id = ?"
 )
-# Where a row holds its call number and its time (see _row).
+# Where a row holds its call number, time, state and order id (see _row).
 _CALL: Final = 0
 _TIME: Final = 2
+_CLIENT: Final = 5
+_STATE: Final = 10
+_ORDER_ID: Final = 18
+_INSERT_ANSWERED: Final = (
+    "INSERT INTO journal (call, item, time, day, request_id, client, method, path, kind,"
+    " decision, state, ticker, side, count, price, notional, client_order_id, subaccount,"
+    " order_id, error, status, done_time)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_NO_RESULT: Final = ItemResult(None, None)
 _CALLS_SINCE: Final = "SELECT DISTINCT call FROM journal WHERE time >= ?"
 _INSERT: Final = (
     "INSERT INTO journal (call, item, time, day, request_id, client, method, path, kind,"

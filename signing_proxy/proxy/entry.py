@@ -176,8 +176,9 @@ async def journaled(
         record.error = _NO_JOURNAL
         message = "the order journal cannot be written (see the proxy's log); nothing was sent"
         return proxy_error(503, _NO_JOURNAL, message, headers={"Retry-After": "1"})
-    # Its rows reach SQLite while it is in flight: this runs once the send below waits.
-    asyncio.get_running_loop().call_soon(gate.record, ticket)
+    # Its rows go to SQLite with the answer, in one write after the answer is relayed; a
+    # call still in flight after PENDING_AFTER is shown as pending before that.
+    pending = asyncio.get_running_loop().call_later(PENDING_AFTER, gate.record, ticket)
     completed = False
     try:
         response = await send()
@@ -196,6 +197,7 @@ async def journaled(
         completed = True
         return response
     finally:
+        pending.cancel()
         if not completed:
             # Cut (the client left, or the proxy is stopping): whether it reached Kalshi
             # is unknown, and the journal says so.
@@ -203,6 +205,9 @@ async def journaled(
 
 
 _NO_JOURNAL = "proxy_journal_unavailable"
+# Seconds after which an order call still in flight gets its pending rows in SQLite, where
+# `signing-proxy journal` and the admin API read them (Kalshi answers most within this).
+PENDING_AFTER = 0.05
 # Failures that mean the call never reached Kalshi.
 _NOT_SENT = (
     "proxy_upstream_connect_timeout",

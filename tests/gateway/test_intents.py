@@ -49,13 +49,17 @@ def test_a_proxy_killed_before_sqlite_has_the_rows_leaves_them_to_the_next(
         [sys.executable, "-c", _KILLED_AFTER_INTENT, str(path), ORDERS], capture_output=True
     )
     assert killed.returncode == -9, killed.stderr
-    assert read(path) == [] and len(intent_files(path)) == 1
+    assert len(intent_files(path)) == 1
+    # Readers see it already: from the dead proxy's intent log (no SQLite id yet).
+    ((row, source),) = [(r, r["id"]) for r in read(path)]
+    assert (row["state"], row["client"], row["path"], row["ticker"], row["count"]) == (
+        "pending", "bot", ORDERS, "T-1", "3",
+    )  # fmt: skip
+    assert source is None
     journal = Journal(path)
     try:
-        (row,) = read(path)
-        assert (row["state"], row["client"], row["path"], row["ticker"], row["count"]) == (
-            "pending", "bot", ORDERS, "T-1", "3",
-        )  # fmt: skip
+        (put_back,) = read(path)
+        assert put_back == {**row, "id": put_back["id"]} and put_back["id"] is not None
         assert [p.name.startswith("journal.sqlite3-intents-") for p in intent_files(path)] == [
             True
         ]  # only the new proxy's own file is left
@@ -72,9 +76,9 @@ def test_a_live_proxys_intents_are_not_taken_by_another(tmp_path: Path) -> None:
     in_flight = first.intend(entry())
     second = Journal(path)  # a second proxy on the same file, while the order is in flight
     try:
-        assert read(path) == []
+        assert [(r["request_id"], r["id"]) for r in read(path)] == [("r-1", None)]
         first.record(in_flight)
-        assert [r["request_id"] for r in read(path)] == ["r-1"]
+        assert [(r["request_id"], r["id"]) for r in read(path)] == [("r-1", 1)]
     finally:
         second.close()
         first.close()
