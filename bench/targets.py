@@ -34,6 +34,7 @@ def targets(ctx: Ctx) -> list[Target]:
         idle_target(ctx),
         ws_target(ctx),
         *anchor_targets(ctx),
+        c16_verified_target(ctx),
     ]
 
 
@@ -185,6 +186,8 @@ def ws_target(ctx: Ctx) -> Target:
 T_PRESIGNED_RATIO = 1.0
 T_PRESIGNED_P99_RATIO = 1.2
 T_ON_DEMAND_EXTRA_MS = 0.75
+T_RPS_C16_ISSUE15 = 2000.0
+T_P99_C16_ISSUE15_MS = 25.0
 
 
 def anchor_targets(ctx: Ctx) -> list[Target]:
@@ -226,3 +229,26 @@ def anchor_targets(ctx: Ctx) -> list[Target]:
             )
         )
     return rows
+
+
+def c16_verified_target(ctx: Ctx) -> Target:
+    """Issue 15's closed loop: signed req/s and p99 at c=16, every signature verified."""
+    r = ctx.get("proxy_c16")
+    name = (
+        f"issue 15: >= {T_RPS_C16_ISSUE15:,.0f} signed req/s at c=16 with p99 < "
+        f"{T_P99_C16_ISSUE15_MS:g} ms, every signature verified"
+    )
+    if not r:
+        return _target(name, None, "not run (group keepalive)")
+    upstream = r.get("upstream") or {}
+    signed, verified = upstream.get("signed", 0), upstream.get("verified_ok", 0)
+    return _target(
+        name,
+        r["rps"] >= T_RPS_C16_ISSUE15
+        and r["p99_ms"] < T_P99_C16_ISSUE15_MS
+        and signed > 0
+        and verified == signed,
+        f"{r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms",
+        f"upstream verified {verified:,} of {signed:,} signed requests",
+        _probs(r),
+    )
