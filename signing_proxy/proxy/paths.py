@@ -104,6 +104,7 @@ def remembered(function: Pure) -> Pure:
             return memo(*args)
         return function(*args)
 
+    call.cache_info = memo.cache_info  # type: ignore[attr-defined]  # for the bound's test
     return cast(Pure, call)
 
 

@@ -3,16 +3,22 @@ is in flight, and a proxy killed in between leaves them for the next one to put 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from signing_proxy.gateway import intents
 from signing_proxy.gateway.journal import CallEntry, Journal, read
 from signing_proxy.gateway.orders import OrderFields
+from signing_proxy.proxy.entry import PENDING_AFTER
 
 pytestmark = pytest.mark.skipif(not intents.SUPPORTED, reason="no flock on this system")
 
@@ -119,3 +125,40 @@ def test_the_log_is_emptied_once_sqlite_has_every_row(
         assert own.stat().st_size == 0
     finally:
         journal.close()
+
+
+async def test_an_order_still_in_flight_is_pending_in_sqlite_within_a_moment(
+    make_upstream: Any, make_proxy: Any, tmp_path: Path
+) -> None:
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.json_response({"order": {"order_id": "o-1"}}, status=201)
+
+    upstream = await make_upstream(slow)
+    path = tmp_path / "journal.sqlite3"
+    client = await make_proxy(upstream.url, SIGNING_PROXY_JOURNAL=str(path))
+    order = {"ticker": "T-1", "side": "bid", "price": "0.40", "count": "3"}
+    posting = asyncio.create_task(client.post(ORDERS, json=order))
+    await asyncio.wait_for(arrived.wait(), 10)
+    await asyncio.sleep(PENDING_AFTER + 0.2)
+    # In SQLite itself (not only in the intent log), as a reader of the file sees it.
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT state, ticker FROM journal").fetchall() == [("pending", "T-1")]
+    release.set()
+    assert (await posting).status == 201
+    ((state, order_id),) = await _when_answered(path)
+    assert (state, order_id) == ("done", "o-1")
+
+
+async def _when_answered(path: Path) -> list[tuple[Any, ...]]:
+    """The journal's rows once the answer is recorded (written just after it is relayed)."""
+    for _ in range(50):
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            rows = db.execute("SELECT state, order_id FROM journal").fetchall()
+        if rows and rows[0][0] != "pending":
+            return rows
+        await asyncio.sleep(0.02)
+    return rows

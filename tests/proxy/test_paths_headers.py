@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
-from signing_proxy.proxy.paths import Refusal, RestTarget, check_rest_target, has_dot_segment
+from signing_proxy.proxy.paths import (
+    MEMO_MAX_CHARS,
+    Refusal,
+    RestTarget,
+    Route,
+    check_rest_target,
+    has_dot_segment,
+    route_target,
+)
 
 
 @pytest.mark.parametrize(
@@ -182,3 +190,17 @@ def test_no_forbidden_header_ever_goes_upstream(pairs: list[tuple[str, str]]) ->
             "x-real-ip",
             "transfer-encoding",
         }
+
+
+def test_remembered_answers_are_bounded_in_count_and_size() -> None:
+    """A flood of made-up targets cannot grow the memos: long ones are never kept, and at
+    most 4096 short ones are."""
+    memo = route_target.cache_info  # type: ignore[attr-defined]
+    before = memo().currsize
+    for n in range(200):
+        long_target = f"/trade-api/v2/markets/{n}{'x' * MEMO_MAX_CHARS}"
+        assert isinstance(route_target(long_target), Route)  # served all the same
+    assert memo().currsize == before
+    for n in range(5000):
+        route_target(f"/trade-api/v2/markets/T-{n}")
+    assert memo().currsize == memo().maxsize == 4096
