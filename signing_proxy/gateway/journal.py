@@ -339,8 +339,12 @@ def read(
     path: Path, *, since: str | None = None, client: str | None = None, limit: int = 1000
 ) -> list[dict[str, Any]]:
     """The journal's rows, oldest first, opened read-only (the proxy may be writing)."""
+    # The intent logs first, then SQLite in one snapshot: a call answered (its rows put in
+    # SQLite, its log perhaps emptied) while this reads is then in one or the other.
+    calls = intents.read_all(path)
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
+        db.execute("BEGIN")  # the rows and the calls SQLite has, from the same snapshot
         query = f"SELECT {', '.join(COLUMNS)} FROM journal WHERE time >= ?"  # noqa: S608 - fixed names
         args: list[Any] = [since or ""]
         if client is not None:
@@ -350,7 +354,7 @@ def read(
         args.append(limit)
         rows = db.execute(query, args).fetchall()
         found = [dict(zip(COLUMNS, row, strict=True)) for row in reversed(rows)]
-        found += _in_flight(db, path, since, client)
+        found += _in_flight(db, calls, since, client)
     finally:
         db.close()
     found.sort(key=lambda row: str(row["time"]))
@@ -358,10 +362,10 @@ def read(
 
 
 def _in_flight(
-    db: sqlite3.Connection, path: Path, since: str | None, client: str | None
+    db: sqlite3.Connection, logged: list[intents.Rows], since: str | None, client: str | None
 ) -> list[dict[str, Any]]:
     """Rows only the intent logs hold yet: calls in flight, or a dead proxy's last ones."""
-    calls = [rows for rows in intents.read_all(path) if str(rows[0][_TIME]) >= (since or "")]
+    calls = [rows for rows in logged if str(rows[0][_TIME]) >= (since or "")]
     if not calls:
         return []
     oldest = min(str(rows[0][_TIME]) for rows in calls)
