@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS journal (
     status INTEGER, order_id TEXT, error TEXT, done_time TEXT
 );
 CREATE INDEX IF NOT EXISTS journal_client_day ON journal (client, day);
+-- Readers take the latest rows by time (ids follow when answers came, not when calls were
+-- sent), and the calls since a time are looked up against the intent logs.
+CREATE INDEX IF NOT EXISTS journal_time ON journal (time);
 CREATE TABLE IF NOT EXISTS halts (
     scope TEXT PRIMARY KEY,
     reason TEXT NOT NULL,
@@ -350,7 +353,9 @@ def read(
         if client is not None:
             query += " AND client = ?"
             args.append(client)
-        query += " ORDER BY id DESC LIMIT ?"
+        # By time, as the rows from the intent logs are merged: ids follow the order in which
+        # answers came (and a killed proxy's calls are put back at the next start), not sent.
+        query += " ORDER BY time DESC, id DESC LIMIT ?"
         args.append(limit)
         rows = db.execute(query, args).fetchall()
         found = [dict(zip(COLUMNS, row, strict=True)) for row in reversed(rows)]

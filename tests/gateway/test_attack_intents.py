@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -45,6 +46,22 @@ order = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0
 journal.intend(CallEntry("r-1", "bot", "POST", "/o", "create", "forwarded", (order,)))
 print("sent", flush=True)
 time.sleep(60)
+"""
+
+# Sends r-1 (in flight when killed) and then r-2 (answered), then is killed.
+_KILLED_WITH_ONE_ANSWERED = """
+import os, signal, sys, time
+from decimal import Decimal
+from pathlib import Path
+from signing_proxy.gateway.journal import CallEntry, Journal
+from signing_proxy.gateway.orders import ItemResult, OrderFields
+journal = Journal(Path(sys.argv[1]))
+order = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0.40"))
+journal.intend(CallEntry("r-1", "bot", "POST", "/o", "create", "forwarded", (order,)))
+time.sleep(0.003)
+sent = journal.intend(CallEntry("r-2", "bot", "POST", "/o", "create", "forwarded", (order,)))
+journal.finish(sent, 201, [ItemResult("o-2", None)], None)
+os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
@@ -88,3 +105,39 @@ def test_a_reader_never_misses_a_call_answered_as_it_reads(
         assert [r["request_id"] for r in read(path)] == ["r-1"]
     finally:
         journal.close()
+
+
+def test_the_readers_limit_keeps_the_latest_calls_when_answers_come_out_of_order(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal(path)
+    try:
+        slow = journal.intend(entry("r-1"))
+        time.sleep(0.003)  # rows are timed to the millisecond
+        fast = journal.intend(entry("r-2"))
+        # r-2 is answered first (within PENDING_AFTER, so neither was put in as pending):
+        # its rows get the lower id although r-1 was sent first.
+        journal.finish(fast, 201, ACCEPTED, None)
+        journal.finish(slow, 201, ACCEPTED, None)
+        assert [r["request_id"] for r in read(path)] == ["r-1", "r-2"]
+        assert [r["request_id"] for r in read(path, limit=1)] == ["r-2"]
+    finally:
+        journal.close()
+
+
+def test_the_readers_limit_keeps_the_latest_calls_after_a_killed_proxys_are_put_back(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_WITH_ONE_ANSWERED, str(path)], capture_output=True
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert [r["request_id"] for r in read(path, limit=1)] == ["r-2"]
+    Journal(path).close()  # the next start puts r-1 back, after r-2 (a higher id)
+    assert [(r["request_id"], r["state"]) for r in read(path)] == [
+        ("r-1", "pending"),
+        ("r-2", "done"),
+    ]
+    assert [r["request_id"] for r in read(path, limit=1)] == ["r-2"]
