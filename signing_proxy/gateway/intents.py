@@ -11,6 +11,7 @@ proxy to open the journal puts the rows SQLite lacks in as `pending` and removes
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -84,7 +85,7 @@ def replay_orphans(journal: Path, put: Callable[[list[Rows]], None]) -> int:
     if fcntl is None:
         return 0
     count = 0
-    for path in sorted(journal.parent.glob(f"{journal.name}{_INFIX}*")):
+    for path in _files(journal):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -106,12 +107,19 @@ def replay_orphans(journal: Path, put: Callable[[list[Rows]], None]) -> int:
 def read_all(journal: Path) -> list[Rows]:
     """The calls in every intent file of `journal`, live or not (for readers: no lock)."""
     calls: list[Rows] = []
-    for path in sorted(journal.parent.glob(f"{journal.name}{_INFIX}*")):
+    for path in _files(journal):
         try:
             calls.extend(_records(path))
         except OSError:
             continue  # emptied or removed as it was read
     return calls
+
+
+def _files(journal: Path) -> list[Path]:
+    """The intent files of `journal`, live or not."""
+    # Escaped: a journal named `desk[1].sqlite3` must find its own files, and `j?.sqlite3`
+    # must not take j1.sqlite3's.
+    return sorted(journal.parent.glob(f"{glob.escape(journal.name)}{_INFIX}*"))
 
 
 def _records(path: Path) -> Iterator[Rows]:

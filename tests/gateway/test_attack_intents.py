@@ -141,3 +141,23 @@ def test_the_readers_limit_keeps_the_latest_calls_after_a_killed_proxys_are_put_
         ("r-2", "done"),
     ]
     assert [r["request_id"] for r in read(path, limit=1)] == ["r-2"]
+
+
+@pytest.mark.parametrize("name", ["desk[1].sqlite3", "j?.sqlite3"])
+def test_a_journal_named_with_glob_characters_keeps_its_intents(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    killed_after_intent(path)
+    assert len(intent_files(path)) == 1
+    # Readers see the sent order at once, and the next start puts it in SQLite.
+    assert [(r["request_id"], r["state"]) for r in read(path)] == [("r-1", "pending")]
+    Journal(path).close()
+    assert [r["id"] for r in read(path)] == [1]
+    assert intent_files(path) == []
+
+
+def test_a_journal_never_takes_another_journals_intents(tmp_path: Path) -> None:
+    other = tmp_path / "j1.sqlite3"
+    killed_after_intent(other)
+    Journal(tmp_path / "j?.sqlite3").close()  # a name that, as a pattern, matches j1's
+    assert [r["request_id"] for r in read(other)] == ["r-1"]
+    assert len(intent_files(other)) == 1
