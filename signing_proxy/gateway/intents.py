@@ -96,6 +96,10 @@ def replay_orphans(journal: Path, put: Callable[[list[Rows]], None]) -> int:
             os.close(fd)
             continue  # a live proxy on the same journal is writing it
         try:
+            # Another proxy starting at the same time may have put it back and removed it
+            # between this one's open and its lock.
+            if os.fstat(fd).st_nlink == 0:
+                continue
             put(list(_records(path)))
             path.unlink()
             count += 1

@@ -4,6 +4,7 @@ that never empties, and a proxy killed while another already runs."""
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 import time
@@ -161,3 +162,27 @@ def test_a_journal_never_takes_another_journals_intents(tmp_path: Path) -> None:
     Journal(tmp_path / "j?.sqlite3").close()  # a name that, as a pattern, matches j1's
     assert [r["request_id"] for r in read(other)] == ["r-1"]
     assert len(intent_files(other)) == 1
+
+
+def test_two_proxies_starting_together_put_a_dead_proxys_file_back_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    killed_after_intent(path)
+    real_flock = fcntl.flock
+    other: list[Journal] = []
+
+    def other_proxy_first(fd: int, operation: int) -> None:
+        # The real lock, but another proxy starts (and puts the dead file back, removing
+        # it) after this one opened the file and before it takes the lock.
+        monkeypatch.setattr(intents.fcntl, "flock", real_flock)
+        other.append(Journal(path))
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(intents.fcntl, "flock", other_proxy_first)
+    journal = Journal(path)
+    monkeypatch.undo()
+    journal.close()
+    other[0].close()
+    assert [(r["request_id"], r["state"]) for r in read(path)] == [("r-1", "pending")]
+    assert intent_files(path) == []
