@@ -29,6 +29,9 @@ _INFIX: Final = "-intents-"
 EMPTY_AFTER: Final = 1 << 20
 # One call's journal rows, as Journal writes them.
 Rows = list[tuple[Any, ...]]
+# Values in a row as journal._row makes it, and how many.
+ROW_WIDTH: Final = 20
+_SCALARS: Final = (str, int, float, type(None))
 
 
 class IntentLog:
@@ -127,13 +130,23 @@ def _files(journal: Path) -> list[Path]:
 
 
 def _records(path: Path) -> Iterator[Rows]:
-    """The calls' rows in an intent file, skipping a record a crash tore."""
+    """The calls' rows in an intent file, skipping a record a crash tore (or any garbage:
+    one bad line must stop neither the next start nor a reader)."""
     for line in path.read_bytes().split(b"\n"):
         if not line:
             continue
         try:
             rows = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
-        if isinstance(rows, list) and rows and all(isinstance(r, list) for r in rows):
+        if isinstance(rows, list) and rows and all(_is_row(r) for r in rows):
             yield [tuple(r) for r in rows]
+
+
+def _is_row(row: Any) -> bool:
+    """Whether `row` is a journal row SQLite can take (see ROW_WIDTH)."""
+    return (
+        isinstance(row, list)
+        and len(row) == ROW_WIDTH
+        and all(isinstance(value, _SCALARS) for value in row)
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from signing_proxy.gateway import intents
-from signing_proxy.gateway.journal import CallEntry, Journal, read
+from signing_proxy.gateway.journal import CallEntry, Journal, _rows, now_utc, read
 from signing_proxy.gateway.orders import ItemResult, OrderFields
 
 pytestmark = pytest.mark.skipif(not intents.SUPPORTED, reason="no flock on this system")
@@ -186,3 +186,30 @@ def test_two_proxies_starting_together_put_a_dead_proxys_file_back_once(
     other[0].close()
     assert [(r["request_id"], r["state"]) for r in read(path)] == [("r-1", "pending")]
     assert intent_files(path) == []
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b'[["not a row"]]',
+        b"[[]]",
+        b"[" * 100_000,
+        b'[[1,0,"t",[],"r","c","m","p","k","d",'
+        b'"pending",null,null,null,null,null,null,null,null,null]]',
+    ],
+    ids=["short", "empty", "deep", "nested"],
+)
+def test_garbage_in_a_dead_proxys_file_spoils_only_itself(tmp_path: Path, garbage: bytes) -> None:
+    path = tmp_path / "journal.sqlite3"
+    killed_after_intent(path)
+    (dead,) = intent_files(path)
+    with dead.open("ab") as spoiled:
+        spoiled.write(b"\n" + garbage)
+    # A reader is not stopped by it, nor is the next proxy's start.
+    assert [r["request_id"] for r in read(path)] == ["r-1"]
+    Journal(path).close()
+    assert [(r["request_id"], r["state"]) for r in read(path)] == [("r-1", "pending")]
+
+
+def test_the_intent_log_knows_a_journal_rows_width() -> None:
+    assert all(len(row) == intents.ROW_WIDTH for row in _rows(entry(), now_utc()))
