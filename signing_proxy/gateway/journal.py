@@ -290,6 +290,9 @@ class Journal:
 
     def daily_notional(self, client: str, day: str) -> Decimal:
         """Dollars of orders `client` sent on `day`, counting calls whose outcome is unknown."""
+        # A proxy on the same file that died since this one started left its last calls in
+        # its intent log only: put them in first (asked once per client and day).
+        intents.replay_orphans(self.path, self._put_back)
         rows = self._db.execute(
             "SELECT notional FROM journal WHERE client IS ? AND day = ? AND decision = 'forwarded'"
             " AND kind IN ('create', 'batch', 'amend') AND notional IS NOT NULL"

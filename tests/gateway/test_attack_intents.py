@@ -213,3 +213,25 @@ def test_garbage_in_a_dead_proxys_file_spoils_only_itself(tmp_path: Path, garbag
 
 def test_the_intent_log_knows_a_journal_rows_width() -> None:
     assert all(len(row) == intents.ROW_WIDTH for row in _rows(entry(), now_utc()))
+
+
+def test_a_proxy_killed_while_another_runs_counts_in_the_others_daily_notional(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    first = subprocess.Popen([sys.executable, "-c", _IN_FLIGHT, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert first.stdout is not None and first.stdout.readline() == b"sent\n"
+        # A second proxy on the file (a rolling restart): the first's file is not its to take.
+        second = Journal(path)
+    finally:
+        first.kill()
+        first.communicate()
+    try:
+        (sent,) = read(path)  # still shown, pending, from the dead proxy's file
+        day = str(sent["time"])[:10]
+        # Its order may be on the book: the second proxy's daily notional counts it, as it
+        # did when a call's rows were in SQLite before it was sent.
+        assert second.daily_notional("bot", day) == Decimal("1.20")
+    finally:
+        second.close()
