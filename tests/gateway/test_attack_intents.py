@@ -10,12 +10,14 @@ import sys
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from signing_proxy.gateway import intents
 from signing_proxy.gateway.journal import CallEntry, Journal, _rows, now_utc, read
 from signing_proxy.gateway.orders import ItemResult, OrderFields
+from tests.gateway.conftest import BOT, bid
 
 pytestmark = pytest.mark.skipif(not intents.SUPPORTED, reason="no flock on this system")
 
@@ -27,6 +29,7 @@ _KILLED_AFTER_INTENT = """
 import os, signal, sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from signing_proxy.gateway.journal import CallEntry, Journal
 from signing_proxy.gateway.orders import OrderFields
 journal = Journal(Path(sys.argv[1]))
@@ -40,6 +43,7 @@ _IN_FLIGHT = """
 import sys, time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from signing_proxy.gateway.journal import CallEntry, Journal
 from signing_proxy.gateway.orders import OrderFields
 journal = Journal(Path(sys.argv[1]))
@@ -54,8 +58,10 @@ _KILLED_WITH_ONE_ANSWERED = """
 import os, signal, sys, time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from signing_proxy.gateway.journal import CallEntry, Journal
 from signing_proxy.gateway.orders import ItemResult, OrderFields
+from tests.gateway.conftest import BOT, bid
 journal = Journal(Path(sys.argv[1]))
 order = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0.40"))
 journal.intend(CallEntry("r-1", "bot", "POST", "/o", "create", "forwarded", (order,)))
@@ -261,3 +267,19 @@ def test_the_log_is_emptied_though_calls_always_overlap(
         assert own.stat().st_size < 2 * 4096
     finally:
         journal.close()
+
+
+async def test_a_desks_intent_file_is_private_and_holds_no_secret_or_body(desk: Any) -> None:
+    batch = {"orders": [bid(), bid(price="0.11", client_order_id="c-2")]}
+    status, _ = await desk.call(BOT, "POST", f"{ORDERS}/batched", batch)
+    assert status in (200, 201)
+    await desk.place(BOT)
+    (own,) = intent_files(desk.journal)
+    assert own.stat().st_mode & 0o777 == 0o600
+    data = own.read_bytes()
+    assert data.count(b"\n") == 2 and b"c-2" in data  # the batch's rows are one record
+    for secret in (BOT.encode(), b"time_in_force", b"KALSHI-ACCESS", b"Bearer"):
+        assert secret not in data
+    rows = read(desk.journal)
+    assert [r["kind"] for r in rows] == ["batch", "batch", "create"]
+    assert all(r["id"] is not None and r["state"] == "done" for r in rows)
