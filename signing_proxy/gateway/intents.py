@@ -11,6 +11,7 @@ proxy to open the journal puts the rows SQLite lacks in as `pending` and removes
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,9 @@ _INFIX: Final = "-intents-"
 EMPTY_AFTER: Final = 1 << 20
 # One call's journal rows, as Journal writes them.
 Rows = list[tuple[Any, ...]]
+# Values in a row as journal._row makes it, and how many.
+ROW_WIDTH: Final = 20
+_SCALARS: Final = (str, int, float, type(None))
 
 
 class IntentLog:
@@ -84,7 +88,7 @@ def replay_orphans(journal: Path, put: Callable[[list[Rows]], None]) -> int:
     if fcntl is None:
         return 0
     count = 0
-    for path in sorted(journal.parent.glob(f"{journal.name}{_INFIX}*")):
+    for path in _files(journal):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -95,6 +99,10 @@ def replay_orphans(journal: Path, put: Callable[[list[Rows]], None]) -> int:
             os.close(fd)
             continue  # a live proxy on the same journal is writing it
         try:
+            # Another proxy starting at the same time may have put it back and removed it
+            # between this one's open and its lock.
+            if os.fstat(fd).st_nlink == 0:
+                continue
             put(list(_records(path)))
             path.unlink()
             count += 1
@@ -106,7 +114,7 @@ def replay_orphans(journal: Path, put: Callable[[list[Rows]], None]) -> int:
 def read_all(journal: Path) -> list[Rows]:
     """The calls in every intent file of `journal`, live or not (for readers: no lock)."""
     calls: list[Rows] = []
-    for path in sorted(journal.parent.glob(f"{journal.name}{_INFIX}*")):
+    for path in _files(journal):
         try:
             calls.extend(_records(path))
         except OSError:
@@ -114,14 +122,31 @@ def read_all(journal: Path) -> list[Rows]:
     return calls
 
 
+def _files(journal: Path) -> list[Path]:
+    """The intent files of `journal`, live or not."""
+    # Escaped: a journal named `desk[1].sqlite3` must find its own files, and `j?.sqlite3`
+    # must not take j1.sqlite3's.
+    return sorted(journal.parent.glob(f"{glob.escape(journal.name)}{_INFIX}*"))
+
+
 def _records(path: Path) -> Iterator[Rows]:
-    """The calls' rows in an intent file, skipping a record a crash tore."""
+    """The calls' rows in an intent file, skipping a record a crash tore (or any garbage:
+    one bad line must stop neither the next start nor a reader)."""
     for line in path.read_bytes().split(b"\n"):
         if not line:
             continue
         try:
             rows = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
-        if isinstance(rows, list) and rows and all(isinstance(r, list) for r in rows):
+        if isinstance(rows, list) and rows and all(_is_row(r) for r in rows):
             yield [tuple(r) for r in rows]
+
+
+def _is_row(row: Any) -> bool:
+    """Whether `row` is a journal row SQLite can take (see ROW_WIDTH)."""
+    return (
+        isinstance(row, list)
+        and len(row) == ROW_WIDTH
+        and all(isinstance(value, _SCALARS) for value in row)
+    )

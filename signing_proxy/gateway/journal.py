@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS journal (
     status INTEGER, order_id TEXT, error TEXT, done_time TEXT
 );
 CREATE INDEX IF NOT EXISTS journal_client_day ON journal (client, day);
+-- Readers take the latest rows by time (ids follow when answers came, not when calls were
+-- sent), and the calls since a time are looked up against the intent logs.
+CREATE INDEX IF NOT EXISTS journal_time ON journal (time);
 CREATE TABLE IF NOT EXISTS halts (
     scope TEXT PRIMARY KEY,
     reason TEXT NOT NULL,
@@ -287,6 +290,9 @@ class Journal:
 
     def daily_notional(self, client: str, day: str) -> Decimal:
         """Dollars of orders `client` sent on `day`, counting calls whose outcome is unknown."""
+        # A proxy on the same file that died since this one started left its last calls in
+        # its intent log only: put them in first (asked once per client and day).
+        intents.replay_orphans(self.path, self._put_back)
         rows = self._db.execute(
             "SELECT notional FROM journal WHERE client IS ? AND day = ? AND decision = 'forwarded'"
             " AND kind IN ('create', 'batch', 'amend') AND notional IS NOT NULL"
@@ -339,18 +345,24 @@ def read(
     path: Path, *, since: str | None = None, client: str | None = None, limit: int = 1000
 ) -> list[dict[str, Any]]:
     """The journal's rows, oldest first, opened read-only (the proxy may be writing)."""
+    # The intent logs first, then SQLite in one snapshot: a call answered (its rows put in
+    # SQLite, its log perhaps emptied) while this reads is then in one or the other.
+    calls = intents.read_all(path)
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
+        db.execute("BEGIN")  # the rows and the calls SQLite has, from the same snapshot
         query = f"SELECT {', '.join(COLUMNS)} FROM journal WHERE time >= ?"  # noqa: S608 - fixed names
         args: list[Any] = [since or ""]
         if client is not None:
             query += " AND client = ?"
             args.append(client)
-        query += " ORDER BY id DESC LIMIT ?"
+        # By time, as the rows from the intent logs are merged: ids follow the order in which
+        # answers came (and a killed proxy's calls are put back at the next start), not sent.
+        query += " ORDER BY time DESC, id DESC LIMIT ?"
         args.append(limit)
         rows = db.execute(query, args).fetchall()
         found = [dict(zip(COLUMNS, row, strict=True)) for row in reversed(rows)]
-        found += _in_flight(db, path, since, client)
+        found += _in_flight(db, calls, since, client)
     finally:
         db.close()
     found.sort(key=lambda row: str(row["time"]))
@@ -358,10 +370,10 @@ def read(
 
 
 def _in_flight(
-    db: sqlite3.Connection, path: Path, since: str | None, client: str | None
+    db: sqlite3.Connection, logged: list[intents.Rows], since: str | None, client: str | None
 ) -> list[dict[str, Any]]:
     """Rows only the intent logs hold yet: calls in flight, or a dead proxy's last ones."""
-    calls = [rows for rows in intents.read_all(path) if str(rows[0][_TIME]) >= (since or "")]
+    calls = [rows for rows in logged if str(rows[0][_TIME]) >= (since or "")]
     if not calls:
         return []
     oldest = min(str(rows[0][_TIME]) for rows in calls)
