@@ -8,6 +8,7 @@ reach here, so they cost nothing.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections import Counter
@@ -229,6 +230,10 @@ class Gate:
             self.begin(info, ticket)
             try:
                 status, answer = await caller(method, path, body)
+            except asyncio.CancelledError:
+                # Cut (the proxy is stopping): its rows still go to SQLite, outcome unknown.
+                self.complete(ticket, 499, None, "cut", known=False)
+                raise
             except Exception:
                 self.complete(ticket, 502, None, "proxy_upstream_error", known=False)
                 raise

@@ -34,8 +34,8 @@ ROW_WIDTH: Final = 20
 _SCALARS: Final = (str, int, float, type(None))
 
 
-class IntentLog:
-    """This process's intent file: append rows, count them until SQLite has them."""
+class Segment:
+    """One intent file of this process: locked while it lives, and its waiting intents."""
 
     def __init__(self, journal: Path) -> None:
         assert fcntl is not None, "check intents.SUPPORTED first"
@@ -45,41 +45,87 @@ class IntentLog:
         # unlocked while its writer lives.
         making = journal.with_name(f".{name}")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        self._fd = os.open(making, flags, 0o600)
+        self.fd = os.open(making, flags, 0o600)
         # Held until this process ends: a file whose lock can be taken has no live writer.
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.rename(making, self.path)
-        self._written = 0
-        self.waiting = 0  # intents appended whose rows SQLite does not have yet
+        self.written = 0
+        self.waiting = 0  # intents appended here whose rows SQLite does not have yet
 
-    def append(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Append one call's rows; OSError if they cannot be written (the call is not sent)."""
+    def write(self, data: bytes) -> None:
+        """Append `data`; OSError if it cannot be written."""
         # No link left to this file: deleted, or another renamed over it.
-        if os.fstat(self._fd).st_nlink == 0:
+        if os.fstat(self.fd).st_nlink == 0:
             raise OSError(f"the intent file {self.path} was deleted or replaced")
-        # Each record starts a line of its own: a record torn by a full disk spoils only itself.
-        data = b"\n" + json.dumps(rows, separators=(",", ":")).encode()
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view) :]
-        self._written += len(data)
+            view = view[os.write(self.fd, view) :]
+        self.written += len(data)
         self.waiting += 1
 
-    def recorded(self) -> None:
-        """One intent's rows are in SQLite; empty the file when it is large and all are."""
-        self.waiting -= 1
-        if self.waiting == 0 and self._written >= EMPTY_AFTER:
-            try:
-                os.ftruncate(self._fd, 0)
-                self._written = 0
-            except OSError:
-                pass  # emptied at the next chance, or read back at the next start
+    def empty(self) -> None:
+        """Start the file again (every row in it is in SQLite)."""
+        try:
+            os.ftruncate(self.fd, 0)
+            self.written = 0
+        except OSError:
+            pass  # emptied at the next chance, or read back at the next start
 
     def close(self) -> None:
-        """Close the file; remove it when SQLite has every row, else leave it to be read back."""
+        """Close it; remove it when SQLite has every row, else leave it to be read back."""
         if self.waiting == 0:
             self.path.unlink(missing_ok=True)
-        os.close(self._fd)
+        os.close(self.fd)
+
+
+class IntentLog:
+    """This process's intent files: append rows, count them until SQLite has them.
+
+    Past EMPTY_AFTER bytes, a file is emptied when none of its intents waits; when some
+    do (calls overlap under steady load), the next intents go to a new file, and the full
+    one is removed once SQLite has all of its rows. So the files stay small."""
+
+    def __init__(self, journal: Path) -> None:
+        self._journal = journal
+        self._current = Segment(journal)
+        self._full: list[Segment] = []
+
+    @property
+    def waiting(self) -> int:
+        """Intents appended whose rows SQLite does not have yet."""
+        return self._current.waiting + sum(segment.waiting for segment in self._full)
+
+    def append(self, rows: Sequence[tuple[Any, ...]]) -> Segment:
+        """Append one call's rows (OSError if they cannot be written: the call is not sent);
+        the file they are in, to hand to `recorded`."""
+        segment = self._current
+        if segment.written >= EMPTY_AFTER:
+            if segment.waiting == 0:
+                segment.empty()
+            else:
+                self._full.append(segment)
+                segment = self._current = Segment(self._journal)
+        # Each record starts a line of its own: a record torn by a full disk spoils only itself.
+        segment.write(b"\n" + json.dumps(rows, separators=(",", ":")).encode())
+        return segment
+
+    def recorded(self, segment: Segment) -> None:
+        """One intent's rows (in `segment`) are in SQLite; a full file goes once all are."""
+        segment.waiting -= 1
+        if segment.waiting > 0:
+            return
+        if segment is self._current:
+            if segment.written >= EMPTY_AFTER:
+                segment.empty()
+        elif segment in self._full:
+            self._full.remove(segment)
+            segment.close()
+
+    def close(self) -> None:
+        """Close every file; those with intents SQLite lacks stay, to be read back."""
+        for segment in (*self._full, self._current):
+            segment.close()
+        self._full.clear()
 
 
 def replay_orphans(journal: Path, put: Callable[[list[Rows]], None]) -> int:

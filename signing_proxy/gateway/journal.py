@@ -99,6 +99,7 @@ class Intent:
 
     rows: list[tuple[Any, ...]]
     first: int | None = None
+    segment: intents.Segment | None = None  # the intent file holding it, while SQLite lacks it
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,7 @@ class Journal:
         if self._intents is None:
             intent.first = self._insert(intent.rows)
         else:
-            self._intents.append(intent.rows)
+            intent.segment = self._intents.append(intent.rows)
         return intent
 
     def record(self, intent: Intent) -> int:
@@ -194,8 +195,9 @@ class Journal:
             if intent not in self._behind:
                 self._behind.append(intent)  # its rows go in as pending, before the next call
             raise
-        if self._intents is not None:
-            self._intents.recorded()
+        if self._intents is not None and intent.segment is not None:
+            self._intents.recorded(intent.segment)
+            intent.segment = None
 
     def _catch_up(self) -> None:
         """Record the intents SQLite refused before (they stay in the log until it takes them)."""
@@ -366,7 +368,9 @@ def read(
     finally:
         db.close()
     found.sort(key=lambda row: str(row["time"]))
-    return found[-limit:] if limit > 0 else []
+    if limit < 0:
+        return found  # as SQLite reads LIMIT -1: no limit
+    return found[-limit:] if limit else []
 
 
 def _in_flight(

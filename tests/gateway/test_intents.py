@@ -34,7 +34,10 @@ from signing_proxy.gateway.journal import CallEntry, Journal
 from signing_proxy.gateway.orders import OrderFields
 journal = Journal(Path(sys.argv[1]))
 order = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0.40"))
-journal.intend(CallEntry("r-1", "bot", "POST", sys.argv[2], "create", "forwarded", (order,)))
+call = CallEntry("r-1", "bot", "POST", sys.argv[2], "create", "forwarded", (order,))
+intent = journal.intend(call)
+if sys.argv[3:] == ["recorded"]:
+    journal.record(intent)  # in SQLite, and still in the intent file (not emptied yet)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -74,6 +77,16 @@ def test_a_proxy_killed_before_sqlite_has_the_rows_leaves_them_to_the_next(
     assert intent_files(path) == []
     Journal(path).close()
     assert len(read(path)) == 1  # put back once only
+
+
+def test_a_dead_proxys_calls_already_in_sqlite_are_not_put_back_twice(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    script = [sys.executable, "-c", _KILLED_AFTER_INTENT, str(path), ORDERS, "recorded"]
+    killed = subprocess.run(script, capture_output=True)
+    assert killed.returncode == -9, killed.stderr
+    assert len(intent_files(path)) == 1 and [r["id"] for r in read(path)] == [1]
+    Journal(path).close()
+    assert [r["id"] for r in read(path)] == [1] and intent_files(path) == []
 
 
 def test_a_live_proxys_intents_are_not_taken_by_another(tmp_path: Path) -> None:
@@ -118,11 +131,13 @@ def test_the_log_is_emptied_once_sqlite_has_every_row(
     journal = Journal(path)
     try:
         waiting = journal.intend(entry("r-1"))
-        (own,) = intent_files(path)
+        # The file is past its size and r-1 waits in it: r-2 goes to a new one.
         journal.record(journal.intend(entry("r-2")))
-        assert own.stat().st_size > 0  # r-1 is not in SQLite yet
+        assert len(intent_files(path)) == 2
+        assert sum(f.stat().st_size for f in intent_files(path)) > 0  # r-1 is not in SQLite
         journal.record(waiting)
-        assert own.stat().st_size == 0
+        # The full file went with its last row; the new one was emptied with its only one.
+        assert [f.stat().st_size for f in intent_files(path)] == [0]
     finally:
         journal.close()
 
