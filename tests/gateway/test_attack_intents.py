@@ -15,77 +15,20 @@ from typing import Any
 import pytest
 
 from signing_proxy.gateway import intents
-from signing_proxy.gateway.journal import CallEntry, Journal, _rows, now_utc, read
-from signing_proxy.gateway.orders import ItemResult, OrderFields
+from signing_proxy.gateway.journal import Journal, _rows, now_utc, read
+from signing_proxy.gateway.orders import ItemResult
 from tests.gateway.conftest import BOT, bid
+from tests.gateway.intent_processes import (
+    IN_FLIGHT,
+    KILLED_WITH_ONE_ANSWERED,
+    ORDERS,
+    entry,
+    intent_files,
+    killed_after_intent,
+    run_killed,
+)
 
 pytestmark = pytest.mark.skipif(not intents.SUPPORTED, reason="no flock on this system")
-
-ORDERS = "/trade-api/v2/portfolio/events/orders"
-ORDER = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0.40"))
-
-# Writes one intent (request id argv[2]), then is killed before SQLite gets its rows.
-_KILLED_AFTER_INTENT = """
-import os, signal, sys
-from decimal import Decimal
-from pathlib import Path
-from typing import Any
-from signing_proxy.gateway.journal import CallEntry, Journal
-from signing_proxy.gateway.orders import OrderFields
-journal = Journal(Path(sys.argv[1]))
-order = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0.40"))
-journal.intend(CallEntry(sys.argv[2], "bot", "POST", "/o", "create", "forwarded", (order,)))
-os.kill(os.getpid(), signal.SIGKILL)
-"""
-
-# Writes one intent, says so, and waits (a live proxy with an order in flight).
-_IN_FLIGHT = """
-import sys, time
-from decimal import Decimal
-from pathlib import Path
-from typing import Any
-from signing_proxy.gateway.journal import CallEntry, Journal
-from signing_proxy.gateway.orders import OrderFields
-journal = Journal(Path(sys.argv[1]))
-order = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0.40"))
-journal.intend(CallEntry("r-1", "bot", "POST", "/o", "create", "forwarded", (order,)))
-print("sent", flush=True)
-time.sleep(60)
-"""
-
-# Sends r-1 (in flight when killed) and then r-2 (answered), then is killed.
-_KILLED_WITH_ONE_ANSWERED = """
-import os, signal, sys, time
-from decimal import Decimal
-from pathlib import Path
-from typing import Any
-from signing_proxy.gateway.journal import CallEntry, Journal
-from signing_proxy.gateway.orders import ItemResult, OrderFields
-from tests.gateway.conftest import BOT, bid
-journal = Journal(Path(sys.argv[1]))
-order = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0.40"))
-journal.intend(CallEntry("r-1", "bot", "POST", "/o", "create", "forwarded", (order,)))
-time.sleep(0.003)
-sent = journal.intend(CallEntry("r-2", "bot", "POST", "/o", "create", "forwarded", (order,)))
-journal.finish(sent, 201, [ItemResult("o-2", None)], None)
-os.kill(os.getpid(), signal.SIGKILL)
-"""
-
-
-def entry(request_id: str = "r-1") -> CallEntry:
-    return CallEntry(request_id, "bot", "POST", ORDERS, "create", "forwarded", (ORDER,))
-
-
-def intent_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.parent.iterdir() if p.name.startswith(f"{path.name}-intents-"))
-
-
-def killed_after_intent(path: Path, request_id: str = "r-1") -> None:
-    killed = subprocess.run(
-        [sys.executable, "-c", _KILLED_AFTER_INTENT, str(path), request_id], capture_output=True
-    )
-    assert killed.returncode == -9, killed.stderr
-
 
 ACCEPTED = [ItemResult("o-1", None)]
 
@@ -137,10 +80,7 @@ def test_the_readers_limit_keeps_the_latest_calls_after_a_killed_proxys_are_put_
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "journal.sqlite3"
-    killed = subprocess.run(
-        [sys.executable, "-c", _KILLED_WITH_ONE_ANSWERED, str(path)], capture_output=True
-    )
-    assert killed.returncode == -9, killed.stderr
+    run_killed(KILLED_WITH_ONE_ANSWERED, path)
     assert [r["request_id"] for r in read(path, limit=1)] == ["r-2"]
     Journal(path).close()  # the next start puts r-1 back, after r-2 (a higher id)
     assert [(r["request_id"], r["state"]) for r in read(path)] == [
@@ -225,7 +165,7 @@ def test_a_proxy_killed_while_another_runs_counts_in_the_others_daily_notional(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "journal.sqlite3"
-    first = subprocess.Popen([sys.executable, "-c", _IN_FLIGHT, str(path)], stdout=subprocess.PIPE)
+    first = subprocess.Popen([sys.executable, "-c", IN_FLIGHT, str(path)], stdout=subprocess.PIPE)
     try:
         assert first.stdout is not None and first.stdout.readline() == b"sent\n"
         # A second proxy on the file (a rolling restart): the first's file is not its to take.

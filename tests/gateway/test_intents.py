@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import subprocess
-import sys
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,48 +13,18 @@ import pytest
 from aiohttp import web
 
 from signing_proxy.gateway import intents
-from signing_proxy.gateway.journal import CallEntry, Journal, read
-from signing_proxy.gateway.orders import OrderFields
+from signing_proxy.gateway.journal import Journal, read
 from signing_proxy.proxy.entry import PENDING_AFTER
+from tests.gateway.intent_processes import ORDERS, entry, intent_files, killed_after_intent
 
 pytestmark = pytest.mark.skipif(not intents.SUPPORTED, reason="no flock on this system")
-
-ORDERS = "/trade-api/v2/portfolio/events/orders"
-ORDER = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0.40"))
-
-# Writes one intent, then the process is killed before SQLite gets its rows.
-_KILLED_AFTER_INTENT = """
-import os, signal, sys
-from decimal import Decimal
-from pathlib import Path
-from signing_proxy.gateway.journal import CallEntry, Journal
-from signing_proxy.gateway.orders import OrderFields
-journal = Journal(Path(sys.argv[1]))
-order = OrderFields(ticker="T-1", side="bid", count=Decimal(3), price=Decimal("0.40"))
-call = CallEntry("r-1", "bot", "POST", sys.argv[2], "create", "forwarded", (order,))
-intent = journal.intend(call)
-if sys.argv[3:] == ["recorded"]:
-    journal.record(intent)  # in SQLite, and still in the intent file (not emptied yet)
-os.kill(os.getpid(), signal.SIGKILL)
-"""
-
-
-def entry(request_id: str = "r-1") -> CallEntry:
-    return CallEntry(request_id, "bot", "POST", ORDERS, "create", "forwarded", (ORDER,))
-
-
-def intent_files(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f"{path.name}-intents-*"))
 
 
 def test_a_proxy_killed_before_sqlite_has_the_rows_leaves_them_to_the_next(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "journal.sqlite3"
-    killed = subprocess.run(
-        [sys.executable, "-c", _KILLED_AFTER_INTENT, str(path), ORDERS], capture_output=True
-    )
-    assert killed.returncode == -9, killed.stderr
+    killed_after_intent(path, "r-1", ORDERS)
     assert len(intent_files(path)) == 1
     # Readers see it already: from the dead proxy's intent log (no SQLite id yet).
     ((row, source),) = [(r, r["id"]) for r in read(path)]
@@ -81,9 +48,7 @@ def test_a_proxy_killed_before_sqlite_has_the_rows_leaves_them_to_the_next(
 
 def test_a_dead_proxys_calls_already_in_sqlite_are_not_put_back_twice(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite3"
-    script = [sys.executable, "-c", _KILLED_AFTER_INTENT, str(path), ORDERS, "recorded"]
-    killed = subprocess.run(script, capture_output=True)
-    assert killed.returncode == -9, killed.stderr
+    killed_after_intent(path, "r-1", ORDERS, recorded=True)
     assert len(intent_files(path)) == 1 and [r["id"] for r in read(path)] == [1]
     Journal(path).close()
     assert [r["id"] for r in read(path)] == [1] and intent_files(path) == []
