@@ -166,8 +166,9 @@ class Journal:
         return self._insert(_rows(entry, moment or now_utc()))
 
     def intend(self, entry: CallEntry) -> Intent:
-        """Write a forwarded call's rows to the intent log, before it goes upstream; `record`
-        puts them in SQLite. Raises (the call must not go) when they cannot be written, or
+        """Write a forwarded call's rows to the intent log, before it goes upstream; `finish`
+        puts them in SQLite with the answer (or `record`, as pending, while it is still in
+        flight). Raises (the call must not go) when they cannot be written, or
         when SQLite still refuses rows of earlier calls (a replaced file among the reasons:
         `record` checks for that, off the order's path)."""
         if self._behind:
@@ -220,7 +221,7 @@ class Journal:
             return
         since = min(str(rows[0][_TIME]) for rows in calls)
         with self._db:
-            # One scan of the recent rows (`call` has no index): which calls are here.
+            # Which of these calls are here: one look at the rows since the oldest (by time).
             known = {c for (c,) in self._db.execute(_CALLS_SINCE, (since,))}
             for rows in calls:
                 if rows[0][_CALL] not in known:
