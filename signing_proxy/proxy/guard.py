@@ -70,13 +70,13 @@ def _host_name(header: str) -> str | None:
     name, colon, port = header.rpartition(":")
     if not colon:
         name = port
-    elif not port.isdigit():
+    elif not (port.isascii() and port.isdigit()):
         return None
     return name.rstrip(".") or None
 
 
 def _is_port(text: str) -> bool:
-    return text.startswith(":") and text[1:].isdigit()
+    return text.startswith(":") and text[1:].isascii() and text[1:].isdigit()
 
 
 def origin_refusal(headers: MultiMapping[str], allowed_origins: tuple[str, ...]) -> str | None:

@@ -350,8 +350,8 @@ def _parse_head(head: bytes) -> tuple[int, str, CIMultiDict[str], bool]:
 
 
 def _length(value: str) -> int:
-    if not value.isdigit():
-        raise aiohttp.ClientPayloadError("the answer's Content-Length could not be read")
+    if not (value.isascii() and value.isdigit()):  # isdigit alone takes '³'
+        raise _not_http()  # as aiohttp's parser words an unreadable Content-Length
     size = int(value)
     if size > MAX_ANSWER_BYTES:
         raise _too_large()

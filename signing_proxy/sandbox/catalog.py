@@ -29,6 +29,7 @@ from signing_proxy.sandbox.wire import (
     decode_body,
     first_param,
     param_error,
+    plain_int,
 )
 
 Handler = Callable[[SandboxState, Call], tuple[int, JSON]]
@@ -140,12 +141,12 @@ def event_metadata(state: SandboxState, call: Call) -> tuple[int, JSON]:
 def event_candlesticks(state: SandboxState, call: Call) -> tuple[int, JSON]:
     """GET /series/{series_ticker}/events/{ticker}/candlesticks: each market's candlesticks."""
     markets = _event_markets(state, call.params[1])
-    try:
-        start = int(first_param(call.query, "start_ts"))
-        end = int(first_param(call.query, "end_ts"))
-        period = int(first_param(call.query, "period_interval"))
-    except ValueError:
-        raise param_error("GetEventCandlesticks", "StartTs", "required") from None
+    start, end, period = (
+        plain_int(first_param(call.query, name))
+        for name in ("start_ts", "end_ts", "period_interval")
+    )
+    if start is None or end is None or period is None:
+        raise param_error("GetEventCandlesticks", "StartTs", "required")
     if period not in (1, 60, 1440) or end < start:
         raise param_error("GetEventCandlesticks", "PeriodInterval", "oneof")
     tickers = [m["ticker"] for m in markets]

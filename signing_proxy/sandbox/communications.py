@@ -41,6 +41,7 @@ from signing_proxy.sandbox.wire import (
     param_error,
     parse_count,
     parse_price,
+    plain_int,
     refused,
 )
 
@@ -97,7 +98,8 @@ def list_rfqs(state: SandboxState, call: Call) -> tuple[int, JSON]:
     )
     status, creator = first_param(call.query, "status"), first_param(call.query, "creator_user_id")
     raw_sub = first_param(call.query, "subaccount")
-    if raw_sub and not raw_sub.isdigit():
+    subaccount = plain_int(raw_sub) if raw_sub else None
+    if raw_sub and (subaccount is None or subaccount < 0):
         raise param_error("GetRFQs", "Subaccount", "numeric")
     rows = [
         rfq
@@ -107,7 +109,7 @@ def list_rfqs(state: SandboxState, call: Call) -> tuple[int, JSON]:
         and (not event or state.markets[rfq.market_ticker]["event_ticker"] == event)
         and (not status or rfq.status == status)
         and (not creator or creator == (SANDBOX_USER_ID if rfq.mine else DESK_USER_ID))
-        and (not raw_sub or (rfq.mine and rfq.subaccount == int(raw_sub)))
+        and (subaccount is None or (rfq.mine and rfq.subaccount == subaccount))
     ]
     page, cursor = paginate(rows, lambda rfq: -rfq.seq, after, limit, "rfqs")
     return 200, {"cursor": cursor, "rfqs": [rfq.to_json() for rfq in page]}
@@ -205,9 +207,10 @@ def _ts_param(call: Call, name: str) -> int | None:
     raw = first_param(call.query, name)
     if not raw:
         return None
-    if not raw.isdigit():
+    seconds = plain_int(raw)
+    if seconds is None or seconds < 0:
         raise param_error("GetQuotes", name, "numeric")
-    return int(raw) * 1000
+    return seconds * 1000
 
 
 def _quote_matches(state: SandboxState, call: Call, quote: Quote) -> bool:
@@ -241,6 +244,8 @@ def list_quotes(state: SandboxState, call: Call) -> tuple[int, JSON]:
     on_mine = self_filter(call, "rfq_user_filter", "GetQuotes")
     if first_param(call.query, "rfq_id"):
         _uuid(first_param(call.query, "rfq_id"), "rfq_id")
+    for name in ("min_ts", "max_ts"):
+        _ts_param(call, name)  # refused even when there is no quote to filter
     rows = [
         quote
         for quote in sorted(state.comms.quotes.values(), key=lambda quote: -quote.seq)

@@ -16,6 +16,7 @@ from signing_proxy.sandbox.wire import (
     fixed_point,
     iso_ms,
     param_error,
+    plain_int,
 )
 
 PERIODS: Final = (1, 60, 1440)  # minutes
@@ -24,10 +25,10 @@ _MAX_CANDLES: Final = 5000
 
 
 def _int_param(call: Call, name: str, operation: str) -> int:
-    raw = first_param(call.query, name)
-    if not raw.lstrip("-").isdigit():
+    value = plain_int(first_param(call.query, name))
+    if value is None:
         raise param_error(operation, name, "required")
-    return int(raw)
+    return value
 
 
 def _window(call: Call, operation: str) -> tuple[int, int, int]:

@@ -20,6 +20,7 @@ from signing_proxy.sandbox.wire import (
     limit_param,
     paginate,
     param_error,
+    plain_int,
 )
 
 # Kalshi's categories for the generated series (their prefixes).
@@ -40,10 +41,10 @@ def orderbook_fp(book: Book, depth: int) -> JSON:
 
 
 def _depth(call: Call, operation: str) -> int:
-    raw = first_param(call.query, "depth") or "0"
-    if not raw.isdigit() or int(raw) > 100:
+    depth = plain_int(first_param(call.query, "depth") or "0")
+    if depth is None or not 0 <= depth <= 100:
         raise param_error(operation, "Depth", "lte")
-    return int(raw)
+    return depth
 
 
 def get_orderbook(state: SandboxState, call: Call) -> tuple[int, JSON]:
@@ -88,9 +89,10 @@ def _seconds(call: Call, name: str) -> int | None:
     raw = first_param(call.query, name)
     if not raw:
         return None
-    if not raw.isdigit():
+    seconds = plain_int(raw)
+    if seconds is None or seconds < 0:
         raise param_error("GetTrades", name, "numeric")
-    return int(raw)
+    return seconds
 
 
 def _events(state: SandboxState) -> dict[str, list[JSON]]:

@@ -21,6 +21,7 @@ from signing_proxy.sandbox.wire import (
     limit_param,
     paginate,
     param_error,
+    plain_int,
 )
 
 # Subaccounts are numbered 1-63 (the newer guide; the reference said 1-32).
@@ -33,9 +34,10 @@ def subaccount_of(state: SandboxState, call: Call, operation: str) -> int | None
     raw = first_param(call.query, "subaccount")
     if not raw:
         return None
-    if not raw.isdigit() or int(raw) not in state.accounts:
+    number = plain_int(raw)
+    if number is None or number not in state.accounts:
         raise param_error(operation, "Subaccount", "max")
-    return int(raw)
+    return number
 
 
 def list_fills(state: SandboxState, call: Call) -> tuple[int, JSON]:

@@ -66,7 +66,7 @@ def check_arguments(host: str, port: str | int) -> int:
             "inbound tokens, so anyone on the network could use it; use 127.0.0.1 or localhost"
         )
     text = str(port).strip()
-    if not text.isdigit() or len(text) > 5:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:
         raise ConfigError(f"sandbox --port: must be a number between 0 and 65535; got {port!r}")
     # Checked here: a larger number would silently wrap around to another port at bind.
     if not 0 <= int(text) <= 65535:

@@ -96,13 +96,24 @@ def param_error(operation: str, field: str, tag: str) -> KalshiError:
     )
 
 
+def plain_int(raw: str) -> int | None:
+    """`raw` as a decimal integer of ASCII digits (an optional '-'), or None.
+
+    Not str.isdigit: it takes '³', which int() then refuses (a 500); nor int() alone: it
+    takes ' 3' and '3_0', which Kalshi's Go parser refuses."""
+    return int(raw) if _PLAIN_INT.fullmatch(raw) else None
+
+
+_PLAIN_INT: Final = re.compile(r"-?[0-9]+")
+
+
 def first_param(query: Mapping[str, list[str]], name: str) -> str:
     return query.get(name, [""])[0]
 
 
 def limit_param(query: Mapping[str, list[str]], operation: str, tags: tuple[str, str]) -> int:
     raw = first_param(query, "limit")
-    if not re.fullmatch(r"-?[0-9]+", raw or "0"):
+    if not _PLAIN_INT.fullmatch(raw or "0"):
         # Not recorded from Kalshi: Go's parse error in the shape of its validation errors.
         message = f'strconv.ParseInt: parsing "{raw}": invalid syntax'
         raise KalshiError(400, {"msg": f"Invalid format for parameter limit: {message}"})

@@ -218,6 +218,8 @@ def test_host_parsing() -> None:
     assert host_allowed("app.localhost", frozenset())
     assert not host_allowed("[::1", frozenset())
     assert not host_allowed("localhost:80x", frozenset())
+    assert not host_allowed("localhost:\u00b3", frozenset())  # isdigit takes '³'; a port does not
+    assert not host_allowed("[::1]:\u00b3", frozenset())
     assert not host_allowed("127.0.0.1.evil.example", frozenset())
     assert not host_allowed("localhost.evil.example", frozenset())
 

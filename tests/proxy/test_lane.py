@@ -106,6 +106,14 @@ async def cut_short() -> AsyncIterator[str]:
 
 
 @asynccontextmanager
+async def odd_length() -> AsyncIterator[str]:
+    # '³' (UTF-8): str.isdigit takes it, int() does not.
+    answer = b"HTTP/1.1 201 Created\r\nContent-Length: \xc2\xb3\r\n\r\n{}"
+    async with banner_server(answer, hang_up=True) as server:
+        yield f"http://127.0.0.1:{server.port}"
+
+
+@asynccontextmanager
 async def hangs_up() -> AsyncIterator[str]:
     async with banner_server(b"", hang_up=True) as server:
         yield f"http://127.0.0.1:{server.port}"
@@ -128,6 +136,7 @@ def self_signed(tmp: Path) -> Callable[[], Any]:
         (unresolvable, "proxy_upstream_unreachable"),
         (speaks_ssh, "proxy_upstream_protocol_error"),
         (cut_short, "proxy_upstream_body_error"),
+        (odd_length, "proxy_upstream_protocol_error"),
         (hangs_up, "proxy_upstream_error"),
         ("self_signed", "proxy_upstream_tls_error"),
     ],
