@@ -22,6 +22,9 @@ Connect = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]
 
 # Seconds a command may wait for Kalshi's reply.
 COMMAND_TIMEOUT: Final = 10.0
+# Seconds a close waits for the other side's close frame before the connection is cut: a
+# peer that floods, or has stopped reading, may never send it.
+CLOSE_WAIT: Final = 2.0
 _BACKOFF_FIRST: Final = 0.1
 _BACKOFF_CAP: Final = 5.0
 # A connection that lasted this long was a good one: the next drop starts the backoff anew.
@@ -90,7 +93,11 @@ class UpstreamLink:
         self._ready.set()  # whoever waits for the link stops waiting: it will not come back
         self._fail_waiting()  # nobody will read their replies now
         if self._ws is not None:
-            await self._ws.close(code=1000)
+            # Bounded: aiohttp's close reads on until the upstream's close frame, and an
+            # upstream still sending (a flood) may not send it for minutes. Then it is cut.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT):
+                    await self._ws.close(code=1000)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

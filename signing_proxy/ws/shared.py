@@ -23,7 +23,7 @@ from signing_proxy.config.model import WebSocketConfig
 from signing_proxy.kalshi import ws_protocol as protocol
 from signing_proxy.ops.logging import get_logger
 from signing_proxy.ws.hub import ClientSub, Hub, Outlet, render
-from signing_proxy.ws.link import UpstreamLink
+from signing_proxy.ws.link import CLOSE_WAIT, UpstreamLink
 
 JSON = dict[str, Any]
 Connect = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]
@@ -32,8 +32,6 @@ SLOW_CLIENT: Final = 1008
 # the outbox, where a client that stays behind is noticed).
 _SOCKET_BACKLOG: Final = 1024 * 1024
 _BACKLOG_WAIT: Final = 0.005
-# Seconds a closing client has to take its close frame and answer it.
-_CLOSE_WAIT: Final = 2.0
 UPSTREAM_GONE: Final = 1011
 
 
@@ -112,7 +110,7 @@ class SharedClient:
             try:
                 # A client that does not read takes no close frame either: its socket is
                 # full. Bounded, then cut, or its session would be held for good.
-                async with asyncio.timeout(_CLOSE_WAIT):
+                async with asyncio.timeout(CLOSE_WAIT):  # to take its close frame and answer
                     await self._ws.close(code=code, message=reason.encode())
             except (ConnectionError, RuntimeError, TimeoutError):
                 if self._transport is not None:
