@@ -17,6 +17,8 @@ from signing_proxy.sandbox.ws import SANDBOX_WS, WsSettings
 from tests.sandbox.test_sandbox import API, KEY_ID, MARKET, NOW_MS, fetch, signed_headers
 
 Client = TestClient[web.Request, web.Application]
+# pytest-aiohttp's aiohttp_client fixture: an app served for real, and its client.
+Factory = Callable[[web.Application], Awaitable[Client]]
 GROUPS = f"{API}/portfolio/order_groups"
 ORDERS = f"{API}/portfolio/events/orders"
 

@@ -5,33 +5,19 @@ catalogue it lacks (multivariate collections, weather indexes, event live data).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.sandbox.exchange_client import Client, Exchange, serve
+from tests.sandbox.exchange_client import Exchange, Factory, serve
 from tests.sandbox.test_sandbox import API, MARKET
-from tests.support.keys import new_rsa_key
 
 UPGRADE = f"{API}/account/api_usage_level/upgrade"
 TRANSFER = f"{API}/portfolio/intra_exchange_instance_transfer"
 TRANSFERS = f"{API}/portfolio/intra_exchange_instance_transfers"
 ALLOCATION = f"{API}/portfolio/target_balance_allocation"
-Factory = Callable[[web.Application], Awaitable[Client]]
-
-
-@pytest.fixture(scope="module")
-def key() -> rsa.RSAPrivateKey:
-    return new_rsa_key()
-
-
-@pytest.fixture
-async def exchange(aiohttp_client: Factory, key: rsa.RSAPrivateKey) -> Exchange:
-    return await serve(aiohttp_client, key)
 
 
 @pytest.mark.parametrize("path", ["/fcm/orders", "/fcm/positions"])

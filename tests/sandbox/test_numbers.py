@@ -5,26 +5,13 @@ takes '³' and '²', which int() then refuses; the property-based conformance te
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing_proxy.sandbox.wire import plain_int
-from tests.sandbox.exchange_client import Exchange, serve
+from tests.sandbox.exchange_client import Exchange
 from tests.sandbox.test_engine import MARKET
-from tests.sandbox.test_membership import Factory
-from tests.support.keys import new_rsa_key
 
 API = "/trade-api/v2"
 WINDOW = "end_ts=2000000000&period_interval=60"
-
-
-@pytest.fixture(scope="module")
-def key() -> rsa.RSAPrivateKey:
-    return new_rsa_key()
-
-
-@pytest.fixture
-async def exchange(aiohttp_client: Factory, key: rsa.RSAPrivateKey) -> Exchange:
-    return await serve(aiohttp_client, key)
 
 
 @pytest.mark.parametrize(

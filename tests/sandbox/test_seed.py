@@ -4,27 +4,16 @@ makers make the same moves in the same order (create_sandbox_app(seed=...))."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing_proxy.sandbox import create_sandbox_app
 from signing_proxy.sandbox.events import LevelChanged
 from signing_proxy.sandbox.state import SANDBOX_STATE
 from signing_proxy.sandbox.ws import SANDBOX_WS, WsSettings
-from tests.sandbox.exchange_client import GROUPS, ORDERS, Client, serve
+from tests.sandbox.exchange_client import GROUPS, ORDERS, Factory, serve
 from tests.sandbox.test_sandbox import API, KEY_ID, MARKET
-from tests.support.keys import new_rsa_key
-
-Factory = Callable[[web.Application], Awaitable[Client]]
-
-
-@pytest.fixture(scope="module")
-def key() -> rsa.RSAPrivateKey:
-    return new_rsa_key()
 
 
 async def a_session(aiohttp_client: Factory, key: rsa.RSAPrivateKey, seed: int | None) -> Any:
