@@ -26,8 +26,11 @@ class CallRecord:
     retries: int = 0
     rate_wait_ms: float | None = None
     error: str | None = None
-    # An order call: its answer is read whole (not gzipped), so the journal gets its ids.
+    # An order call sent with a journal: its answer is read whole (not gzipped), so the
+    # journal gets its ids.
     read_whole: bool = False
+    # An order call: it goes on the order lane (journal or not), its small answer read whole.
+    on_lane: bool = False
 
 
 CALL_RECORD = web.RequestKey("call_record", CallRecord)

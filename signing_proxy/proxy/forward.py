@@ -134,6 +134,7 @@ class Forwarder:
         send = functools.partial(self._send_on, request, record, snapshot, raw_target, body, write)
         if ticket is None:
             return await send()
+        record.on_lane = True
         record.read_whole = self.gate.journal is not None
         info = entry.call_info(request, record)
         return await entry.journaled(self.gate, ticket, info, record, send)
@@ -163,7 +164,7 @@ class Forwarder:
             headers["User-Agent"] = USER_AGENT
         url = upstream_url(snapshot.config.upstream.rest_url, raw_target)
         path = raw_target.partition("?")[0]
-        lane = record.read_whole and not isinstance(body, aiohttp.StreamReader)
+        lane = record.on_lane and not isinstance(body, aiohttp.StreamReader)
         return await self._exchange(request, record, snapshot, url, path, headers, body, lane)
 
     async def call(

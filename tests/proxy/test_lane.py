@@ -166,11 +166,13 @@ async def test_an_order_that_fails_is_told_why_in_the_same_words_as_any_call(
     assert row["state"] == "unknown" if code in ("proxy_upstream_error",) else row["state"]
 
 
+@pytest.mark.parametrize("journal", ["default", "null"])
 async def test_a_connection_idle_too_long_is_not_trusted_with_an_order(
-    make_upstream: Any, make_proxy: Any, monkeypatch: pytest.MonkeyPatch
+    make_upstream: Any, make_proxy: Any, monkeypatch: pytest.MonkeyPatch, journal: str
 ) -> None:
     """Kalshi may be closing an idle connection as an order goes into it (an order of
-    unknown fate): one idle past IDLE_REUSE_SECONDS is closed and a fresh one opened."""
+    unknown fate): one idle past IDLE_REUSE_SECONDS is closed and a fresh one opened.
+    Orders take the lane with the journal off too (aiohttp's client would reuse it)."""
     from signing_proxy.proxy import lane
 
     monkeypatch.setattr(lane, "IDLE_REUSE_SECONDS", 0.2)
@@ -181,7 +183,8 @@ async def test_a_connection_idle_too_long_is_not_trusted_with_an_order(
         peers.append(request.transport.get_extra_info("peername"))
         return web.json_response({"order_id": "o"}, status=201)
 
-    client = await make_proxy((await make_upstream(book)).url)
+    env = {"SIGNING_PROXY_JOURNAL": "null"} if journal == "null" else {}
+    client = await make_proxy((await make_upstream(book)).url, **env)
     await order(client)
     await order(client)  # at once: the same connection
     await asyncio.sleep(0.3)
