@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock, so no intent log; SQLite is written before sending
@@ -106,7 +108,7 @@ class IntentLog:
                 self._full.append(segment)
                 segment = self._current = Segment(self._journal)
         # Each record starts a line of its own: a record torn by a full disk spoils only itself.
-        segment.write(b"\n" + json.dumps(rows, separators=(",", ":")).encode())
+        segment.write(b"\n" + _line(rows))
         return segment
 
     def recorded(self, segment: Segment) -> None:
@@ -126,6 +128,14 @@ class IntentLog:
         for segment in (*self._full, self._current):
             segment.close()
         self._full.clear()
+
+
+def _line(rows: Sequence[tuple[Any, ...]]) -> bytes:
+    """One call's rows as one line of JSON (no newline in it: strings escape theirs)."""
+    try:
+        return orjson.dumps(rows)  # one C call on the order's path; json's takes ~3 us
+    except TypeError:  # orjson's refusal: a lone surrogate, an integer past 64 bits
+        return json.dumps(rows, separators=(",", ":")).encode()
 
 
 def replay_orphans(journal: Path, put: Callable[[list[Rows]], None]) -> int:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal
 
+import orjson
+
 from signing_proxy.kalshi.orders import fixed_point
 
 Kind = Literal[
@@ -121,7 +123,7 @@ def read_orders(kind: Kind, body: bytes | None) -> list[OrderFields] | None:
     if kind not in _BODY_KINDS:
         return []
     try:
-        doc = json.loads(body or b"")
+        doc = read_json(body)
     except (ValueError, RecursionError):
         return None
     if kind in _BATCH_KINDS:
@@ -134,6 +136,19 @@ def read_orders(kind: Kind, body: bytes | None) -> list[OrderFields] | None:
     if not isinstance(items, list) or not items:
         return None
     return [_fields(item) if isinstance(item, dict) else OrderFields() for item in items]
+
+
+def read_json(body: bytes | None) -> Any:
+    """A body's JSON, as Python's json reads it; ValueError (or RecursionError) if it is not."""
+    data = body or b""
+    try:
+        # One C call on the order's path (json.loads is five Python calls, ~2 us more).
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        # What orjson refuses but json reads (NaN, a lone surrogate, a BOM, UTF-16) is read
+        # as before. Where both read a body they agree on every field read here (orjson
+        # makes a float of an integer past 64 bits: no field takes one).
+        return json.loads(data)
 
 
 class _Ambiguous:
@@ -199,7 +214,7 @@ class ItemResult:
 def read_answer(body: bytes | None) -> list[ItemResult]:
     """Per-order results from an answer: V2 (`order_id`, `orders`) or V1 (`order`) shapes."""
     try:
-        doc = json.loads(body or b"")
+        doc = read_json(body)
     except (ValueError, RecursionError):
         return []
     if not isinstance(doc, dict):
