@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -66,13 +67,36 @@ _NEEDS: Final = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a generation's rules read, worked out once: the fields they need (sorted), and
+    each ticker list as one pattern (fnmatch's globs, case-sensitive, joined)."""
+
+    needed: tuple[str, ...]
+    deny: re.Pattern[str] | None
+    allow: re.Pattern[str] | None
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(risk: RiskConfig) -> _Plan:
+    needed = {field for name in active_rules(risk) for field in _NEEDS.get(name, ())}
+    return _Plan(tuple(sorted(needed)), _globs(risk.deny_tickers), _globs(risk.allow_tickers))
+
+
+def _globs(globs: Sequence[str]) -> re.Pattern[str] | None:
+    """One pattern that matches where any of `globs` does (as fnmatch.fnmatchcase)."""
+    if not globs:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs))
+
+
 def unreadable(orders: Sequence[OrderFields] | None, risk: RiskConfig) -> Refused | None:
     """400 when a set rule needs a field that an order lacks (or the body is not JSON)."""
     if orders is None:
         return _invalid("the body is not a JSON order (or a batch of them)")
-    needed = {field for name in active_rules(risk) for field in _NEEDS.get(name, ())}
+    needed = _plan(risk).needed
     for order in orders:
-        missing = [field for field in sorted(needed) if getattr(order, field) is None]
+        missing = [field for field in needed if getattr(order, field) is None]
         if missing:
             return _invalid(
                 f"{', '.join(missing)} missing or not readable (prices and counts are "
@@ -84,9 +108,10 @@ def unreadable(orders: Sequence[OrderFields] | None, risk: RiskConfig) -> Refuse
 def check(order: OrderFields, risk: RiskConfig) -> Refused | None:
     """The first per-order rule `order` breaks, or None (its fields are known readable)."""
     ticker = (order.ticker or "").upper()
-    if risk.deny_tickers and any(fnmatch.fnmatchcase(ticker, g) for g in risk.deny_tickers):
+    plan = _plan(risk)
+    if plan.deny is not None and plan.deny.match(ticker):
         return _refused("deny_tickers", f"{order.ticker} matches risk.deny_tickers")
-    if risk.allow_tickers and not any(fnmatch.fnmatchcase(ticker, g) for g in risk.allow_tickers):
+    if plan.allow is not None and not plan.allow.match(ticker):
         return _refused("allow_tickers", f"{order.ticker} matches no risk.allow_tickers glob")
     limit = risk.max_order_count
     if limit is not None and order.count is not None and order.count > limit:

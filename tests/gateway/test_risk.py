@@ -3,6 +3,7 @@ what it receives: a refused order never arrives there."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,8 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
+from signing_proxy.config.risk import RiskConfig
+from signing_proxy.gateway import risk
 from signing_proxy.gateway.orders import OrderFields
 from signing_proxy.gateway.risk import DailyNotional
 
@@ -246,3 +249,24 @@ def test_the_daily_notional_never_passes_its_limit(steps: list[tuple[bool, int, 
             else:
                 assert sum(held, Decimal(0)) + amount > limit
         assert daily.spent("a", "2026-11-30") == sum(held, Decimal(0)) <= limit
+
+
+GLOB_CHARS = st.text(alphabet="KXAB-1*?[]!", min_size=1, max_size=6)
+
+
+@given(
+    deny=st.lists(GLOB_CHARS, max_size=3),
+    allow=st.lists(GLOB_CHARS, max_size=3),
+    ticker=st.text(alphabet="KXAB-1", max_size=8),
+)
+def test_each_glob_of_a_ticker_list_counts_as_fnmatch_reads_it(
+    deny: list[str], allow: list[str], ticker: str
+) -> None:
+    """The lists are matched as one pattern each (worked out once per generation): that
+    pattern matches exactly where one of its globs does."""
+    rules = RiskConfig(deny_tickers=tuple(deny), allow_tickers=tuple(allow))
+    denied = any(fnmatch.fnmatchcase(ticker, glob) for glob in deny)
+    allowed = not allow or any(fnmatch.fnmatchcase(ticker, glob) for glob in allow)
+    refused = risk.check(OrderFields(ticker=ticker), rules)
+    expected = "deny_tickers" if denied else None if allowed else "allow_tickers"
+    assert (refused.code.removeprefix("proxy_risk_") if refused else None) == expected
