@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--warmup", type=int, default=1, help="http --rate: unmeasured requests first"
     )
+    parser.add_argument(
+        "--samples", action="store_true", help="http --rate: print every latency too"
+    )
     parser.add_argument("--cafile")
     parser.add_argument("--expect-bytes", type=int, default=0)
     parser.add_argument("--connections", type=int, default=1000)

@@ -109,16 +109,17 @@ async def run_http(a: argparse.Namespace) -> dict[str, Any]:
         latencies, statuses, errors, elapsed = await _closed_loop(
             a, call, (aiohttp.ClientError, TimeoutError, OSError)
         )
-    return _http_result(latencies, statuses, errors, elapsed, "python-aiohttp keep-alive")
+    return http_summary(latencies, statuses, errors, elapsed, "python-aiohttp keep-alive")
 
 
-def _http_result(
+def http_summary(
     latencies: list[float],
     statuses: Counter[int],
     errors: Counter[str],
     elapsed: float,
     client: str,
 ) -> dict[str, Any]:
+    """Counts, rate and latency percentiles of one run (or of merged runs' samples)."""
     ok = sum(n for s, n in statuses.items() if 200 <= s < 400)
     return {
         "client": client,
@@ -251,7 +252,7 @@ def _paced_result(
     connects: int,
     warmup_errors: int,
 ) -> dict[str, Any]:
-    result = _http_result(
+    result = http_summary(
         paced.latencies,
         paced.statuses,
         paced.errors,
@@ -275,6 +276,8 @@ def _paced_result(
             "late_sends": sum(1 for v in paced.lags if v > interval),
         }
     )
+    if a.samples:  # for merging rounds (bench/measure_http.py paced_in_turn)
+        result["samples_s"] = {"latency": paced.latencies, "service": paced.service}
     return result
 
 
@@ -340,6 +343,6 @@ async def run_oneshot(a: argparse.Namespace) -> dict[str, Any]:
         a, lambda: asyncio.wait_for(one(), IO_TIMEOUT), failures
     )
     kind = "TLS 1.3 full handshake" if ssl_context else "plain TCP"
-    return _http_result(
+    return http_summary(
         latencies, statuses, errors, elapsed, f"python-asyncio one-shot ({kind}, Connection: close)"
     )

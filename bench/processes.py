@@ -208,6 +208,22 @@ class Watch:
         }
 
 
+def merge_watches(watches: list[Watch]) -> Watch:
+    """Watches of one process over several runs, as one: CPU and wall time summed, peaks
+    the largest, the figures before as before the first."""
+    merged = Watch(watches[0].pid)
+    first = watches[0]
+    merged.rss_before_kib, merged.hwm_before_kib = first.rss_before_kib, first.hwm_before_kib
+    merged.hwm_reset = all(w.hwm_reset for w in watches)
+    after = [w.hwm_after_kib for w in watches if w.hwm_after_kib is not None]
+    merged.hwm_after_kib = max(after) if after else None
+    merged.sampled_peak_kib = max(w.sampled_peak_kib for w in watches)
+    cpu = [w.cpu_s for w in watches]
+    merged.cpu_s = None if any(c is None for c in cpu) else sum(c or 0.0 for c in cpu)
+    merged.wall_s = sum(w.wall_s for w in watches)
+    return merged
+
+
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
     """One line of `proc`'s stdout, waiting at most `timeout` seconds."""
     stdout = proc.stdout

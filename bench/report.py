@@ -126,7 +126,7 @@ def _scenario_notes(r: dict[str, Any]) -> list[str]:
             f"{r['rss_open_mib']} MiB with {r['raw']['still_open']} connections "
             f"open ({r['per_connection_kib']} KiB each); each did one request"
         )
-    # The paced rows that bypass the proxy sign too (scenarios.client_signed).
+    # The paced rows that bypass the proxy sign too (measure_http.client_signed).
     verified = r["via"] == "proxy" or r["group"] == "paced"
     if r["group"] in ("keep-alive", "paced") and verified and r.get("upstream"):
         lines.append(_verified_note(r))
@@ -165,7 +165,9 @@ def _paced_notes(scenarios: list[dict[str, Any]]) -> list[str]:
         return []
     lags = [r["raw"].get("send_lag_p99_ms") or 0 for r in paced]
     late = sum(r["raw"].get("late_sends", 0) for r in paced)
-    return [
+    rounds = max(r.get("rounds", 1) for r in paced)
+    in_turn = [r["key"] for r in paced if r.get("rounds", 1) > 1]
+    notes = [
         f"  paced rows: open loop at {paced[0]['rate']:g} req/s on one keep-alive connection "
         "(bench/loadgen.py http --rate), latency from the scheduled send time; "
         f"generator send lag p99 <= {max(lags):.3f} ms; {late} sends due while the "
@@ -174,6 +176,12 @@ def _paced_notes(scenarios: list[dict[str, Any]]) -> list[str]:
         + ", ".join(f"{r['key']} {r['service_p50_ms']:.3f}" for r in paced)
         + " ms",
     ]
+    if in_turn:
+        notes.append(
+            f"    run in turn ({rounds} rounds, each row once a round, samples pooled): "
+            + ", ".join(in_turn)
+        )
+    return notes
 
 
 def _log_notes(proxy_logs: dict[str, dict[str, Any]]) -> list[str]:

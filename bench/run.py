@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="req/s of the open-loop c=1 latency scenarios (default 100)",
     )
     parser.add_argument(
+        "--paced-rounds",
+        type=int,
+        default=5,
+        help="the paced POST rows that are compared (direct, anchors, proxies) run in turn, "
+        "this many rounds of --duration/N s each, their samples merged (default 5)",
+    )
+    parser.add_argument(
         "--verify-every",
         type=int,
         default=1,
@@ -85,6 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     if args.duration <= 0 or args.duration > 120:
         parser.error("--duration must be in (0, 120]")
+    if not 1 <= args.paced_rounds <= 50:
+        parser.error("--paced-rounds must be in [1, 50]")
     if not 1 <= args.paced_rate <= 5000:
         parser.error("--paced-rate must be in [1, 5000]")
     return args

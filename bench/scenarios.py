@@ -21,13 +21,18 @@ from common import (
     WS_PATH,
 )
 from fanout import fanout_result, merge_fanout
-from measure_http import http_scenario, oneshot_scenario, paced_scenario, sandbox_scenario
+from measure_http import (
+    PacedRow,
+    http_scenario,
+    oneshot_scenario,
+    paced_in_turn,
+    paced_scenario,
+    sandbox_scenario,
+)
 from measure_streams import idle_scenario, stream_scenario, ws_scenario
 from processes import Watch, proc_status_kib, stop
 from records import Ctx
 from servers import Proxy, Upstream, start_proxy, start_upstream, warm_up
-
-from signing_proxy.kalshi.signer import Signer, parse_private_key
 
 # The groups that share the fast upstream and one proxy, in the order they run.
 FAST_GROUPS = ("keepalive", "paced", "gateway", "stream", "idle", "ws", "fanout")
@@ -106,7 +111,7 @@ def paced_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
         f"{up.url}{BALANCE_PATH}",
         via="direct",
         upstream=up,
-        headers=client_signed(ctx, "GET", BALANCE_PATH),
+        client_signs=True,
     )
     paced_scenario(
         ctx,
@@ -118,40 +123,19 @@ def paced_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
         proxy=px,
         baseline="direct_paced_get",
     )
-    post: dict[str, Any] = {"method": "POST", "body": ORDER_BODY, "upstream": up}
-    signed = client_signed(ctx, "POST", ORDERS_PATH)
-    paced_scenario(
-        ctx,
-        "direct_paced_post",
-        f"direct POST orders, {rate} paced",
-        orders[0],
-        via="direct",
-        headers=signed,
-        **post,
-    )
-    paced_scenario(
-        ctx,
-        "proxy_paced_post",
-        f"proxy  POST orders (pre-signed), {rate}",
-        orders[1],
-        via="proxy",
-        proxy=px,
-        baseline="direct_paced_post",
-        presigned=True,
-        **post,
-    )
-    _anchor_rows(ctx, up, {**post, "headers": signed})
-    paced_scenario(
-        ctx,
-        "proxy_paced_on_demand",
-        f"proxy  POST order_groups/create, on demand, {rate}",
-        f"{px.url}{ON_DEMAND_PATH}",
-        via="proxy",
-        proxy=px,
-        baseline="direct_paced_post",
-        presigned=False,
-        **post,
-    )
+    anchors = start_anchors(ctx, up)
+    rows = [
+        PacedRow("direct_paced_post", f"direct POST orders, {rate} paced", orders[0], "direct",
+                 client_signs=True),
+        PacedRow("proxy_paced_post", f"proxy  POST orders (pre-signed), {rate}", orders[1],
+                 "proxy", px, "direct_paced_post", presigned=True),
+        *anchor_rows(ctx, anchors),
+        PacedRow("proxy_paced_on_demand", f"proxy  POST order_groups/create, on demand, {rate}",
+                 f"{px.url}{ON_DEMAND_PATH}", "proxy", px, "direct_paced_post", presigned=False),
+    ]  # fmt: skip
+    paced_in_turn(ctx, rows, up, method="POST", body=ORDER_BODY, rounds=ctx.args.paced_rounds)
+    for _, anchor in anchors:
+        stop(anchor.proc)
 
 
 # Every gateway feature on, none of them refusing the bench's order (1 contract at $0.01).
@@ -181,32 +165,27 @@ def gateway_group(ctx: Ctx, up: Upstream) -> None:
         {"SIGNING_PROXY_CONFIG": str(config)},
     )  # fmt: skip
     token = f"Authorization: Bearer {_GATEWAY_TOKEN}"
-    post: dict[str, Any] = {"method": "POST", "body": ORDER_BODY, "upstream": up}
     rate = f"{ctx.args.paced_rate:g}/s"
     for proxy, headers in ((bare, ()), (full, (token,))):
         warm_up(f"{proxy.url}{ORDERS_PATH}", n=5, method="POST", body=ORDER_BODY, headers=headers)
-    # Direct and the anchors again, next to the proxy's rows: this VM's latency drifts
+    # Direct and the anchors again, in turn with the proxy's rows: this VM's latency drifts
     # within a run, and a ratio is only as good as the two figures being taken together.
-    signed = client_signed(ctx, "POST", ORDERS_PATH)
-    paced_scenario(
-        ctx, "direct_paced_post_gw", f"direct POST orders, {rate} paced", f"{up.url}{ORDERS_PATH}",
-        via="direct", headers=signed, **post,
-    )  # fmt: skip
-    _anchor_rows(ctx, up, {**post, "headers": signed}, suffix="_gw")
+    anchors = start_anchors(ctx, up)
+    direct = "direct_paced_post_gw"
+    rows = [
+        PacedRow(direct, f"direct POST orders, {rate} paced", f"{up.url}{ORDERS_PATH}", "direct",
+                 client_signs=True),
+        *anchor_rows(ctx, anchors, "_gw"),
+        PacedRow("proxy_paced_post_bare", f"proxy  POST orders, gateway off, {rate}",
+                 f"{bare.url}{ORDERS_PATH}", "proxy", bare, direct, presigned=True),
+        PacedRow("proxy_paced_post_gateway", f"proxy  POST orders, gateway all on, {rate}",
+                 f"{full.url}{ORDERS_PATH}", "proxy", full, direct, presigned=True,
+                 headers=(token,)),
+    ]  # fmt: skip
     time.sleep(0.2)  # the pre-signed pools refill after the warm-up
-    for name, proxy, headers in (("bare", bare, ()), ("gateway", full, (token,))):
-        paced_scenario(
-            ctx,
-            f"proxy_paced_post_{name}",
-            f"proxy  POST orders, gateway {'off' if name == 'bare' else 'all on'}, {rate}",
-            f"{proxy.url}{ORDERS_PATH}",
-            via="proxy",
-            proxy=proxy,
-            baseline="direct_paced_post_gw",
-            presigned=True,
-            headers=headers,
-            **post,
-        )
+    paced_in_turn(ctx, rows, up, method="POST", body=ORDER_BODY, rounds=ctx.args.paced_rounds)
+    for _, anchor in anchors:
+        stop(anchor.proc)
     ctx.stop_proxy("proxy-bare", bare)
     ctx.stop_proxy("proxy-gateway", full)
 
@@ -383,33 +362,31 @@ def fanout_group(ctx: Ctx, up: Upstream) -> None:
     ctx.stop_proxy("proxy-shared", px)
 
 
-def client_signed(ctx: Ctx, method: str, path: str) -> tuple[str, ...]:
-    """A direct client's KALSHI-ACCESS-* headers for one route, made once. The paced rows
-    that bypass the signing proxy send them, so the upstream verifies every row's calls as
-    Kalshi verifies every client's: verification is not a cost the proxy adds."""
-    private_key = parse_private_key(ctx.key.read_bytes(), None, str(ctx.key))
-    made = Signer(ctx.key_id, private_key).headers(method, path)
-    return tuple(f"{name}: {value}" for name, value in made.items())
-
-
-def _anchor_rows(ctx: Ctx, up: Upstream, post: dict[str, Any], suffix: str = "") -> None:
-    """The same paced POST through nginx and through a minimal aiohttp proxy (anchors),
-    against the direct row of the same `suffix`."""
-    rate = f"{ctx.args.paced_rate:g}/s"
+def start_anchors(ctx: Ctx, up: Upstream) -> list[tuple[str, Proxy]]:
+    """nginx and the minimal aiohttp proxy in front of `up` (those that can run), warmed."""
+    anchors = []
     for name, start in (("nginx", start_nginx), ("minimal", start_minimal)):
         anchor = start(ctx.tmp, up)
         if anchor is None:
             print(f"anchor {name}: not available (nginx not installed and not installable)")
             continue
         warm_up(f"{anchor.url}{ORDERS_PATH}", n=5, method="POST", body=ORDER_BODY)
-        # The client's signed headers pass through the anchor untouched, to be verified.
-        paced_scenario(
-            ctx,
+        anchors.append((name, anchor))
+    return anchors
+
+
+def anchor_rows(ctx: Ctx, anchors: list[tuple[str, Proxy]], suffix: str = "") -> list[PacedRow]:
+    """The paced POST through each anchor, against the direct row of the same `suffix`.
+    The client's signed headers pass through the anchor untouched, to be verified."""
+    rate = f"{ctx.args.paced_rate:g}/s"
+    return [
+        PacedRow(
             f"{name}_paced_post{suffix}",
             f"{name} POST orders (anchor), {rate}",
             f"{anchor.url}{ORDERS_PATH}",
-            via="anchor",
+            "anchor",
             baseline=f"direct_paced_post{suffix}",
-            **post,
+            client_signs=True,
         )
-        stop(anchor.proc)
+        for name, anchor in anchors
+    ]
