@@ -284,6 +284,7 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     await app[MONITOR].close()
     await sessions.close()
     app[FORWARDER].lane.close()
+    app[FORWARDER].reads.close()
 
 
 async def _probe_loop(app: web.Application) -> AsyncIterator[None]:

@@ -26,11 +26,17 @@ from signing_proxy.proxy.access import SAFE_METHODS, policy_forms
 from signing_proxy.proxy.bodies import BodyBudget, BodyBudgetSpent, BodyTooLarge, request_body
 from signing_proxy.proxy.calls import CALL_RECORD, Answer, CallFailed, CallRecord
 from signing_proxy.proxy.headers import downstream_response_headers, upstream_request_headers
-from signing_proxy.proxy.lane import LaneAnswer, OrderLane
+from signing_proxy.proxy.lane import Lane, LaneAnswer
 from signing_proxy.proxy.live import Live, Snapshot
 from signing_proxy.proxy.paths import ROUTE, Route, remembered
 from signing_proxy.proxy.signing_engine import SigningEngine
-from signing_proxy.proxy.upstream import UpstreamFailure, UpstreamSessions, classify, describe
+from signing_proxy.proxy.upstream import (
+    REST_POOL,
+    UpstreamFailure,
+    UpstreamSessions,
+    classify,
+    describe,
+)
 
 USER_AGENT = f"signing-proxy/{__version__}"
 # An upstream answer: aiohttp's, streaming, or the order lane's, read whole.
@@ -74,8 +80,11 @@ class Forwarder:
         self.monitor = monitor
         self.metrics = metrics
         self.engine = engine
-        # Order calls' own connections: no client library between the order and Kalshi.
-        self.lane = OrderLane()
+        # Calls go upstream on connections of their own, no client library in between (only
+        # a body that streams in takes aiohttp's client); order calls on a lane of their own,
+        # never queued behind other calls.
+        self.lane = Lane()
+        self.reads = Lane(limit=REST_POOL)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward one request, or refuse it in the proxy's JSON error shape."""
@@ -164,8 +173,9 @@ class Forwarder:
             headers["User-Agent"] = USER_AGENT
         url = upstream_url(snapshot.config.upstream.rest_url, raw_target)
         path = raw_target.partition("?")[0]
-        lane = record.on_lane and not isinstance(body, aiohttp.StreamReader)
-        return await self._exchange(request, record, snapshot, url, path, headers, body, lane)
+        return await self._exchange(
+            request, record, snapshot, url, path, headers, body, record.on_lane
+        )
 
     async def call(
         self, snapshot: Snapshot, record: CallRecord, method: str, raw_path: str, body: bytes | None
@@ -240,7 +250,7 @@ class Forwarder:
         path: str,
         headers: CIMultiDict[str],
         body: aiohttp.StreamReader | bytes | None,
-        lane: bool = False,
+        order: bool = False,
     ) -> web.StreamResponse:
         upstream_config = snapshot.config.upstream
         method = request.method
@@ -253,7 +263,7 @@ class Forwarder:
             last = attempt + 1 == attempts
             try:
                 upstream, sent = await self._send(
-                    snapshot, method, url, path, headers, body, deadline, lane
+                    snapshot, method, url, path, headers, body, deadline, order
                 )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failure = classify(exc, upstream_config.timeout)
@@ -292,10 +302,10 @@ class Forwarder:
         headers: CIMultiDict[str],
         body: aiohttp.StreamReader | bytes | None,
         deadline: float,
-        lane: bool = False,
+        order: bool = False,
     ) -> tuple[Upstream, float]:
         """One attempt, signed afresh (the timestamp must be current); the answer and when
-        sent. On the order `lane`, the answer is read whole within the timeout."""
+        sent. An `order` call's answer is read whole within the timeout."""
         signed = self.engine.take_presigned(method, path)
         if signed is None:
             signing_started = time.perf_counter()
@@ -306,9 +316,18 @@ class Forwarder:
         timeout = min(snapshot.config.upstream.timeout, remaining)
         sent = time.time()
         async with asyncio.timeout(timeout):
-            if lane and not isinstance(body, aiohttp.StreamReader):
-                connect = snapshot.config.upstream.connect_timeout
-                answer = await self.lane.request(method, url, headers, body, connect)
+            if not isinstance(body, aiohttp.StreamReader):
+                lane = self.lane if order else self.reads
+                upstream_config = snapshot.config.upstream
+                answer = await lane.request(
+                    method,
+                    url,
+                    headers,
+                    body,
+                    upstream_config.connect_timeout,
+                    whole=order,
+                    read_timeout=upstream_config.timeout,
+                )
                 return answer, sent
             upstream = await self._sessions.rest.request(
                 method,
@@ -347,7 +366,7 @@ class Forwarder:
         readable = request.method != "HEAD" and upstream.status not in _NO_BODY_STATUSES
         small = length is not None and length <= _SMALL_BODY
         # The order lane's answers are in memory already: sent in one write whatever their size.
-        if not prefix and readable and (small or isinstance(upstream, LaneAnswer)):
+        if not prefix and readable and (small or _whole(upstream)):
             answer = await _relay_small(request, record, upstream, headers, started)
             assert not isinstance(answer, bytes)  # no bound: always the answer
             return answer
@@ -499,6 +518,11 @@ def _retry_after(snapshot: Snapshot, method: str, path: str) -> int:
 def upstream_url(origin: str, raw_target: str) -> URL:
     """Where `raw_target` goes upstream: exactly as received (encoded=True: no requoting)."""
     return URL(origin + raw_target, encoded=True)
+
+
+def _whole(upstream: Upstream) -> bool:
+    """Whether the answer is in memory already (the lane read it whole): one write."""
+    return isinstance(upstream, LaneAnswer) and upstream.whole
 
 
 def _abort(request: web.Request) -> None:

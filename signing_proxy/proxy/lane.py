@@ -1,24 +1,29 @@
-"""The order lane: order calls go upstream on kept-alive HTTP/1.1 connections of their own,
-head and body in one write, the answer read whole, with no client library in between.
+"""The lane: calls go upstream on kept-alive HTTP/1.1 connections of their own, head and
+body in one write, with no client library in between.
 
 aiohttp's ClientSession.request costs about 0.2 ms of Python per call more than this
-(bench/README.md: measured side by side on loopback), and an order call pays it on its
-way to the book. Order answers are small and read whole anyway (the journal needs their
-ids), so nothing is lost by not streaming them. TLS is the same: the same SSLContext,
-verifying the certificate and the host name. Failures are raised as the aiohttp errors
-upstream.classify names, so a client is told the same words whichever way its call went.
-Nothing is ever sent twice: a connection that breaks is closed, never retried.
+(bench/README.md: measured side by side on loopback), and every call pays it. Order calls
+have a lane of their own (never queued behind reads) and their answers are read whole
+(the journal needs their ids); other calls' answers are handed to the relay as they
+arrive, as aiohttp's are (it reads small ones whole), the upstream paused while the
+client is slower. TLS is the same: the
+same SSLContext, verifying the certificate and the host name. Failures are raised as the
+aiohttp errors upstream.classify names, so a client is told the same words whichever way
+its call went. Nothing is ever sent twice: a connection that breaks is closed, never
+retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Final, cast
+from collections.abc import AsyncIterator, Callable
+from typing import Final, Literal, cast
 
 import aiohttp
 from aiohttp.client_reqrep import ConnectionKey
@@ -34,33 +39,54 @@ _MAX_HEAD_BYTES: Final = 64 * 1024
 # closing it at the same moment, and an order sent into that is an order of unknown fate.
 IDLE_REUSE_SECONDS: Final = 10.0
 _MAX_IDLE: Final = 16
+# Reading from the upstream pauses past this many bytes not yet taken by the relay.
+_HIGH_WATER: Final = 256 * 1024
 _BODYLESS_METHODS: Final = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 _BREAKS_FRAMING: Final = frozenset("\r\n\0")
 _HTTP: Final = b"HTTP/1."
+_HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _FRAMED_HERE: Final = frozenset({"host", "content-length", "transfer-encoding"})
 
 
 class LaneAnswer:
-    """The answer, read whole, with the parts of aiohttp.ClientResponse the relay uses."""
+    """The answer, with the parts of aiohttp.ClientResponse the relay uses: read whole, or
+    (`streamed`) its body still arriving."""
 
-    def __init__(self, status: int, reason: str, headers: CIMultiDict[str], body: bytes) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        streamed: StreamedBody | None = None,
+    ) -> None:
         self.status = status
         self.reason = reason
         self.headers = CIMultiDictProxy(headers)
         self.body = body
-        self.content = _Content(body)
+        self.streamed = streamed
+        self.content: _Content | StreamedBody = streamed or _Content(body)
 
     @property
-    def content_length(self) -> int:
-        """The body's length (it is all here)."""
+    def whole(self) -> bool:
+        """Whether the body is all here."""
+        return self.streamed is None
+
+    @property
+    def content_length(self) -> int | None:
+        """The body's length (None for a streamed body of unknown size)."""
+        if self.streamed is not None:
+            return self.streamed.length
         return len(self.body)
 
     async def read(self) -> bytes:
         """The whole body."""
-        return self.body
+        return self.body if self.streamed is None else await self.streamed.read()
 
     def release(self) -> None:
-        """Nothing to give back: the connection went back to the pool when the body ended."""
+        """A streamed body not read to its end closes its connection (it is out of step)."""
+        if self.streamed is not None:
+            self.streamed.abandon()
 
 
 class _Content:
@@ -93,6 +119,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._buffer = bytearray()
         self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are no asyncio.Transport subclass, but are one in all but name.
@@ -103,6 +130,9 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
+        if len(self._buffer) > _HIGH_WATER and not self._paused and self.transport is not None:
+            self.transport.pause_reading()  # a slow client: the upstream waits, memory stays flat
+            self._paused = True
         self._wake()
 
     def eof_received(self) -> bool:
@@ -122,6 +152,13 @@ class _Connection(asyncio.Protocol):
         """Wait for more bytes (or the end of the connection)."""
         if self.broken:
             raise aiohttp.ServerDisconnectedError()
+        await self._wait()
+
+    async def _wait(self) -> None:
+        """Wait for more bytes, or the end: reading goes on (if paused) while someone waits."""
+        if self._paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+            self._paused = False
         self._waiter = asyncio.get_running_loop().create_future()
         await self._waiter
 
@@ -160,9 +197,26 @@ class _Connection(asyncio.Protocol):
         while not self.broken:
             if len(self._buffer) > MAX_ANSWER_BYTES:
                 raise _too_large()
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
+            await self._wait()
         return bytes(self._buffer)
+
+    async def piece(self, n: int) -> bytes:
+        """Up to `n` bytes (at least one) of a body still arriving: what is here, or the next."""
+        while not self._buffer:
+            if self.broken:
+                raise aiohttp.ClientPayloadError("the answer was cut short")
+            await self._wait()
+        chunk = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return chunk
+
+    async def piece_until_close(self, n: int) -> bytes:
+        """Up to `n` bytes of a body that ends when the upstream closes; b"" at its end."""
+        while not self._buffer and not self.broken:
+            await self._wait()
+        chunk = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return chunk
 
     def usable(self, now: float) -> bool:
         """Whether this idle connection may carry another call."""
@@ -181,12 +235,14 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-class OrderLane:
-    """Kept-alive connections to one upstream origin, for order calls."""
+class Lane:
+    """Kept-alive connections to upstream origins; at most `limit` in use per origin."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, limit: int | None = None) -> None:
         self._ssl = ssl_context or ssl.create_default_context()
         self._idle: dict[tuple[str, int, bool], deque[_Connection]] = {}
+        self._limit = limit
+        self._slots: dict[tuple[str, int, bool], asyncio.Semaphore] = {}
 
     async def request(
         self,
@@ -195,23 +251,64 @@ class OrderLane:
         headers: CIMultiDict[str],
         body: bytes | None,
         connect_timeout: float,
+        *,
+        whole: bool = True,
+        read_timeout: float | None = None,
     ) -> LaneAnswer:
-        """Send one call and read its answer whole; aiohttp's errors when it fails."""
+        """Send one call and read its answer's head, and its body `whole` or as it arrives
+        (`read_timeout` a read); aiohttp's errors when it fails."""
         origin = (url.raw_host or "", url.port or 0, url.scheme == "https")
         message = _request_bytes(method, url, headers, body)
-        connection = self._idle_connection(origin) or await self._connect(origin, connect_timeout)
+        slot = self._slot(origin)
+        if slot is not None:
+            await slot.acquire()
+        try:
+            connection = self._idle_connection(origin) or await self._connect(
+                origin, connect_timeout
+            )
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        done = functools.partial(self._done, origin, connection, slot)
         try:
             assert connection.transport is not None
             connection.transport.write(message)
-            status, reason, answer_headers, answer, keep_alive = await _answer(connection, method)
+            status, reason, answer_headers, keep_alive = await _answer_head(connection)
+            framing = _framing(method, status, answer_headers, whole)
+            if framing is None:
+                answer = await _whole_body(connection, method, status, answer_headers)
+            else:
+                streamed = StreamedBody(connection, *framing, read_timeout, done, keep_alive)
+                return LaneAnswer(status, reason, answer_headers, b"", streamed)
         except BaseException:
-            connection.close()  # its state is unknown: it never carries another call
+            done(False)  # its state is unknown: it never carries another call
             raise
-        if keep_alive and not connection.broken:
+        done(keep_alive and answer.keep_alive)
+        return LaneAnswer(status, reason, answer_headers, answer.body)
+
+    def _slot(self, origin: tuple[str, int, bool]) -> asyncio.Semaphore | None:
+        if self._limit is None:
+            return None
+        slot = self._slots.get(origin)
+        if slot is None:
+            slot = self._slots[origin] = asyncio.Semaphore(self._limit)
+        return slot
+
+    def _done(
+        self,
+        origin: tuple[str, int, bool],
+        connection: _Connection,
+        slot: asyncio.Semaphore | None,
+        reusable: bool,
+    ) -> None:
+        """The call is over: its connection kept for the next (if `reusable`) or closed."""
+        if reusable and not connection.broken:
             self._park(origin, connection)
         else:
             connection.close()
-        return LaneAnswer(status, reason, answer_headers, answer)
+        if slot is not None:
+            slot.release()
 
     def _idle_connection(self, origin: tuple[str, int, bool]) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -256,7 +353,7 @@ class OrderLane:
         return connection
 
     def close(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection (those in use close as their calls end)."""
         for idle in self._idle.values():
             while idle:
                 idle.pop().close()
@@ -283,50 +380,176 @@ def _request_bytes(method: str, url: URL, headers: CIMultiDict[str], body: bytes
     return head + body if body else head
 
 
-async def _answer(
-    connection: _Connection, method: str
-) -> tuple[int, str, CIMultiDict[str], bytes, bool]:
-    """Read one answer (passing over 1xx interim ones): status, reason, headers, body, and
-    whether the connection may carry another call."""
+async def _answer_head(connection: _Connection) -> tuple[int, str, CIMultiDict[str], bool]:
+    """The answer's status, reason and headers (past 1xx interim ones), and whether the
+    connection may carry another call."""
     while True:
         try:
             status, reason, headers, keep_alive = _parse_head(await connection.head())
         except aiohttp.ServerDisconnectedError as exc:
             raise ConnectionLost("the upstream connection broke before an answer") from exc
         if status >= 200:
-            break
+            return status, reason, headers, keep_alive
+
+
+def _framing(
+    method: str, status: int, headers: CIMultiDict[str], whole: bool
+) -> tuple[Framing, int | None] | None:
+    """How a body to be read as it arrives is framed (and its length), or None to read it
+    whole (there is none, for HEAD, 204 and 304)."""
+    if whole or method == "HEAD" or status in (204, 304):
+        return None
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return "chunked", None
+    length = headers.get("Content-Length")
+    if length is None:
+        return "close", None
+    return "length", _length(length, limit=None)
+
+
+class _Whole:
+    """A body read whole, and whether the connection may carry another call after it."""
+
+    __slots__ = ("body", "keep_alive")
+
+    def __init__(self, body: bytes, keep_alive: bool = True) -> None:
+        self.body = body
+        self.keep_alive = keep_alive
+
+
+async def _whole_body(
+    connection: _Connection, method: str, status: int, headers: CIMultiDict[str]
+) -> _Whole:
+    """The whole body of an answer (none for HEAD, 204 and 304)."""
     if method == "HEAD" or status in (204, 304):
-        return status, reason, headers, b"", keep_alive
+        return _Whole(b"")
     if "chunked" in headers.get("Transfer-Encoding", "").lower():
         body = await _chunked(connection)
         headers.popall("Transfer-Encoding", None)  # the relay sends it with a length now
-    elif (length := headers.get("Content-Length")) is not None:
-        body = await connection.take(_length(length))
-    else:
-        body, keep_alive = await connection.rest(), False
-    return status, reason, headers, body, keep_alive
+        return _Whole(body)
+    if (length := headers.get("Content-Length")) is not None:
+        return _Whole(await connection.take(_length(length)))
+    return _Whole(await connection.rest(), keep_alive=False)
 
 
 async def _chunked(connection: _Connection) -> bytes:
     """A chunked body, joined."""
     parts: list[bytes] = []
     total = 0
-    while True:
-        size_line = (await connection.line(1024)).split(b";", 1)[0].strip()
-        try:
-            size = int(size_line, 16)
-        except ValueError:
-            raise aiohttp.ClientPayloadError("a chunk's size could not be read") from None
-        if size == 0:
-            while await connection.line(_MAX_HEAD_BYTES):
-                pass  # trailers, not relayed
-            return b"".join(parts)
+    while size := await _chunk_size(connection):
         total += size
         if total > MAX_ANSWER_BYTES:
             raise _too_large()
         parts.append(await connection.take(size))
-        if await connection.take(2) != b"\r\n":
-            raise aiohttp.ClientPayloadError("a chunk did not end where it said")
+        await _chunk_end(connection)
+    return b"".join(parts)
+
+
+async def _chunk_size(connection: _Connection) -> int:
+    """The next chunk's size; at the last (0), its trailers are read past (not relayed)."""
+    size_line = (await connection.line(1024)).split(b";", 1)[0].strip()
+    if not _HEX.fullmatch(size_line):  # int() would also take "+1f", "0x1f" and "1_f"
+        raise aiohttp.ClientPayloadError("a chunk's size could not be read")
+    size = int(size_line, 16)
+    if size == 0:
+        while await connection.line(_MAX_HEAD_BYTES):
+            pass
+    return size
+
+
+async def _chunk_end(connection: _Connection) -> None:
+    if await connection.take(2) != b"\r\n":
+        raise aiohttp.ClientPayloadError("a chunk did not end where it said")
+
+
+Framing = Literal["length", "chunked", "close"]
+_PIECE: Final = 64 * 1024
+
+
+class StreamedBody:
+    """An answer's body as it arrives, read in pieces by the relay (aiohttp's
+    StreamReader's read, iter_chunked, at_eof). Its connection is handed back once the
+    body has been read to its end, and closed if it is abandoned before."""
+
+    def __init__(
+        self,
+        connection: _Connection,
+        framing: Framing,
+        length: int | None,
+        read_timeout: float | None,
+        done: Callable[[bool], None],
+        keep_alive: bool,
+    ) -> None:
+        self.length = length
+        self._connection = connection
+        self._framing = framing
+        self._left = length or 0  # of the body (length) or of the current chunk (chunked)
+        self._read_timeout = read_timeout
+        self._done: Callable[[bool], None] | None = done
+        self._keep_alive = keep_alive and framing != "close"
+        self._eof = False
+        if framing == "length" and not length:
+            self._eof = True  # Content-Length: 0, nothing to read
+            self._finish(self._keep_alive)
+
+    def at_eof(self) -> bool:
+        """Whether the body has been read to its end."""
+        return self._eof
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes (all the rest when n < 0); b"" at the end."""
+        if n < 0:
+            parts = []
+            while part := await self.read(_PIECE):
+                parts.append(part)
+            return b"".join(parts)
+        if self._eof:
+            return b""
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                return await self._piece(n)
+        except BaseException:
+            self.abandon()
+            raise
+
+    async def iter_chunked(self, n: int) -> AsyncIterator[bytes]:
+        """The body in pieces of at most `n` bytes."""
+        while chunk := await self.read(n):
+            yield chunk
+
+    def abandon(self) -> None:
+        """Stop here: the connection is closed unless the body was read to its end."""
+        self._eof = True
+        self._finish(False)
+
+    async def _piece(self, n: int) -> bytes:
+        connection = self._connection
+        if self._framing == "close":
+            chunk = await connection.piece_until_close(n)
+            if not chunk:
+                self._eof = True
+                self._finish(False)
+            return chunk
+        if self._framing == "chunked" and self._left == 0:
+            self._left = await _chunk_size(connection)
+            if self._left == 0:
+                self._eof = True
+                self._finish(self._keep_alive)
+                return b""
+        chunk = await connection.piece(min(n, self._left))
+        self._left -= len(chunk)
+        if self._left == 0:
+            if self._framing == "chunked":
+                await _chunk_end(connection)
+            else:
+                self._eof = True
+                self._finish(self._keep_alive)
+        return chunk
+
+    def _finish(self, reusable: bool) -> None:
+        if self._done is not None:
+            done, self._done = self._done, None
+            done(reusable)
 
 
 def _parse_head(head: bytes) -> tuple[int, str, CIMultiDict[str], bool]:
@@ -349,11 +572,11 @@ def _parse_head(head: bytes) -> tuple[int, str, CIMultiDict[str], bool]:
     return int(parts[1]), reason, headers, keep_alive
 
 
-def _length(value: str) -> int:
+def _length(value: str, limit: int | None = MAX_ANSWER_BYTES) -> int:
     if not (value.isascii() and value.isdigit()):  # isdigit alone takes '³'
         raise _not_http()  # as aiohttp's parser words an unreadable Content-Length
     size = int(value)
-    if size > MAX_ANSWER_BYTES:
+    if limit is not None and size > limit:
         raise _too_large()
     return size
 

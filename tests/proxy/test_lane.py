@@ -190,3 +190,110 @@ async def test_a_connection_idle_too_long_is_not_trusted_with_an_order(
     await asyncio.sleep(0.3)
     await order(client)  # idle too long: a new one
     assert peers[0] == peers[1] != peers[2]
+
+
+# --- other calls: the lane reads their answers as they arrive ---------------------------------
+
+BIG = bytes(range(256)) * (3 * 4096)  # 3 MiB, every byte value
+
+
+async def _big(request: web.Request, *, chunked: bool, peers: list[object]) -> web.StreamResponse:
+    assert request.transport is not None
+    peers.append(request.transport.get_extra_info("peername"))
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    if chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = len(BIG)
+    await response.prepare(request)
+    for at in range(0, len(BIG), 100_000):  # odd pieces: chunks that end mid-read
+        await response.write(BIG[at : at + 100_000])
+    await response.write_eof()
+    return response
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["sized", "chunked"])
+async def test_a_large_answer_streams_whole_and_its_connection_is_reused(
+    make_upstream: Any, make_proxy: Any, chunked: bool
+) -> None:
+    peers: list[object] = []
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        return await _big(request, chunked=chunked, peers=peers)
+
+    upstream = await make_upstream(big)
+    client = await make_proxy(upstream.url)
+    for _ in range(2):
+        resp = await client.get("/trade-api/v2/markets")
+        assert (resp.status, await resp.read()) == (200, BIG)
+    assert peers[0] == peers[1]  # read to its end: back in the pool
+    assert all(s.auth_error is None for s in upstream.seen)
+
+
+async def test_an_answer_that_ends_with_the_connection_streams_and_is_not_reused(
+    make_proxy: Any,
+) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"z" * 2_000_000
+    connections = []
+
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer.get_extra_info("peername"))
+        await reader.readuntil(b"\r\n\r\n")  # the request read: the close is a clean FIN
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_then_close, "127.0.0.1", 0)
+    async with server:
+        client = await make_proxy(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        for _ in range(2):
+            resp = await client.get("/trade-api/v2/markets")
+            assert (resp.status, await resp.read()) == (200, b"z" * 2_000_000)
+    assert len(connections) == 2
+
+
+async def test_a_client_that_leaves_midway_leaves_the_connection_closed(
+    make_upstream: Any, make_proxy: Any
+) -> None:
+    peers: list[object] = []
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        return await _big(request, chunked=False, peers=peers)
+
+    upstream = await make_upstream(big)
+    client = await make_proxy(upstream.url)
+    resp = await client.get("/trade-api/v2/markets")
+    await resp.content.readexactly(1000)
+    resp.close()  # the client goes: the rest of the answer is never read
+    await asyncio.sleep(0.2)
+    resp = await client.get("/trade-api/v2/markets")
+    assert await resp.read() == BIG
+    assert peers[0] != peers[1]  # out of step: never reused
+
+
+async def test_a_slow_client_holds_the_upstream_back(make_upstream: Any, make_proxy: Any) -> None:
+    """The proxy does not take a large answer in faster than its client reads it: reading
+    from the upstream pauses, so the upstream's writes wait and the proxy's memory does not
+    grow with the answer."""
+    total = 64 * 1024 * 1024
+    written = [0]
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = total
+        await response.prepare(request)
+        piece = b"h" * (1024 * 1024)
+        for _ in range(total // len(piece)):
+            await response.write(piece)  # waits while the proxy does not read
+            written[0] += len(piece)
+        await response.write_eof()
+        return response
+
+    client = await make_proxy((await make_upstream(huge)).url)
+    resp = await client.get("/trade-api/v2/markets")
+    await resp.content.readexactly(1024)  # then stop reading
+    await asyncio.sleep(1.0)
+    # Kernel buffers on both sides hold a few MB; the rest waits in the upstream.
+    assert written[0] < 24 * 1024 * 1024
+    received = 1024 + len(await resp.read())  # reading again: the rest comes
+    assert received == total == written[0]
