@@ -64,7 +64,7 @@ def fast_groups(ctx: Ctx, groups: set[str], info: dict[str, Any]) -> None:
     if "idle" in groups:
         idle_group(ctx, px)
     if "ws" in groups:
-        ws_group(ctx, up, px)
+        ws_group(ctx, up)
     if "fanout" in groups:
         fanout_group(ctx, up)
     ctx.stop_proxy("proxy-fast", px)
@@ -227,8 +227,14 @@ def idle_group(ctx: Ctx, px: Proxy) -> None:
     )
 
 
-def ws_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
-    """One WebSocket session direct (signing its own handshake) and through the proxy."""
+def ws_group(ctx: Ctx, up: Upstream) -> None:
+    """One WebSocket session direct (signing its own handshake) and through the proxy in
+    websocket.mode relay: this feed's frames and echoes are not Kalshi's protocol, which
+    the default (shared) mode speaks; group fanout measures that mode."""
+    px = start_proxy(
+        ctx.tmp, "proxy-ws-relay", up, ctx.key_id, ctx.key, ctx.args.proxy_log_level,
+        {"SIGNING_PROXY_WEBSOCKET_MODE": "relay"},
+    )  # fmt: skip
     ws_scenario(
         ctx,
         "direct_ws",
@@ -243,7 +249,7 @@ def ws_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
     ws_scenario(
         ctx,
         "proxy_ws",
-        "proxy  WebSocket feed + echo, 1 session",
+        "proxy  WebSocket feed + echo, 1 session (relay)",
         f"ws://{HOST}:{px.port}{WS_PATH}",
         via="proxy",
         upstream=up,
@@ -251,6 +257,7 @@ def ws_group(ctx: Ctx, up: Upstream, px: Proxy) -> None:
         baseline="direct_ws",
         sign=False,
     )
+    ctx.stop_proxy("proxy-ws-relay", px)
 
 
 def oneshot_group(ctx: Ctx) -> None:
