@@ -119,6 +119,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._buffer = bytearray()
         self._waiter: asyncio.Future[None] | None = None
+        # Seconds a wait for more of a streamed body may take (None: bounded by the caller).
+        self.read_timeout: float | None = None
         self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,12 +157,21 @@ class _Connection(asyncio.Protocol):
         await self._wait()
 
     async def _wait(self) -> None:
-        """Wait for more bytes, or the end: reading goes on (if paused) while someone waits."""
+        """Wait for more bytes, or the end: reading goes on (if paused) while someone waits.
+        TimeoutError past read_timeout (a timer only while waiting, as aiohttp's reads)."""
         if self._paused and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
             self._paused = False
-        self._waiter = asyncio.get_running_loop().create_future()
-        await self._waiter
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        if self.read_timeout is None:
+            await waiter
+            return
+        timer = loop.call_later(self.read_timeout, _time_out, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
 
     async def take(self, n: int) -> bytes:
         """Exactly `n` bytes of the answer."""
@@ -206,16 +217,23 @@ class _Connection(asyncio.Protocol):
             if self.broken:
                 raise aiohttp.ClientPayloadError("the answer was cut short")
             await self._wait()
-        chunk = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return chunk
+        return self._cut(n)
 
     async def piece_until_close(self, n: int) -> bytes:
         """Up to `n` bytes of a body that ends when the upstream closes; b"" at its end."""
         while not self._buffer and not self.broken:
             await self._wait()
-        chunk = bytes(self._buffer[:n])
-        del self._buffer[:n]
+        return self._cut(n)
+
+    def _cut(self, n: int) -> bytes:
+        """The first `n` bytes held (or all), copied once: a body streams through here."""
+        if len(self._buffer) <= n:
+            chunk = bytes(self._buffer)
+            self._buffer.clear()
+            return chunk
+        with memoryview(self._buffer) as view:
+            chunk = bytes(view[:n])
+        del self._buffer[:n]  # from the front: CPython moves a start offset, not the bytes
         return chunk
 
     def usable(self, now: float) -> bool:
@@ -303,6 +321,7 @@ class Lane:
         reusable: bool,
     ) -> None:
         """The call is over: its connection kept for the next (if `reusable`) or closed."""
+        connection.read_timeout = None
         if reusable and not connection.broken:
             self._park(origin, connection)
         else:
@@ -484,7 +503,7 @@ class StreamedBody:
         self._connection = connection
         self._framing = framing
         self._left = length or 0  # of the body (length) or of the current chunk (chunked)
-        self._read_timeout = read_timeout
+        connection.read_timeout = read_timeout  # each wait for more of it (it is this call's)
         self._done: Callable[[bool], None] | None = done
         self._keep_alive = keep_alive and framing != "close"
         self._eof = False
@@ -506,8 +525,7 @@ class StreamedBody:
         if self._eof:
             return b""
         try:
-            async with asyncio.timeout(self._read_timeout):
-                return await self._piece(n)
+            return await self._piece(n)
         except BaseException:
             self.abandon()
             raise
@@ -550,6 +568,11 @@ class StreamedBody:
         if self._done is not None:
             done, self._done = self._done, None
             done(reusable)
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _parse_head(head: bytes) -> tuple[int, str, CIMultiDict[str], bool]:
