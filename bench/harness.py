@@ -25,7 +25,8 @@ from records import Ctx
 from scenarios import FAST_GROUPS, fast_groups, oneshot_group, sandbox_group
 from targets import targets
 
-ALL_GROUPS = {"keepalive", "paced", "stream", "idle", "ws", "oneshot", "sandbox"}
+# fanout (many WebSocket clients on the shared feed) runs when named: --only fanout.
+ALL_GROUPS = {"keepalive", "paced", "gateway", "stream", "idle", "ws", "oneshot", "sandbox"}
 
 
 def machine_info(loadgen: str) -> dict[str, Any]:

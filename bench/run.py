@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        help="comma list of groups: keepalive,paced,gateway,stream,idle,ws,oneshot,sandbox",
+        help="comma list of groups: keepalive,paced,gateway,stream,idle,ws,oneshot,sandbox "
+        "(all by default), fanout",
     )
     parser.add_argument(
         "--save",
