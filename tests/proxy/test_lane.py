@@ -197,31 +197,33 @@ async def test_a_connection_idle_too_long_is_not_trusted_with_an_order(
 BIG = bytes(range(256)) * (3 * 4096)  # 3 MiB, every byte value
 
 
-async def _big(request: web.Request, *, chunked: bool, peers: list[object]) -> web.StreamResponse:
-    assert request.transport is not None
-    peers.append(request.transport.get_extra_info("peername"))
-    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    if chunked:
-        response.enable_chunked_encoding()
-    else:
-        response.content_length = len(BIG)
-    await response.prepare(request)
-    for at in range(0, len(BIG), 100_000):  # odd pieces: chunks that end mid-read
-        await response.write(BIG[at : at + 100_000])
-    await response.write_eof()
-    return response
+async def big_answers(make_upstream: Any, *, chunked: bool) -> tuple[Any, list[object]]:
+    """An upstream that answers BIG to every call (sized or chunked), and the peer (the
+    proxy's connection) of each call."""
+    peers: list[object] = []
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        if chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(BIG)
+        await response.prepare(request)
+        for at in range(0, len(BIG), 100_000):  # odd pieces: chunks that end mid-read
+            await response.write(BIG[at : at + 100_000])
+        await response.write_eof()
+        return response
+
+    return await make_upstream(big), peers
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["sized", "chunked"])
 async def test_a_large_answer_streams_whole_and_its_connection_is_reused(
     make_upstream: Any, make_proxy: Any, chunked: bool
 ) -> None:
-    peers: list[object] = []
-
-    async def big(request: web.Request) -> web.StreamResponse:
-        return await _big(request, chunked=chunked, peers=peers)
-
-    upstream = await make_upstream(big)
+    upstream, peers = await big_answers(make_upstream, chunked=chunked)
     client = await make_proxy(upstream.url)
     for _ in range(2):
         resp = await client.get("/trade-api/v2/markets")
@@ -255,12 +257,7 @@ async def test_an_answer_that_ends_with_the_connection_streams_and_is_not_reused
 async def test_a_client_that_leaves_midway_leaves_the_connection_closed(
     make_upstream: Any, make_proxy: Any
 ) -> None:
-    peers: list[object] = []
-
-    async def big(request: web.Request) -> web.StreamResponse:
-        return await _big(request, chunked=False, peers=peers)
-
-    upstream = await make_upstream(big)
+    upstream, peers = await big_answers(make_upstream, chunked=False)
     client = await make_proxy(upstream.url)
     resp = await client.get("/trade-api/v2/markets")
     await resp.content.readexactly(1000)
