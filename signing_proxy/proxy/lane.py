@@ -46,6 +46,9 @@ _BREAKS_FRAMING: Final = frozenset("\r\n\0")
 _HTTP: Final = b"HTTP/1."
 _HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _FRAMED_HERE: Final = frozenset({"host", "content-length", "transfer-encoding"})
+# The largest Content-Length a client's parser takes (llhttp's: a signed 64-bit count).
+_MAX_LENGTH: Final = 2**63 - 1
+_LENGTH_DIGITS: Final = len(str(_MAX_LENGTH))
 
 
 class LaneAnswer:
@@ -408,6 +411,7 @@ async def _answer_head(connection: _Connection) -> tuple[int, str, CIMultiDict[s
         except aiohttp.ServerDisconnectedError as exc:
             raise ConnectionLost("the upstream connection broke before an answer") from exc
         if status >= 200:
+            _check_length(headers)
             return status, reason, headers, keep_alive
 
 
@@ -595,10 +599,24 @@ def _parse_head(head: bytes) -> tuple[int, str, CIMultiDict[str], bool]:
     return int(parts[1]), reason, headers, keep_alive
 
 
+def _check_length(headers: CIMultiDict[str]) -> None:
+    """Refuse an answer whose length is stated twice, or both as a length and as chunks, or
+    unreadably, whatever its method and status (llhttp refuses these): its headers are
+    relayed, and the client would frame the body otherwise than the lane did."""
+    lengths = headers.getall("Content-Length", [])
+    if len(lengths) > 1 or (lengths and "Transfer-Encoding" in headers):
+        raise _not_http()
+    if lengths:
+        _length(lengths[0], limit=None)
+
+
 def _length(value: str, limit: int | None = MAX_ANSWER_BYTES) -> int:
-    if not (value.isascii() and value.isdigit()):  # isdigit alone takes '³'
+    # isdigit alone takes '³'; int() refuses over 4300 digits (a ValueError, not ours).
+    if not (value.isascii() and value.isdigit()) or len(value.lstrip("0")) > _LENGTH_DIGITS:
         raise _not_http()  # as aiohttp's parser words an unreadable Content-Length
     size = int(value)
+    if size > _MAX_LENGTH:
+        raise _not_http()  # llhttp's "Content-Length overflow": no client could frame it
     if limit is not None and size > limit:
         raise _too_large()
     return size

@@ -1,0 +1,111 @@
+"""The lane against malformed and awkward upstream answers: each is judged as aiohttp's
+parser (llhttp) judged it before the lane took every call, or more safely. An answer
+the lane cannot frame is a 502 in the proxy's words, never relayed to the client half
+checked, never a 500 or a traceback, and a connection is reused only while in step."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+MARKETS = "/trade-api/v2/markets"
+
+
+@asynccontextmanager
+async def answering(answer: bytes, *, close: bool = False) -> AsyncIterator[str]:
+    """An upstream that reads each request's head and answers it with `answer`, raw; it
+    keeps the connection open (or, with `close`, closes it after the answer)."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer)
+                await writer.drain()
+                if close:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def proxy_for(make_proxy: Any, tmp_path: Path, url: str) -> Any:
+    """A proxy in front of `url` that waits 5 s for an answer and never retries."""
+    config = tmp_path / "c.yaml"
+    config.write_text("upstream: {timeout: 5, retries: 0}\n")
+    return await make_proxy(url, config_file=config)
+
+
+async def call(client: Any, method: str = "GET") -> tuple[int, dict[str, Any] | bytes]:
+    """(status, JSON error or body) of one call through the proxy, within 3 s."""
+    async with asyncio.timeout(3):
+        resp = await client.request(method, MARKETS)
+        body = await resp.read()
+    if resp.headers.get("Content-Type") == "application/json" and body:
+        return resp.status, json.loads(body)
+    return resp.status, body
+
+
+def head(*lines: bytes, body: bytes = b"") -> bytes:
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+# Answers llhttp refused (502 before the lane): each was relayed by the lane as it came, so
+# the client's own parser failed on the proxy's answer, or waited for bytes never coming.
+UNFRAMABLE = {
+    "length_and_chunked": head(
+        b"HTTP/1.1 200 OK",
+        b"Content-Length: 5",
+        b"Transfer-Encoding: chunked",
+        body=b"2\r\n{}\r\n0\r\n\r\n",
+    ),
+    "two_lengths": head(
+        b"HTTP/1.1 200 OK", b"Content-Length: 2", b"Content-Length: 4", body=b"{}{}"
+    ),
+    "length_overflows": head(b"HTTP/1.1 200 OK", b"Content-Length: 99999999999999999999999"),
+    # Past 4300 digits int() raises ValueError, which no caller expects (a 500).
+    "length_of_5000_digits": head(b"HTTP/1.1 200 OK", b"Content-Length: " + b"9" * 5000),
+}
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("case", list(UNFRAMABLE))
+async def test_an_answer_framed_two_ways_is_a_protocol_error_not_relayed(
+    make_proxy: Any, tmp_path: Path, case: str, method: str
+) -> None:
+    async with answering(UNFRAMABLE[case]) as url:
+        client = await proxy_for(make_proxy, tmp_path, url)
+        status, answer = await call(client, method)
+    assert status == 502
+    if method == "GET":
+        assert isinstance(answer, dict)
+        assert answer["error"]["code"] == "proxy_upstream_protocol_error"
+
+
+async def test_a_head_answer_with_an_unreadable_length_is_a_502_not_a_500(
+    make_proxy: Any, tmp_path: Path
+) -> None:
+    """A HEAD answer has no body to frame, but its Content-Length is relayed all the same."""
+    async with answering(head(b"HTTP/1.1 200 OK", b"Content-Length: 1 2")) as url:
+        client = await proxy_for(make_proxy, tmp_path, url)
+        status, _ = await call(client, "HEAD")
+    assert status == 502
