@@ -422,12 +422,27 @@ def _framing(
     whole (there is none, for HEAD, 204 and 304)."""
     if whole or method == "HEAD" or status in (204, 304):
         return None
-    if "chunked" in headers.get("Transfer-Encoding", "").lower():
-        return "chunked", None
+    if (coding := _transfer_coding(headers)) is not None:
+        return coding, None
     length = headers.get("Content-Length")
     if length is None:
         return "close", None
     return "length", _length(length, limit=None)
+
+
+def _transfer_coding(headers: CIMultiDict[str]) -> Literal["chunked", "close"] | None:
+    """How a body sent with Transfer-Encoding ends (None: it has none): in chunks when
+    chunked is the last of its codings, all its headers read in order, else at the close
+    (RFC 9112 section 6.3)."""
+    codings = [
+        coding.strip().lower()
+        for value in headers.getall("Transfer-Encoding", [])
+        for coding in value.split(",")
+        if coding.strip()
+    ]
+    if not codings:
+        return None
+    return "chunked" if codings[-1] == "chunked" else "close"
 
 
 class _Whole:
@@ -446,11 +461,12 @@ async def _whole_body(
     """The whole body of an answer (none for HEAD, 204 and 304)."""
     if method == "HEAD" or status in (204, 304):
         return _Whole(b"")
-    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+    coding = _transfer_coding(headers)
+    if coding == "chunked":
         body = await _chunked(connection)
         headers.popall("Transfer-Encoding", None)  # the relay sends it with a length now
         return _Whole(body)
-    if (length := headers.get("Content-Length")) is not None:
+    if coding is None and (length := headers.get("Content-Length")) is not None:
         return _Whole(await connection.take(_length(length)))
     return _Whole(await connection.rest(), keep_alive=False)
 

@@ -109,3 +109,29 @@ async def test_a_head_answer_with_an_unreadable_length_is_a_502_not_a_500(
         client = await proxy_for(make_proxy, tmp_path, url)
         status, _ = await call(client, "HEAD")
     assert status == 502
+
+
+CHUNKS = b"2\r\n{}\r\n0\r\n\r\n"
+
+
+async def test_transfer_encoding_is_read_from_every_header(make_proxy: Any, tmp_path: Path) -> None:
+    """Transfer-Encoding may come as two headers: the codings are all of them, in order.
+    The lane read only the first (gzip) and took the chunks for a body ending at the close."""
+    answer = head(
+        b"HTTP/1.1 200 OK", b"Transfer-Encoding: gzip", b"Transfer-Encoding: chunked", body=CHUNKS
+    )
+    async with answering(answer) as url:
+        client = await proxy_for(make_proxy, tmp_path, url)
+        assert await call(client) == (200, b"{}")
+
+
+@pytest.mark.parametrize("coding", [b"chunked, gzip", b"xchunked"])
+async def test_a_body_whose_last_coding_is_not_chunked_ends_at_the_close(
+    make_proxy: Any, tmp_path: Path, coding: bytes
+) -> None:
+    """RFC 9112 section 6.3: chunked only when it is the last coding (the lane looked for
+    "chunked" anywhere in the value); otherwise the body is all until the upstream closes."""
+    answer = head(b"HTTP/1.1 200 OK", b"Transfer-Encoding: " + coding, body=CHUNKS)
+    async with answering(answer, close=True) as url:
+        client = await proxy_for(make_proxy, tmp_path, url)
+        assert await call(client) == (200, CHUNKS)
