@@ -45,6 +45,8 @@ _BODYLESS_METHODS: Final = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 _BREAKS_FRAMING: Final = frozenset("\r\n\0")
 _HTTP: Final = b"HTTP/1."
 _HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
+# A CR or LF not in a CRLF, or a NUL: no line of an answer's head may hold one.
+_BREAKS_LINE: Final = re.compile(rb"\r(?!\n)|(?<!\r)\n|\0")
 _FRAMED_HERE: Final = frozenset({"host", "content-length", "transfer-encoding"})
 # The largest Content-Length a client's parser takes (llhttp's: a signed 64-bit count).
 _MAX_LENGTH: Final = 2**63 - 1
@@ -189,8 +191,8 @@ class _Connection(asyncio.Protocol):
     async def line(self, limit: int) -> bytes:
         """The next CRLF-ended line, without its CRLF."""
         while (end := self._buffer.find(b"\r\n")) < 0:
-            if len(self._buffer) > limit:
-                raise _not_http()
+            if len(self._buffer) > limit or b"\n" in self._buffer:
+                raise _not_http()  # a bare LF: no use waiting for a CRLF
             await self._more()
         chunk = bytes(self._buffer[:end])
         del self._buffer[: end + 2]
@@ -199,7 +201,11 @@ class _Connection(asyncio.Protocol):
     async def head(self) -> bytes:
         """The answer's status line and headers, up to the empty line."""
         while (end := self._buffer.find(b"\r\n\r\n")) < 0:
-            if len(self._buffer) > _MAX_HEAD_BYTES or not _HTTP.startswith(self._buffer[:7]):
+            if (
+                len(self._buffer) > _MAX_HEAD_BYTES
+                or not _HTTP.startswith(self._buffer[:7])
+                or b"\n\n" in self._buffer  # lines ended by bare LFs: it never ends
+            ):
                 raise _not_http()  # another protocol (an SSH banner...): no use waiting
             await self._more()
         chunk = bytes(self._buffer[:end])
@@ -596,6 +602,9 @@ def _time_out(waiter: asyncio.Future[None]) -> None:
 
 
 def _parse_head(head: bytes) -> tuple[int, str, CIMultiDict[str], bool]:
+    if _BREAKS_LINE.search(head):
+        # Kept, they would reach the client's head (aiohttp's server refuses to write them).
+        raise _not_http()
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():

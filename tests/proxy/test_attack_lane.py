@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -135,3 +138,65 @@ async def test_a_body_whose_last_coding_is_not_chunked_ends_at_the_close(
     async with answering(answer, close=True) as url:
         client = await proxy_for(make_proxy, tmp_path, url)
         assert await call(client) == (200, CHUNKS)
+
+
+# A CR, LF or NUL inside a head's line: llhttp refused them (CR, NUL) or took the LF for a
+# line's end. The lane kept them in the header or reason it relayed, and aiohttp's server
+# refused to write those: a 500, or a connection dropped with a traceback in the log.
+BROKEN_LINES = {
+    "lf_in_a_value": head(
+        b"HTTP/1.1 200 OK", b"X-A: 1\nSet-Cookie: evil=1", b"Content-Length: 2", body=b"{}"
+    ),
+    "cr_in_a_value": head(
+        b"HTTP/1.1 200 OK", b"X-A: 1\rSet-Cookie: evil=1", b"Content-Length: 2", body=b"{}"
+    ),
+    "nul_in_a_value": head(b"HTTP/1.1 200 OK", b"X-A: 1\0evil", b"Content-Length: 2", body=b"{}"),
+    "lf_in_the_reason": head(b"HTTP/1.1 200 O\nevil", b"Content-Length: 2", body=b"{}"),
+    "cr_in_the_reason": head(b"HTTP/1.1 200 O\revil", b"Content-Length: 2", body=b"{}"),
+}
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("case", list(BROKEN_LINES))
+async def test_a_control_character_in_a_head_line_is_a_502_not_a_500(
+    make_proxy: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str, method: str
+) -> None:
+    async with answering(BROKEN_LINES[case]) as url:
+        client = await proxy_for(make_proxy, tmp_path, url)
+        with capture_logs() as events, caplog.at_level(logging.WARNING):
+            status, answer = await call(client, method)
+    assert status == 502
+    if method == "GET":
+        assert isinstance(answer, dict)
+        assert answer["error"]["code"] == "proxy_upstream_protocol_error"
+        assert "evil" not in json.dumps(answer)
+    assert "Traceback" not in caplog.text
+    assert "Unhandled exception" not in caplog.text
+    (event,) = [e for e in events if e["event"] == "request"]
+    assert event["error"].startswith("proxy_upstream_protocol_error")
+
+
+async def test_a_head_whose_lines_end_in_bare_lf_is_refused_at_once(
+    make_proxy: Any, tmp_path: Path
+) -> None:
+    """The lane waited for a CRLF CRLF never coming: a 504 after all of upstream.timeout.
+    (llhttp took bare LFs for line ends; refusing them is the stricter choice.)"""
+    answer = b"HTTP/1.1 200 OK\nContent-Length: 2\n\n{}"
+    async with answering(answer) as url:
+        client = await proxy_for(make_proxy, tmp_path, url)
+        status, error = await call(client)
+    assert status == 502
+    assert isinstance(error, dict)
+    assert error["error"]["code"] == "proxy_upstream_protocol_error"
+
+
+async def test_a_chunk_line_that_ends_in_bare_lf_fails_at_once(
+    make_proxy: Any, tmp_path: Path
+) -> None:
+    """The head is relayed already, so the client sees its answer cut, as for any broken
+    body; but at once, not after upstream.timeout waiting for a CRLF never coming."""
+    answer = head(b"HTTP/1.1 200 OK", b"Transfer-Encoding: chunked", body=b"2\n{}\n0\n\n")
+    async with answering(answer) as url:
+        client = await proxy_for(make_proxy, tmp_path, url)
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await call(client)
