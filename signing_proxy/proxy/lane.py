@@ -45,6 +45,9 @@ _BODYLESS_METHODS: Final = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 _BREAKS_FRAMING: Final = frozenset("\r\n\0")
 _HTTP: Final = b"HTTP/1."
 _HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: (.*))?")
+# RFC 9110 section 5.6.2: a header's name is a token.
+_TOKEN: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # A CR or LF not in a CRLF, or a NUL: no line of an answer's head may hold one.
 _BREAKS_LINE: Final = re.compile(rb"\r(?!\n)|(?<!\r)\n|\0")
 _FRAMED_HERE: Final = frozenset({"host", "content-length", "transfer-encoding"})
@@ -606,22 +609,21 @@ def _parse_head(head: bytes) -> tuple[int, str, CIMultiDict[str], bool]:
         # Kept, they would reach the client's head (aiohttp's server refuses to write them).
         raise _not_http()
     lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+    # As llhttp reads it: HTTP/1.0 or 1.1, three digits from 100 (99 is no interim answer).
+    status_line = _STATUS_LINE.fullmatch(lines[0])
+    if status_line is None:
         raise _not_http()
+    version, status, reason = status_line.groups(b"")
     headers: CIMultiDict[str] = CIMultiDict()
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+        if not sep or not _TOKEN.fullmatch(name):  # relayed: the client's parser checks too
             raise _not_http()
-        headers.add(name.decode("latin-1"), value.strip().decode("utf-8", "surrogateescape"))
-    reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
+        headers.add(name.decode("ascii"), value.strip().decode("utf-8", "surrogateescape"))
     connection = headers.get("Connection", "").lower()
     # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes unless told not to.
-    keep_alive = (
-        "keep-alive" in connection if parts[0] == b"HTTP/1.0" else "close" not in connection
-    )
-    return int(parts[1]), reason, headers, keep_alive
+    keep_alive = "keep-alive" in connection if version == b"0" else "close" not in connection
+    return int(status), reason.decode("latin-1"), headers, keep_alive
 
 
 def _check_length(headers: CIMultiDict[str]) -> None:

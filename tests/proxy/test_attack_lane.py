@@ -200,3 +200,28 @@ async def test_a_chunk_line_that_ends_in_bare_lf_fails_at_once(
         client = await proxy_for(make_proxy, tmp_path, url)
         with pytest.raises(aiohttp.ClientPayloadError):
             await call(client)
+
+
+# Status lines and header names llhttp refused: the lane relayed the first three as they
+# came (the client's own parser then refused the proxy's answer), took 0200 for 200, and
+# a 99 for an interim answer, skipped as 1xx are.
+BAD_HEADS = {
+    "status_of_four_digits": head(b"HTTP/1.1 1000 X", b"Content-Length: 2", body=b"{}"),
+    "name_not_a_token": head(b"HTTP/1.1 200 OK", b"X(A): 1", b"Content-Length: 2", body=b"{}"),
+    "name_not_ascii": head(b"HTTP/1.1 200 OK", b"X-\xc3\xa9: 1", b"Content-Length: 2", body=b"{}"),
+    "status_0200": head(b"HTTP/1.1 0200 OK", b"Content-Length: 2", body=b"{}"),
+    "version_1_9": head(b"HTTP/1.9 200 OK", b"Content-Length: 2", body=b"{}"),
+    "status_99": head(b"HTTP/1.1 99 X") + head(b"HTTP/1.1 200 OK", b"Content-Length: 2") + b"{}",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_HEADS))
+async def test_a_status_line_or_header_name_llhttp_refused_is_a_protocol_error(
+    make_proxy: Any, tmp_path: Path, case: str
+) -> None:
+    async with answering(BAD_HEADS[case]) as url:
+        client = await proxy_for(make_proxy, tmp_path, url)
+        status, answer = await call(client)
+    assert status == 502
+    assert isinstance(answer, dict)
+    assert answer["error"]["code"] == "proxy_upstream_protocol_error"
