@@ -167,9 +167,7 @@ class _Connection(asyncio.Protocol):
     async def _wait(self) -> None:
         """Wait for more bytes, or the end: reading goes on (if paused) while someone waits.
         TimeoutError past read_timeout (a timer only while waiting, as aiohttp's reads)."""
-        if self._paused and self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
-            self._paused = False
+        self.resume_reading()
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
         if self.read_timeout is None:
@@ -247,6 +245,12 @@ class _Connection(asyncio.Protocol):
             chunk = bytes(view[:n])
         del self._buffer[:n]  # from the front: CPython moves a start offset, not the bytes
         return chunk
+
+    def resume_reading(self) -> None:
+        """Read from the upstream again, if paused."""
+        if self._paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+            self._paused = False
 
     def usable(self, now: float) -> bool:
         """Whether this idle connection may carry another call."""
@@ -335,6 +339,9 @@ class Lane:
         """The call is over: its connection kept for the next (if `reusable`) or closed."""
         connection.read_timeout = None
         if reusable and not connection.broken:
+            # A body's last bytes may have paused reading; idle, it must see the upstream's
+            # close (a keep-alive timeout), or the next call goes into a closed connection.
+            connection.resume_reading()
             self._park(origin, connection)
         else:
             connection.close()

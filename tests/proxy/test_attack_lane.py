@@ -15,7 +15,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from multidict import CIMultiDict
 from structlog.testing import capture_logs
+from yarl import URL
+
+from signing_proxy.proxy.lane import Lane
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -225,3 +229,85 @@ async def test_a_status_line_or_header_name_llhttp_refused_is_a_protocol_error(
     assert status == 502
     assert isinstance(answer, dict)
     assert answer["error"]["code"] == "proxy_upstream_protocol_error"
+
+
+# Past the lane's high-water mark (256 KiB not yet taken) reading from the upstream pauses.
+PAST_HIGH_WATER = 256 * 1024 + 1
+
+
+@asynccontextmanager
+async def large_answer_then_idle_close(prefix: bytes) -> AsyncIterator[tuple[str, list[int]]]:
+    """An upstream that answers each connection's first call with a body of PAST_HIGH_WATER
+    bytes (beginning with `prefix`), sent after its head, then closes the connection idle,
+    as a server's keep-alive timeout does; and the count of connections."""
+    connections: list[int] = []
+    serving: list[asyncio.Task[Any]] = []
+    body = prefix + b"x" * (PAST_HIGH_WATER - len(prefix) - 2) + b'"}'
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        task = asyncio.current_task()
+        assert task is not None
+        serving.append(task)
+        try:
+            request_head = await reader.readuntil(b"\r\n\r\n")
+            for line in request_head.lower().split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    await reader.readexactly(int(line.partition(b":")[2]))
+            writer.write(head(b"HTTP/1.1 201 Created", b"Content-Length: %d" % len(body)))
+            await writer.drain()
+            await asyncio.sleep(0.1)  # the head taken first: then all the body comes at once
+            writer.write(body)
+            await writer.drain()
+            await asyncio.sleep(0.2)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        try:
+            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", connections
+        finally:
+            for task in serving:
+                task.cancel()  # none outlives the test (and its event loop)
+            await asyncio.gather(*serving, return_exceptions=True)
+
+
+async def test_an_idle_connection_whose_reading_paused_still_sees_the_upstream_close(
+    make_proxy: Any, tmp_path: Path
+) -> None:
+    """The last bytes of a large answer took reading past the high-water mark; the body was
+    then read whole without another wait, so reading stayed paused while the connection
+    idled, and the upstream's FIN went unseen. The next order went into the closed
+    connection: a 502, and an order of unknown fate in the journal."""
+    async with large_answer_then_idle_close(b'{"order_id":"o","pad":"') as (url, connections):
+        client = await proxy_for(make_proxy, tmp_path, url)
+        for _ in range(2):
+            async with asyncio.timeout(3):
+                resp = await client.post(
+                    "/trade-api/v2/portfolio/events/orders",
+                    json={"ticker": "KXLANE-1", "side": "bid", "count": "1", "price": "0.40"},
+                )
+                assert resp.status == 201, await resp.text()
+                assert len(await resp.read()) == PAST_HIGH_WATER
+            await asyncio.sleep(0.5)  # the upstream closes the idle connection
+    assert len(connections) == 2
+
+
+async def test_a_streamed_body_read_to_its_end_leaves_its_connection_reading() -> None:
+    """The same for a GET's body read as it arrives (a slow client lets it all come first):
+    an idle connection must see the upstream close it."""
+    async with large_answer_then_idle_close(b'{"pad":"') as (url, _):
+        lane = Lane(limit=4)
+        answer = await lane.request(
+            "GET", URL(url + "/x"), CIMultiDict(), None, 1.0, whole=False, read_timeout=1.0
+        )
+        await asyncio.sleep(0.3)  # the relay is slow: all the body is here, reading paused
+        assert len(await answer.read()) == PAST_HIGH_WATER
+        await asyncio.sleep(0.3)  # the upstream closes the idle connection
+        try:
+            async with asyncio.timeout(3):
+                again = await lane.request("GET", URL(url + "/x"), CIMultiDict(), None, 1.0)
+            assert again.status == 201
+        finally:
+            lane.close()
