@@ -400,7 +400,7 @@ class Lane:
 def _request_bytes(method: str, url: URL, headers: CIMultiDict[str], body: bytes | None) -> bytes:
     """The request's head and body, as one buffer for one write."""
     target = url.raw_path_qs
-    host = url.raw_host or ""
+    host = url.host_subcomponent or ""  # an IPv6 address in its brackets
     default_port = 443 if url.scheme == "https" else 80
     authority = host if url.port in (None, default_port) else f"{host}:{url.port}"
     lines = [f"{method} {target} HTTP/1.1", f"Host: {authority}"]

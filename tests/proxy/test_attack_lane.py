@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 from structlog.testing import capture_logs
 from yarl import URL
 
-from signing_proxy.proxy.lane import Lane
+from signing_proxy.proxy.lane import Lane, _request_bytes
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -311,3 +311,12 @@ async def test_a_streamed_body_read_to_its_end_leaves_its_connection_reading() -
             assert again.status == 201
         finally:
             lane.close()
+
+
+def test_an_ipv6_upstream_is_named_in_brackets_in_the_host_header() -> None:
+    """'Host: ::1:8443' is no authority (RFC 9112 section 3.2); aiohttp's client wrote
+    '[::1]:8443'. No connection needed: the request's bytes tell."""
+    request = _request_bytes("GET", URL("https://[::1]:8443/x"), CIMultiDict(), None)
+    assert b"\r\nHost: [::1]:8443\r\n" in request
+    request = _request_bytes("GET", URL("https://[::1]/x"), CIMultiDict(), None)
+    assert b"\r\nHost: [::1]\r\n" in request
