@@ -272,15 +272,16 @@ class Forwarder:
                     continue
                 return _failed(record, failure, started, upstream_config.rest_url)
             self.monitor.saw_answer()
-            if (
-                retryable
-                and upstream.status in RETRYABLE_STATUSES
-                and not last
-                and await _backoff(attempt, deadline)
-            ):
-                upstream.release()
-                record.retries += 1
-                continue
+            if retryable and upstream.status in RETRYABLE_STATUSES and not last:
+                try:
+                    again = await _backoff(attempt, deadline)
+                except BaseException:
+                    upstream.release()  # cut while waiting: its connection is let go
+                    raise
+                if again:
+                    upstream.release()
+                    record.retries += 1
+                    continue
             try:
                 prefix = b""
                 if upstream.status == 401:

@@ -507,8 +507,11 @@ async def _chunk_size(connection: _Connection) -> int:
         raise aiohttp.ClientPayloadError("a chunk's size could not be read")
     size = int(size_line, 16)
     if size == 0:
-        while await connection.line(_MAX_HEAD_BYTES):
-            pass
+        trailers = 0  # bounded as a head is: an endless run of trailers is no answer
+        while line := await connection.line(_MAX_HEAD_BYTES):
+            trailers += len(line) + 2
+            if trailers > _MAX_HEAD_BYTES:
+                raise aiohttp.ClientPayloadError("the answer's trailers ran past 64 KiB")
     return size
 
 

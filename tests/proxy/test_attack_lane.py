@@ -320,3 +320,20 @@ def test_an_ipv6_upstream_is_named_in_brackets_in_the_host_header() -> None:
     assert b"\r\nHost: [::1]:8443\r\n" in request
     request = _request_bytes("GET", URL("https://[::1]/x"), CIMultiDict(), None)
     assert b"\r\nHost: [::1]\r\n" in request
+
+
+async def test_trailers_are_bounded_as_a_head_is(make_proxy: Any, tmp_path: Path) -> None:
+    """aiohttp's parser refused 160 KB of trailers; the lane reads at most 64 KiB of them.
+    An order's answer, read whole, is then a 502; a GET's, streamed, is cut."""
+    trailers = b"".join(b"X-T%d: %s\r\n" % (i, b"t" * 100) for i in range(1000))
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n"
+    async with answering(answer + trailers + b"\r\n") as url:
+        client = await proxy_for(make_proxy, tmp_path, url)
+        async with asyncio.timeout(3):
+            resp = await client.post("/trade-api/v2/portfolio/events/orders", data=b"{}")
+            assert (resp.status, (await resp.json())["error"]["code"]) == (
+                502,
+                "proxy_upstream_body_error",
+            )
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await call(client)
