@@ -103,6 +103,7 @@ class Forwarder:
             return await self._forward(request, target, hold)
         finally:
             self.engine.in_flight -= 1
+            self.engine.call_ended()  # its answer is written before the refill task runs
             self.bodies.give_back(hold)
 
     async def _forward(
@@ -201,6 +202,8 @@ class Forwarder:
         except (aiohttp.ClientError, TimeoutError) as exc:
             failure = classify(exc, upstream_config.timeout)
             raise CallFailed(_failed(record, failure, started, upstream_config.rest_url)) from None
+        finally:
+            self.engine.call_ended()
         self.monitor.saw_answer()
         record.upstream_ms = _ms_since(started)
         return answer

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from signing_proxy.config import load_config
 from signing_proxy.errors import ConfigError
@@ -47,6 +48,36 @@ async def test_presigned_orders_verify_and_are_used_once(make_upstream, make_pro
     now_ms = time.time_ns() // 1_000_000
     for seen in upstream.seen:
         assert now_ms - int(seen.headers["KALSHI-ACCESS-TIMESTAMP"]) < 5000
+
+
+async def test_a_taken_signature_is_replaced_once_its_call_has_its_answer(
+    make_upstream, make_proxy
+) -> None:
+    """The background signature that refills the pool is made after the order that took
+    one is answered, not while it is in flight (it would compete with the answer for the
+    CPU): the next order's signature is younger than the first order's answer."""
+    answered: list[int] = []
+
+    async def slow_book(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.1)  # the order in flight
+        answered.append(time.time_ns() // 1_000_000)
+        return web.json_response({"order_id": "o"}, status=201)
+
+    upstream = await make_upstream(slow_book)
+    client = await make_proxy(upstream.url)
+    engine = client.app[FORWARDER].engine
+    async with asyncio.timeout(5):
+        while len(engine._pools[("POST", ORDERS)]) < 2:
+            await asyncio.sleep(0.01)
+    assert (await client.post(ORDERS, data=b"{}")).status == 201
+    async with asyncio.timeout(5):
+        while len(engine._pools[("POST", ORDERS)]) < 2:  # refilled
+            await asyncio.sleep(0.01)
+    assert (await client.post(ORDERS, data=b"{}")).status == 201
+    second = int(upstream.seen[1].headers["KALSHI-ACCESS-TIMESTAMP"])
+    assert second >= answered[0]  # made after the first order's answer
+    assert engine.presigned_used == 2
+    assert all(s.auth_error is None for s in upstream.seen)
 
 
 async def test_no_presigned_signature_reaches_the_upstream_twice(make_upstream, make_proxy) -> None:
