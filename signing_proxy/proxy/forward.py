@@ -39,7 +39,7 @@ from signing_proxy.proxy.upstream import (
 )
 
 USER_AGENT = f"signing-proxy/{__version__}"
-# An upstream answer: aiohttp's, streaming, or the order lane's, read whole.
+# An upstream answer: the lane's (whole, or streaming), or aiohttp's for a body that streamed in.
 Upstream = aiohttp.ClientResponse | LaneAnswer
 # Kalshi's API uses these; anything else (TRACE, CONNECT, made-up tokens) is never signed.
 FORWARDED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
