@@ -6,11 +6,10 @@ aiohttp's ClientSession.request costs about 0.2 ms of Python per call more than 
 have a lane of their own (never queued behind reads) and their answers are read whole
 (the journal needs their ids); other calls' answers are handed to the relay as they
 arrive, as aiohttp's are (it reads small ones whole), the upstream paused while the
-client is slower. TLS is the same: the
-same SSLContext, verifying the certificate and the host name. Failures are raised as the
-aiohttp errors upstream.classify names, so a client is told the same words whichever way
-its call went. Nothing is ever sent twice: a connection that breaks is closed, never
-retried.
+client is slower. TLS is the same: the same SSLContext, verifying the certificate and the
+host name. Failures are raised as the aiohttp errors upstream.classify names, so a client
+is told the same words whichever way its call went. Nothing is ever sent twice: a
+connection that breaks is closed, never retried.
 """
 
 from __future__ import annotations
@@ -54,6 +53,10 @@ _FRAMED_HERE: Final = frozenset({"host", "content-length", "transfer-encoding"})
 # The largest Content-Length a client's parser takes (llhttp's: a signed 64-bit count).
 _MAX_LENGTH: Final = 2**63 - 1
 _LENGTH_DIGITS: Final = len(str(_MAX_LENGTH))
+# How an answer's body ends: after its stated length, after its last chunk, at the close.
+Framing = Literal["length", "chunked", "close"]
+# The pieces a streamed body is read in when it is read whole (read()).
+_PIECE: Final = 64 * 1024
 
 
 class LaneAnswer:
@@ -309,12 +312,11 @@ class Lane:
             assert connection.transport is not None
             connection.transport.write(message)
             status, reason, answer_headers, keep_alive = await _answer_head(connection)
-            framing = _framing(method, status, answer_headers, whole)
-            if framing is None:
-                answer = await _whole_body(connection, method, status, answer_headers)
-            else:
+            framing = _framing(method, status, answer_headers)
+            if framing is not None and not whole:
                 streamed = StreamedBody(connection, *framing, read_timeout, done, keep_alive)
                 return LaneAnswer(status, reason, answer_headers, b"", streamed)
+            answer = await _whole_body(connection, framing, answer_headers)
         except BaseException:
             done(False)  # its state is unknown: it never carries another call
             raise
@@ -432,18 +434,18 @@ async def _answer_head(connection: _Connection) -> tuple[int, str, CIMultiDict[s
 
 
 def _framing(
-    method: str, status: int, headers: CIMultiDict[str], whole: bool
+    method: str, status: int, headers: CIMultiDict[str]
 ) -> tuple[Framing, int | None] | None:
-    """How a body to be read as it arrives is framed (and its length), or None to read it
-    whole (there is none, for HEAD, 204 and 304)."""
-    if whole or method == "HEAD" or status in (204, 304):
+    """How an answer's body is framed (and its length, when stated), or None when it has
+    none (HEAD, 204 and 304). Its length headers were checked (_check_length)."""
+    if method == "HEAD" or status in (204, 304):
         return None
     if (coding := _transfer_coding(headers)) is not None:
         return coding, None
     length = headers.get("Content-Length")
     if length is None:
         return "close", None
-    return "length", _length(length, limit=None)
+    return "length", _length(length)
 
 
 def _transfer_coding(headers: CIMultiDict[str]) -> Literal["chunked", "close"] | None:
@@ -472,18 +474,20 @@ class _Whole:
 
 
 async def _whole_body(
-    connection: _Connection, method: str, status: int, headers: CIMultiDict[str]
+    connection: _Connection, framing: tuple[Framing, int | None] | None, headers: CIMultiDict[str]
 ) -> _Whole:
-    """The whole body of an answer (none for HEAD, 204 and 304)."""
-    if method == "HEAD" or status in (204, 304):
+    """The whole body of an answer framed so (none without a framing), up to MAX_ANSWER_BYTES."""
+    if framing is None:
         return _Whole(b"")
-    coding = _transfer_coding(headers)
-    if coding == "chunked":
+    kind, length = framing
+    if kind == "chunked":
         body = await _chunked(connection)
         headers.popall("Transfer-Encoding", None)  # the relay sends it with a length now
         return _Whole(body)
-    if coding is None and (length := headers.get("Content-Length")) is not None:
-        return _Whole(await connection.take(_length(length)))
+    if kind == "length" and length is not None:
+        if length > MAX_ANSWER_BYTES:
+            raise _too_large()
+        return _Whole(await connection.take(length))
     return _Whole(await connection.rest(), keep_alive=False)
 
 
@@ -518,10 +522,6 @@ async def _chunk_size(connection: _Connection) -> int:
 async def _chunk_end(connection: _Connection) -> None:
     if await connection.take(2) != b"\r\n":
         raise aiohttp.ClientPayloadError("a chunk did not end where it said")
-
-
-Framing = Literal["length", "chunked", "close"]
-_PIECE: Final = 64 * 1024
 
 
 class StreamedBody:
@@ -644,18 +644,16 @@ def _check_length(headers: CIMultiDict[str]) -> None:
     if len(lengths) > 1 or (lengths and "Transfer-Encoding" in headers):
         raise _not_http()
     if lengths:
-        _length(lengths[0], limit=None)
+        _length(lengths[0])
 
 
-def _length(value: str, limit: int | None = MAX_ANSWER_BYTES) -> int:
+def _length(value: str) -> int:
     # isdigit alone takes '³'; int() refuses over 4300 digits (a ValueError, not ours).
     if not (value.isascii() and value.isdigit()) or len(value.lstrip("0")) > _LENGTH_DIGITS:
         raise _not_http()  # as aiohttp's parser words an unreadable Content-Length
     size = int(value)
     if size > _MAX_LENGTH:
         raise _not_http()  # llhttp's "Content-Length overflow": no client could frame it
-    if limit is not None and size > limit:
-        raise _too_large()
     return size
 
 
