@@ -337,3 +337,21 @@ async def test_trailers_are_bounded_as_a_head_is(make_proxy: Any, tmp_path: Path
             )
             with pytest.raises(aiohttp.ClientPayloadError):
                 await call(client)
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 5242880\r\n\r\n", b"Transfer-Encoding: chunked\r\n\r\n500000\r\n"],
+    ids=["sized", "chunked"],
+)
+async def test_an_order_answer_past_its_bound_is_refused_not_held(
+    make_proxy: Any, tmp_path: Path, framing: bytes
+) -> None:
+    """An order's answer is read whole, so it is bounded (MAX_ANSWER_BYTES, 4 MiB): one that
+    says it is larger is a 502 at once, without its body ever being held."""
+    async with answering(b"HTTP/1.1 201 Created\r\n" + framing) as url:
+        client = await proxy_for(make_proxy, tmp_path, url)
+        async with asyncio.timeout(3):
+            resp = await client.post("/trade-api/v2/portfolio/events/orders", data=b"{}")
+            error = (await resp.json())["error"]
+    assert (resp.status, error["code"]) == (502, "proxy_upstream_body_error")
