@@ -325,7 +325,14 @@ class SigningConfig:
         signing.presign_max_age,
         note="At most 3 (Kalshi accepts about 5 s).",
     )
-    presign_depth: int = setting(2, "signatures kept ready per route", integer(1))
+    presign_depth: int = setting(
+        2,
+        "signatures kept ready per route",
+        integer(1),
+        note="A route whose pool a burst of calls finds empty is kept deeper, up to "
+        f"{signing.MAX_PRESIGN_DEPTH}, until no call has found it empty for "
+        "presign_max_age / 2 seconds.",
+    )
     learn_hot_routes: int = setting(
         8,
         "hot read routes pre-signed; 0: off",
@@ -335,10 +342,11 @@ class SigningConfig:
     )
     threads: int = setting(
         2,
-        "threads that sign under load",
+        "threads that sign under load, and that keep the pre-signed pools full",
         integer(1),
         note="cryptography releases the GIL; an idle proxy signs on the event loop, which is "
-        "faster for a single call.",
+        "faster for a single call. As many threads again keep the pools full, each putting "
+        "its signatures in them itself, without waking the event loop.",
     )
 
 

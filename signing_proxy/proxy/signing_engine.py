@@ -8,18 +8,24 @@ latency. Read routes a client polls (balance, positions, one market) are learned
 pre-signed the same way while they stay hot. Other calls are signed inline when the
 proxy is idle (a thread hop would only add latency) and on a worker thread under load
 (cryptography releases the GIL, so the event loop keeps relaying while a core signs).
+
+The pools are kept full by a thread of their own, which puts each new signature in its
+pool itself: the event loop is not woken for it. A pool that a burst finds empty is
+deepened (up to MAX_PRESIGN_DEPTH), so that under steady load calls find their signature ready
+instead of waiting for one, and made shallow again once the load has passed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from signing_proxy.config.signing import MAX_PRESIGN_DEPTH
 from signing_proxy.kalshi.signer import Signer
 
 # Calls in flight at or below which signing stays on the event loop.
@@ -30,6 +36,7 @@ LEARN_HITS = 3
 LEARN_WINDOW = 1.0
 FORGET_AFTER = 5.0
 _LEARNABLE_METHODS = frozenset({"GET", "HEAD"})
+Route = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +52,7 @@ class SigningEngine:
     def __init__(
         self,
         current_signer: Callable[[], Signer],
-        routes: tuple[tuple[str, str], ...] = (),
+        routes: tuple[Route, ...] = (),
         max_age: float = 1.0,
         depth: int = 2,
         threads: int = 2,
@@ -54,19 +61,30 @@ class SigningEngine:
         self._current_signer = current_signer
         self._max_age = max_age
         self._depth = depth
-        self._pools: dict[tuple[str, str], deque[_Presigned]] = {r: deque() for r in routes}
+        self._pools: dict[Route, deque[_Presigned]] = {r: deque() for r in routes}
+        # A deepened route's depth, and when a take last found its pool empty.
+        self._depths: dict[Route, int] = {}
+        self._last_miss: dict[Route, float] = {}
         # Learned hot read routes: route -> time of its last call.
         self._max_learned = max_learned
-        self._learned: dict[tuple[str, str], float] = {}
-        self._hits: dict[tuple[str, str], tuple[float, int]] = {}
+        self._learned: dict[Route, float] = {}
+        self._hits: dict[Route, tuple[float, int]] = {}
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="signing")
-        self._wake = asyncio.Event()
+        # The pools are shared with the refill threads: every change to them is made under
+        # this lock (held for a few list operations, never while signing).
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
         # A signature was taken: the pool is refilled when the call that took it has its
         # answer (call_ended), not while it is in flight, when the background signature
         # would take a core from the answer's way (measured: about 0.1 ms of an order's p50
-        # on two shared cores). The refill loop's own timer refills it in any case.
+        # on two shared cores). The refill threads' own timer refills it in any case.
         self._refill_due = False
-        self._task: asyncio.Task[None] | None = None
+        # Threads that keep the pools full, each signing for the route next in turn.
+        self._refillers = threads
+        self._threads: list[threading.Thread] = []
+        self._signing: dict[Route, int] = {}  # signatures being made, per route
+        self._turn = 0
+        self._stopping = False
         self.in_flight = 0
         self.presigned_used = 0
         self.presigned_discarded = 0
@@ -75,19 +93,24 @@ class SigningEngine:
         """A fresh, never-used signature for a hot route, or None."""
         route = (method, path)
         pool = self._pools.get(route)
-        if route in self._learned:
-            self._learned[route] = time.monotonic()
-        if not pool:
+        if pool is None:
             return None
+        now = time.monotonic()
+        if route in self._learned:
+            self._learned[route] = now
         signer = self._current_signer()
-        oldest_allowed = time.monotonic() - self._max_age
-        while pool:
-            entry = pool.pop()  # newest first: the most time left inside Kalshi's window
-            if entry.signer is signer and entry.made >= oldest_allowed:
-                self.presigned_used += 1
-                self._refill_due = True
-                return entry.headers
-            self.presigned_discarded += 1
+        oldest_allowed = now - self._max_age
+        with self._lock:
+            while pool:
+                entry = pool.pop()  # newest first: the most time left inside Kalshi's window
+                if entry.signer is signer and entry.made >= oldest_allowed:
+                    self.presigned_used += 1
+                    self._refill_due = True
+                    return entry.headers
+                self.presigned_discarded += 1
+            # Empty: calls come faster than the pool was deep enough for.
+            self._depths[route] = min(MAX_PRESIGN_DEPTH, 2 * self._depths.get(route, self._depth))
+            self._last_miss[route] = now
         self._wake.set()
         return None
 
@@ -110,7 +133,7 @@ class SigningEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, signer.headers, method, path)
 
-    def _count_hit(self, route: tuple[str, str]) -> None:
+    def _count_hit(self, route: Route) -> None:
         """Learn `route` as hot once it is asked for LEARN_HITS times within LEARN_WINDOW."""
         now = time.monotonic()
         since, hits = self._hits.get(route, (now, 0))
@@ -124,52 +147,98 @@ class SigningEngine:
             return
         self._hits.pop(route, None)
         if route not in self._pools and len(self._learned) < self._max_learned:
-            self._learned[route] = now
-            self._pools[route] = deque()
+            with self._lock:
+                self._learned[route] = now
+                self._pools[route] = deque()
             self._wake.set()
             self.start()
 
     def _forget_idle(self, now: float) -> None:
+        """Drop learned routes not called for FORGET_AFTER seconds (the lock held)."""
         for route, last in list(self._learned.items()):
             if now - last > FORGET_AFTER:
                 del self._learned[route]
+                self._depths.pop(route, None)
                 self.presigned_discarded += len(self._pools.pop(route, ()))
 
     def start(self) -> None:
         """Begin keeping the pre-signed pools full (a no-op without hot routes)."""
-        if self._pools and self._task is None:
-            self._task = asyncio.create_task(self._refill_forever())
+        if self._pools and not self._threads and not self._stopping:
+            self._wake.set()  # fill them now
+            for n in range(self._refillers):
+                thread = threading.Thread(
+                    target=self._refill_forever, name=f"presigning-{n}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
 
     async def close(self) -> None:
         """Stop refilling and release the worker threads."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._stopping = True
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        for thread in self._threads:
+            # At most the signature it is making: well under a millisecond.
+            await loop.run_in_executor(None, thread.join)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _refill_forever(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _refill_forever(self) -> None:
+        """A refill thread: top the pools up when woken, and every max_age / 2 anyway."""
+        while not self._stopping:
+            self._wake.wait(self._max_age / 2)
+            self._wake.clear()
+            self._refill()
+
+    def _refill(self) -> None:
+        """Sign until every pool is as deep as its route needs, the routes in turn (a busy
+        read route never starves order entry)."""
+        signer = self._current_signer()
+        with self._lock:
+            self._forget_idle(time.monotonic())
+        while not self._stopping:
+            if self._current_signer() is not signer:
+                self._wake.set()  # the key was replaced: start again with the new one
+                return
+            route = self._claim(signer)
+            if route is None:
+                return
+            headers = signer.headers(*route)
+            with self._lock:
+                self._signing[route] -= 1
+                pool = self._pools.get(route)
+                if pool is not None:  # not forgotten meanwhile
+                    pool.append(_Presigned(signer, time.monotonic(), headers))
+
+    def _claim(self, signer: Signer) -> Route | None:
+        """The next route in turn whose pool needs a signature, counted as being signed."""
+        with self._lock:
+            routes = list(self._pools)
+            for offset in range(len(routes)):
+                route = routes[(self._turn + offset) % len(routes)]
+                if self._wanted(route, self._pools[route], signer):
+                    self._turn = (self._turn + offset + 1) % len(routes)
+                    self._signing[route] = self._signing.get(route, 0) + 1
+                    return route
+        return None
+
+    def _wanted(self, route: Route, pool: deque[_Presigned], signer: Signer) -> bool:
+        """Whether `route`'s pool needs another signature (the lock held): it is below its
+        depth, or its newest is half its life old; unusable ones are dropped first."""
+        now = time.monotonic()
+        while pool and (pool[0].made < now - self._max_age or pool[0].signer is not signer):
+            pool.popleft()
+            self.presigned_discarded += 1
+        depth = self._depths.get(route, self._depth)
         # Refresh when the newest signature is half its life old, so one is always young.
         refresh_after = self._max_age / 2
-        while True:
-            signer = self._current_signer()
-            now = time.monotonic()
-            self._forget_idle(now)
-            for (method, path), pool in list(self._pools.items()):
-                while pool and (pool[0].made < now - self._max_age or pool[0].signer is not signer):
-                    pool.popleft()
-                    self.presigned_discarded += 1
-                stale = not pool or pool[-1].made < now - refresh_after
-                while len(pool) < self._depth or stale:
-                    headers = await loop.run_in_executor(
-                        self._executor, signer.headers, method, path
-                    )
-                    pool.append(_Presigned(signer, time.monotonic(), headers))
-                    if len(pool) > self._depth:
-                        pool.popleft()
-                    stale = False
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(refresh_after):
-                    await self._wake.wait()
+        if depth > self._depth and now - self._last_miss.get(route, now) > refresh_after:
+            # No empty pool for a while: half as deep, one step per refresh.
+            depth = self._depths[route] = max(self._depth, depth // 2)
+            self._last_miss[route] = now
+        while len(pool) > depth:
+            pool.popleft()
+            self.presigned_discarded += 1
+        signing = self._signing.get(route, 0)
+        if len(pool) + signing < depth:
+            return True
+        return not signing and (not pool or pool[-1].made < now - refresh_after)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,12 @@ async def wait_for_pool(engine: SigningEngine, method: str, path: str) -> None:
     async with asyncio.timeout(5):
         while not engine._pools[(method, path)]:
             await asyncio.sleep(0.01)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
 
 
 async def test_presigned_orders_verify_and_are_used_once(make_upstream, make_proxy) -> None:
@@ -111,7 +119,7 @@ async def test_presigned_signature_older_than_max_age_is_discarded(
     engine.start()
     try:
         await wait_for_pool(engine, "POST", ORDERS)
-        engine._task.cancel()  # stop refilling, then let the signature age
+        await engine.close()  # stop refilling, then let the signature age
         await asyncio.sleep(0.25)
         assert engine.take_presigned("POST", ORDERS) is None
         assert engine.presigned_discarded >= 1
@@ -234,4 +242,77 @@ async def test_learning_is_bounded_and_forgets(key_file, monkeypatch) -> None:
         engine._forget_idle(time.monotonic() + 1)
         assert engine._learned == {}
     finally:
+        await engine.close()
+
+
+async def test_the_pools_refill_while_the_event_loop_is_busy(key_file) -> None:
+    """The refill threads put new signatures in the pools themselves: the event loop is
+    not needed for it (nor woken by it)."""
+    signer = _signer(key_file)
+    engine = SigningEngine(lambda: signer, routes=(("POST", ORDERS),), depth=2)
+    engine.start()
+    pool = engine._pools[("POST", ORDERS)]
+    try:
+        await wait_until(lambda: len(pool) == 2)
+        assert engine.take_presigned("POST", ORDERS) is not None
+        engine.call_ended()
+        deadline = time.monotonic() + 2
+        while len(pool) < 2 and time.monotonic() < deadline:
+            # The event loop blocked on purpose: only a refill thread can refill the pool.
+            time.sleep(0.001)  # noqa: ASYNC251
+        assert len(pool) == 2
+    finally:
+        await engine.close()
+
+
+async def test_a_pool_a_burst_empties_grows_and_shrinks_back(key_file) -> None:
+    """Calls that find the pool empty deepen it, so that the next burst finds its
+    signatures ready; without another miss it is made shallow again (max_age / 2 later)."""
+    signer = _signer(key_file)
+    engine = SigningEngine(lambda: signer, routes=(("POST", ORDERS),), max_age=0.4, depth=2)
+    engine.start()
+    pool = engine._pools[("POST", ORDERS)]
+    try:
+        await wait_until(lambda: len(pool) == 2)
+        burst = [engine.take_presigned("POST", ORDERS) for _ in range(3)]
+        assert burst[2] is None  # the third found it empty: signed on demand
+        await wait_until(lambda: len(pool) == 4)
+        burst = [engine.take_presigned("POST", ORDERS) for _ in range(4)]
+        assert None not in burst  # the next burst of four found them all ready
+        engine.call_ended()  # their answers: refilled now
+        await wait_until(lambda: len(pool) == 4)
+        await wait_until(lambda: len(pool) == 2, timeout=3)
+        await asyncio.sleep(0.3)
+        assert len(pool) <= 2  # and stays so
+    finally:
+        await engine.close()
+
+
+async def test_a_busy_read_route_does_not_starve_order_entry(key_file) -> None:
+    """The refill threads sign for the routes in turn: a read route taken as fast as its
+    signatures are made still leaves the order route its share."""
+    signer = _signer(key_file)
+    busy = ("GET", "/trade-api/v2/portfolio/balance")
+    routes = (busy, ("POST", ORDERS))
+    engine = SigningEngine(lambda: signer, routes=routes, depth=2, threads=1)
+    engine.start()
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            engine.take_presigned(*busy)
+            time.sleep(0.0001)
+
+    draining = threading.Thread(target=drain)
+    try:
+        await wait_until(lambda: all(len(pool) == 2 for pool in engine._pools.values()))
+        draining.start()
+        await asyncio.sleep(0.05)  # the busy route's pool is deepened and kept empty
+        assert engine.take_presigned("POST", ORDERS) is not None
+        engine.call_ended()
+        await wait_until(lambda: len(engine._pools[("POST", ORDERS)]) == 2, timeout=0.5)
+    finally:
+        stop.set()
+        if draining.is_alive():
+            draining.join()
         await engine.close()
