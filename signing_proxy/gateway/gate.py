@@ -188,8 +188,12 @@ class Gate:
 
         `known` is False when the call may or may not have reached Kalshi: its orders stay
         counted, and the journal marks the outcome unknown."""
+        intent = ticket.intent
+        give_back = bool(ticket.reserved) and known
+        if intent is None and not give_back:
+            return  # no journal, nothing reserved: the answer need not be read
         results = read_answer(body) if body is not None else []
-        if ticket.reserved and known:
+        if give_back:
             failed = status >= 300
             back = sum(
                 (
@@ -200,7 +204,6 @@ class Gate:
                 ZERO,
             )
             self.daily.give_back(ticket.client, ticket.day, back)
-        intent = ticket.intent
         if intent is not None:
             self._safely(
                 lambda journal: journal.finish(intent, status, results, error, known=known)

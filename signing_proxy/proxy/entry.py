@@ -177,8 +177,12 @@ async def journaled(
         message = "the order journal cannot be written (see the proxy's log); nothing was sent"
         return proxy_error(503, _NO_JOURNAL, message, headers={"Retry-After": "1"})
     # Its rows go to SQLite with the answer, in one write after the answer is relayed; a
-    # call still in flight after PENDING_AFTER is shown as pending before that.
-    pending = asyncio.get_running_loop().call_later(PENDING_AFTER, gate.record, ticket)
+    # call still in flight after PENDING_AFTER is shown as pending before that (with no
+    # journal there are no rows, and no timer is set).
+    loop = asyncio.get_running_loop()
+    pending = None
+    if ticket.intent is not None:
+        pending = loop.call_later(PENDING_AFTER, gate.record, ticket)
     completed = False
     try:
         response = await send()
@@ -193,11 +197,12 @@ async def journaled(
         outcome = functools.partial(
             gate.complete, ticket, status, _bytes(body), record.error, known=known
         )
-        asyncio.get_running_loop().call_soon(outcome)
+        loop.call_soon(outcome)
         completed = True
         return response
     finally:
-        pending.cancel()
+        if pending is not None:
+            pending.cancel()
         if not completed:
             # Cut (the client left, or the proxy is stopping): whether it reached Kalshi
             # is unknown, and the journal says so.
