@@ -174,7 +174,8 @@ class SigningEngine:
 
     async def close(self) -> None:
         """Stop refilling and release the worker threads."""
-        self._stopping = True
+        with self._lock:  # see _refill_forever: a refill thread cannot clear this wake-up
+            self._stopping = True
         self._wake.set()
         loop = asyncio.get_running_loop()
         for thread in self._threads:
@@ -184,9 +185,15 @@ class SigningEngine:
 
     def _refill_forever(self) -> None:
         """A refill thread: top the pools up when woken, and every max_age / 2 anyway."""
-        while not self._stopping:
+        while True:
             self._wake.wait(self._max_age / 2)
-            self._wake.clear()
+            with self._lock:
+                # Checked and cleared under the lock close() sets _stopping under: a thread
+                # clearing close()'s wake-up would leave another, between its check and its
+                # wait, asleep for max_age / 2 (close() waiting for it).
+                if self._stopping:
+                    return
+                self._wake.clear()
             self._refill()
 
     def _refill(self) -> None:
