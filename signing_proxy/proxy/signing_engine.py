@@ -60,7 +60,9 @@ class SigningEngine:
     ) -> None:
         self._current_signer = current_signer
         self._max_age = max_age
-        self._depth = depth
+        # presign_depth has no upper bound of its own: a pool never grows beyond the maximum
+        # (nor does a miss's doubling leave it shallower than the configured depth).
+        self._depth = min(depth, MAX_PRESIGN_DEPTH)
         self._pools: dict[Route, deque[_Presigned]] = {r: deque() for r in routes}
         # A deepened route's depth, and when a take last found its pool empty.
         self._depths: dict[Route, int] = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from signing_proxy.config.signing import MAX_PRESIGN_DEPTH
 from signing_proxy.proxy.signing_engine import SigningEngine
 from tests.proxy.test_signing_engine import ORDERS, _signer, wait_until
 
@@ -58,3 +59,19 @@ async def test_close_is_prompt_when_another_thread_clears_the_stop(key_file: Pat
     wake.go.set()
     await closing
     assert time.monotonic() - started < 0.5
+
+
+async def test_a_configured_depth_beyond_the_maximum_is_capped(key_file: Path) -> None:
+    """presign_depth has no upper bound in the config: the pool must still stay within
+    MAX_PRESIGN_DEPTH (and an idle proxy re-sign no more than that per max_age)."""
+    signer = _signer(key_file)
+    depth = MAX_PRESIGN_DEPTH + 8
+    engine = SigningEngine(lambda: signer, routes=(("POST", ORDERS),), depth=depth)
+    engine.start()
+    pool = engine._pools[("POST", ORDERS)]
+    try:
+        await wait_until(lambda: len(pool) >= MAX_PRESIGN_DEPTH)
+        await asyncio.sleep(0.2)  # it would have reached `depth` by now
+        assert len(pool) <= MAX_PRESIGN_DEPTH
+    finally:
+        await engine.close()
