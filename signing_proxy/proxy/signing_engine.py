@@ -211,12 +211,15 @@ class SigningEngine:
             route = self._claim(signer)
             if route is None:
                 return
+            # Aged from before its timestamp is taken: a thread held up after signing (the
+            # GIL, the lock, a busy core) must not make an old signature look fresh.
+            made = time.monotonic()
             headers = signer.headers(*route)
             with self._lock:
                 self._signing[route] -= 1
                 pool = self._pools.get(route)
                 if pool is not None:  # not forgotten meanwhile
-                    pool.append(_Presigned(signer, time.monotonic(), headers))
+                    pool.append(_Presigned(signer, made, headers))
 
     def _claim(self, signer: Signer) -> Route | None:
         """The next route in turn whose pool needs a signature, counted as being signed."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from signing_proxy.config.signing import MAX_PRESIGN_DEPTH
+from signing_proxy.kalshi.signer import Signer
 from signing_proxy.proxy.signing_engine import SigningEngine
 from tests.proxy.test_signing_engine import ORDERS, _signer, wait_until
 
@@ -75,3 +76,38 @@ async def test_a_configured_depth_beyond_the_maximum_is_capped(key_file: Path) -
         assert len(pool) <= MAX_PRESIGN_DEPTH
     finally:
         await engine.close()
+
+
+class _SlowSigner(Signer):
+    """A signer whose thread is preempted after the signature's timestamp is taken."""
+
+    __slots__ = ("delay",)
+
+    def headers(self, method: str, path: str, timestamp_ms: int | None = None) -> dict[str, str]:
+        signed = super().headers(method, path, timestamp_ms)
+        time.sleep(self.delay)
+        return signed
+
+
+async def test_a_signature_is_aged_from_its_timestamp_not_from_when_it_landed(
+    key_file: Path,
+) -> None:
+    """The age a pool checks must start when the signature's timestamp was taken: a
+    refill thread held up after signing must not make an old signature look fresh."""
+    plain = _signer(key_file)
+    signer = _SlowSigner(plain.key_id, plain._key)
+    signer.delay = 0.4
+    max_age = 0.3
+    engine = SigningEngine(lambda: signer, routes=(("POST", ORDERS),), max_age=max_age, depth=1)
+    engine.start()
+    ages: list[float] = []
+    try:
+        deadline = time.monotonic() + 1.0  # two slow signatures land meanwhile
+        while time.monotonic() < deadline:
+            headers = engine.take_presigned("POST", ORDERS)
+            if headers is not None:
+                ages.append(time.time() - int(headers["KALSHI-ACCESS-TIMESTAMP"]) / 1000)
+            await asyncio.sleep(0.002)
+    finally:
+        await engine.close()
+    assert [age for age in ages if age > max_age + 0.002] == []  # timestamps: whole ms
