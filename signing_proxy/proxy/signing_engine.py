@@ -98,11 +98,15 @@ class SigningEngine:
         if pool is None:
             return None
         now = time.monotonic()
-        if route in self._learned:
-            self._learned[route] = now
         signer = self._current_signer()
         oldest_allowed = now - self._max_age
         with self._lock:
+            if self._pools.get(route) is not pool:
+                # Forgotten by a refill thread since the get above (its signatures counted
+                # as discarded): it must leave no entry behind, or the tables would grow.
+                return None
+            if route in self._learned:
+                self._learned[route] = now
             while pool:
                 entry = pool.pop()  # newest first: the most time left inside Kalshi's window
                 if entry.signer is signer and entry.made >= oldest_allowed:
@@ -161,6 +165,7 @@ class SigningEngine:
             if now - last > FORGET_AFTER:
                 del self._learned[route]
                 self._depths.pop(route, None)
+                self._last_miss.pop(route, None)
                 self.presigned_discarded += len(self._pools.pop(route, ()))
 
     def start(self) -> None:
@@ -216,7 +221,11 @@ class SigningEngine:
             made = time.monotonic()
             headers = signer.headers(*route)
             with self._lock:
-                self._signing[route] -= 1
+                # Only routes being signed are counted: a forgotten one leaves no entry.
+                if self._signing[route] == 1:
+                    del self._signing[route]
+                else:
+                    self._signing[route] -= 1
                 pool = self._pools.get(route)
                 if pool is not None:  # not forgotten meanwhile
                     pool.append(_Presigned(signer, made, headers))

@@ -111,3 +111,59 @@ async def test_a_signature_is_aged_from_its_timestamp_not_from_when_it_landed(
     finally:
         await engine.close()
     assert [age for age in ages if age > max_age + 0.002] == []  # timestamps: whole ms
+
+
+async def test_forgotten_routes_leave_no_bookkeeping_behind(key_file: Path, monkeypatch) -> None:
+    """Learned routes come and go (one market after another): a forgotten route must not
+    stay in the engine's per-route tables, or they grow for as long as the proxy runs."""
+    from signing_proxy.proxy import signing_engine
+
+    signer = _signer(key_file)
+    engine = SigningEngine(lambda: signer, max_age=0.2, depth=1, max_learned=4)
+    try:
+        routes = [("GET", f"/trade-api/v2/markets/KX-{i}") for i in range(3)]
+        for route in routes:
+            for _ in range(3):
+                await engine.headers(*route)
+        await wait_until(lambda: all(engine._pools.get(r) for r in routes))
+        for route in routes:  # taken dry: each route records a miss
+            while engine.take_presigned(*route) is not None:
+                pass
+        monkeypatch.setattr(signing_engine, "FORGET_AFTER", 0.0)
+        await wait_until(lambda: not engine._pools and not engine._learned)
+        await asyncio.sleep(0.05)  # any signature in flight lands
+        assert engine._signing == {}
+        assert engine._last_miss == {}
+        assert engine._depths == {}
+    finally:
+        await engine.close()
+
+
+async def test_a_take_racing_the_forget_leaves_no_bookkeeping(key_file: Path) -> None:
+    """A refill thread may forget a route while the event loop is inside take_presigned
+    for it (here: at the moment it asks for the current signer): the take must not record
+    a miss for the route that is gone."""
+    signer = _signer(key_file)
+    route = ("GET", "/trade-api/v2/portfolio/balance")
+    racing = False
+
+    def current() -> Signer:
+        if racing:  # the refill thread's forget runs now
+            with engine._lock:
+                engine._forget_idle(time.monotonic() + 3600)
+        return signer
+
+    engine = SigningEngine(current, max_learned=2)
+    try:
+        await engine.close()  # no refill threads: the learned route's pool stays empty
+        for _ in range(3):
+            await engine.headers(*route)
+        assert route in engine._pools
+        racing = True
+        assert engine.take_presigned(*route) is None
+        assert route not in engine._pools
+        assert route not in engine._learned
+        assert engine._depths == {}
+        assert engine._last_miss == {}
+    finally:
+        await engine.close()
