@@ -103,7 +103,7 @@ class Forwarder:
             return await self._forward(request, target, hold)
         finally:
             self.engine.in_flight -= 1
-            self.engine.call_ended()  # its answer is written before the refill task runs
+            self.engine.call_ended()  # the refill waits until the answer is written
             self.bodies.give_back(hold)
 
     async def _forward(

@@ -254,13 +254,31 @@ async def test_the_pools_refill_while_the_event_loop_is_busy(key_file) -> None:
     pool = engine._pools[("POST", ORDERS)]
     try:
         await wait_until(lambda: len(pool) == 2)
-        assert engine.take_presigned("POST", ORDERS) is not None
-        engine.call_ended()
-        deadline = time.monotonic() + 2
+        taken = [engine.take_presigned("POST", ORDERS) for _ in range(3)]
+        assert taken[2] is None  # found empty: the refill threads are woken at once
+        deadline = time.monotonic() + 0.4  # within max_age / 2: not their own timer
         while len(pool) < 2 and time.monotonic() < deadline:
             # The event loop blocked on purpose: only a refill thread can refill the pool.
             time.sleep(0.001)  # noqa: ASYNC251
-        assert len(pool) == 2
+        assert len(pool) >= 2
+    finally:
+        await engine.close()
+
+
+async def test_the_refill_waits_until_the_answer_is_written(key_file) -> None:
+    """A call's end wakes the refill threads only once the event loop's turn (in which
+    aiohttp writes the answer) is over, so they do not take a core from the answer."""
+    signer = _signer(key_file)
+    engine = SigningEngine(lambda: signer, routes=(("POST", ORDERS),), depth=2)
+    engine.start()
+    pool = engine._pools[("POST", ORDERS)]
+    try:
+        await wait_until(lambda: len(pool) == 2)
+        assert engine.take_presigned("POST", ORDERS) is not None
+        engine.call_ended()
+        time.sleep(0.05)  # noqa: ASYNC251 - the rest of this loop turn: no refill yet
+        assert len(pool) == 1
+        await wait_until(lambda: len(pool) == 2, timeout=0.4)  # the turn over: refilled
     finally:
         await engine.close()
 
