@@ -4,15 +4,12 @@ The proxy's added latency is then reported as a ratio to theirs."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 from common import HOST, PY
-from processes import spawn
+from processes import debian_tool, spawn
 from servers import Proxy, Upstream, free_port
 
 _NGINX_CONF = """
@@ -42,20 +39,9 @@ http {{
 """
 
 
-def _installed() -> str | None:
-    sbin = Path("/usr/sbin/nginx")
-    return shutil.which("nginx") or (str(sbin) if sbin.exists() else None)
-
-
 def nginx_binary() -> str | None:
     """nginx, installed from Debian's packages when missing and apt-get is here (as root)."""
-    apt = shutil.which("apt-get")
-    if _installed() or apt is None or os.geteuid() != 0:
-        return _installed()
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for args in (["update", "-qq"], ["install", "-y", "-qq", "nginx-light"]):
-        subprocess.run([apt, *args], env=env, capture_output=True, timeout=600, check=False)  # noqa: S603 - fixed arguments
-    return _installed()
+    return debian_tool("nginx", "nginx-light", Path("/usr/sbin/nginx"))
 
 
 def start_nginx(tmp: Path, upstream: Upstream) -> Proxy | None:

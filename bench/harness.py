@@ -9,7 +9,6 @@ import contextlib
 import datetime as dt
 import os
 import platform
-import shutil
 import subprocess
 import tempfile
 import time
@@ -20,7 +19,7 @@ from typing import Any
 from certs import make_signing_key
 from clients import wrk_version
 from common import MIB, ROOT
-from processes import stop_all
+from processes import debian_tool, stop_all
 from records import Ctx
 from scenarios import FAST_GROUPS, fast_groups, oneshot_group, sandbox_group
 from targets import targets
@@ -116,13 +115,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def choose_loadgen(choice: str) -> str:
-    """The closed-loop load generator: "wrk" or "python" (auto: wrk when installed)."""
-    loadgen = choice
-    if loadgen == "auto":
-        loadgen = "wrk" if shutil.which("wrk") else "python"
-    elif loadgen == "wrk" and not shutil.which("wrk"):
+    """The closed-loop load generator: "wrk" or "python" (auto: wrk, installed from Debian's
+    packages when missing; python when it cannot be had)."""
+    if choice == "python":
+        return choice
+    if debian_tool("wrk", "wrk") is not None:
+        return "wrk"
+    if choice == "wrk":
         raise SystemExit("--loadgen wrk: wrk is not installed (apt-get install -y wrk)")
-    return loadgen
+    return "python"
 
 
 def chosen_groups(only: str | None) -> set[str]:

@@ -9,6 +9,7 @@ import contextlib
 import ctypes
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,25 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+# --- tools from Debian's packages -----------------------------------------------------------
+
+
+def debian_tool(name: str, package: str, sbin: Path | None = None) -> str | None:
+    """The path of tool `name`, installed from Debian's `package` when missing and apt-get
+    is here (as root); None when it cannot be had."""
+
+    def found() -> str | None:
+        return shutil.which(name) or (str(sbin) if sbin is not None and sbin.exists() else None)
+
+    apt = shutil.which("apt-get")
+    if found() or apt is None or os.geteuid() != 0:
+        return found()
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for args in (["update", "-qq"], ["install", "-y", "-qq", package]):
+        subprocess.run([apt, *args], env=env, capture_output=True, timeout=600, check=False)
+    return found()
+
 
 # --- child processes -------------------------------------------------------------------------
 

@@ -4,10 +4,11 @@
     /work/venv/bin/python bench/run.py [--quick] [--save [PATH]]
 
 Starts local upstreams (bench/upstream.py), the proxy (`signing-proxy run` with a throwaway
-0600 key whose public half the upstreams verify), and a load generator (wrk when installed,
-else bench/loadgen.py), measures each scenario, and prints one table with PASS/FAIL lines
-for the targets of issue 7. Results go to bench/results/latest.json (and --save PATH), a
-chart to bench/results/latest.png when matplotlib is importable. See bench/README.md.
+0600 key whose public half the upstreams verify), and a load generator (wrk, installed from
+Debian's packages when missing, else bench/loadgen.py), measures each scenario, and prints
+one table with PASS/FAIL lines for the targets of issues 7 and 15. Results go to
+bench/results/latest.json (and --save PATH), a chart to bench/results/latest.png when
+matplotlib is importable. See bench/README.md.
 
 Only 127.0.0.1 is ever contacted. Every child process is stopped on exit.
 """
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--loadgen",
         choices=("auto", "wrk", "python"),
         default="auto",
-        help="keep-alive load generator (auto: wrk when installed)",
+        help="keep-alive load generator (auto: wrk, installed when missing; else python)",
     )
     parser.add_argument(
         "--concurrency",
