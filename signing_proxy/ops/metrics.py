@@ -44,6 +44,10 @@ _LATENCY_BUCKETS = (
     10,
     30,
 )
+# One kind of call's labelled series: its count, its duration, its upstream part; at most
+# this many kinds are kept bound (a client's made-up methods must not grow the table).
+_Series = tuple[Counter, Histogram, Histogram]
+_MAX_SERIES: Final = 1024
 _SIGNING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.005, 0.01, 0.05)
 
 
@@ -104,6 +108,8 @@ class Metrics:
             buckets=_SIGNING_BUCKETS,
             registry=r,
         )
+        # Each kind of call's series, bound once (method, route group, status: _bind).
+        self._series: dict[tuple[str, str, int], _Series] = {}
         # A plain count, read at scrape time: no lock taken twice per call on the order path.
         self.calls_in_flight = 0
         Gauge(
@@ -155,12 +161,28 @@ class Metrics:
     ) -> None:
         """Record one finished call."""
         route = route_group(path)
-        self.requests.labels(method_label(method), route, status_class(status)).inc()
-        self.duration.labels(route).observe(seconds)
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = self._bind(method, route, status)
+        count, duration, upstream_duration = series
+        count.inc()
+        duration.observe(seconds)
         if upstream_seconds is not None:
-            self.upstream_duration.labels(route).observe(upstream_seconds)
+            upstream_duration.observe(upstream_seconds)
         if retries:
             self.retries.inc(retries)
+
+    def _bind(self, method: str, route: str, status: int) -> _Series:
+        """The labelled series of one kind of call, made once (labels() costs more than the
+        observation itself); the key's parts are bounded, so the table is too."""
+        series = (
+            self.requests.labels(method_label(method), route, status_class(status)),
+            self.duration.labels(route),
+            self.upstream_duration.labels(route),
+        )
+        if len(self._series) < _MAX_SERIES:
+            self._series[(method, route, status)] = series
+        return series
 
 
 class _WebSocketCollector(Collector):

@@ -100,9 +100,10 @@ def remembered(function: Pure) -> Pure:
 
     @functools.wraps(function)
     def call(*args: object) -> object:
-        if all(len(arg) <= MEMO_MAX_CHARS for arg in args if isinstance(arg, str)):
-            return memo(*args)
-        return function(*args)
+        for arg in args:  # a loop, not all() over a generator: this runs on every call
+            if isinstance(arg, str) and len(arg) > MEMO_MAX_CHARS:
+                return function(*args)
+        return memo(*args)
 
     call.cache_info = memo.cache_info  # type: ignore[attr-defined]  # for the bound's test
     return cast(Pure, call)

@@ -156,3 +156,29 @@ async def test_websocket_sessions_and_frames(key_material, make_proxy) -> None:
         )
     finally:
         await sandbox.close()
+
+
+async def test_made_up_methods_are_counted_but_bind_no_unbounded_table(key_file) -> None:
+    """Each kind of call's series is bound once and kept; a flood of made-up methods is
+    still counted (as 'other') but keeps no more than _MAX_SERIES of them."""
+    from signing_proxy.config import CredentialsConfig, load_config
+    from signing_proxy.kalshi.signer import load_signer
+    from signing_proxy.ops import metrics as metrics_module
+    from signing_proxy.proxy.live import Live
+    from signing_proxy.proxy.signing_engine import SigningEngine
+    from tests.support.keys import KEY_ID
+
+    signer = load_signer(CredentialsConfig(api_key_id=KEY_ID, private_key_file=str(key_file)))
+    metrics = metrics_module.Metrics(
+        Live.build(load_config(None, {}), signer), SigningEngine(lambda: signer)
+    )
+    calls = metrics_module._MAX_SERIES + 500
+    for n in range(calls):
+        metrics.observe_call(f"M{n}", "/trade-api/v2/markets", 200, 0.001, 0.0005, 0)
+    for _ in range(3):
+        metrics.observe_call("GET", "/trade-api/v2/markets", 200, 0.001, None, 0)
+    assert len(metrics._series) == metrics_module._MAX_SERIES
+    counted = metrics.requests.labels("other", "markets", "2xx")._value.get()
+    assert counted == calls
+    assert metrics.requests.labels("GET", "markets", "2xx")._value.get() == 3
+    assert metrics.upstream_duration.labels("markets")._sum.get() == pytest.approx(calls * 0.0005)
