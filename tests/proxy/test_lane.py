@@ -294,3 +294,27 @@ async def test_a_slow_client_holds_the_upstream_back(make_upstream: Any, make_pr
     assert written[0] < 24 * 1024 * 1024
     received = 1024 + len(await resp.read())  # reading again: the rest comes
     assert received == total == written[0]
+
+
+@pytest.mark.parametrize("bad", ["\r", "\n", "\0", "\r\nX-Injected: 1"])
+@pytest.mark.parametrize("where", ["name", "value"])
+def test_a_header_that_would_break_the_framing_is_never_written(bad: str, where: str) -> None:
+    """No header name or value with CR, LF or NUL is written upstream (a second line of
+    defence: aiohttp's parser refuses them from clients), whichever header holds it."""
+    from multidict import CIMultiDict
+    from yarl import URL
+
+    from signing_proxy.proxy.lane import _request_bytes
+
+    url = URL("http://127.0.0.1:9/trade-api/v2/portfolio/events/orders")
+    fine = CIMultiDict({"Content-Type": "application/json", "X-Request-ID": "abc"})
+    assert b"\r\nX-Request-ID: abc\r\nContent-Length: 2\r\n\r\n{}" in _request_bytes(
+        "POST", url, fine, b"{}"
+    )
+    headers = CIMultiDict(fine)
+    headers.add(
+        f"X-Bad{bad}" if where == "name" else "X-Bad", f"v{bad}" if where == "value" else "v"
+    )
+    headers.add("Accept", "*/*")
+    with pytest.raises(ValueError, match="framing"):
+        _request_bytes("POST", url, headers, b"{}")
