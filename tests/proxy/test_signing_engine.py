@@ -7,8 +7,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -245,15 +247,24 @@ async def test_learning_is_bounded_and_forgets(key_file, monkeypatch) -> None:
         await engine.close()
 
 
+@asynccontextmanager
+async def started(key_file: Path, **settings: Any) -> AsyncIterator[tuple[SigningEngine, Any]]:
+    """An engine pre-signing ORDERS (and `settings`), its pool full; closed afterwards."""
+    signer = _signer(key_file)
+    engine = SigningEngine(lambda: signer, **{"routes": (("POST", ORDERS),), **settings})
+    engine.start()
+    try:
+        pool = engine._pools[("POST", ORDERS)]
+        await wait_until(lambda: len(pool) == settings.get("depth", 2))
+        yield engine, pool
+    finally:
+        await engine.close()
+
+
 async def test_the_pools_refill_while_the_event_loop_is_busy(key_file) -> None:
     """The refill threads put new signatures in the pools themselves: the event loop is
     not needed for it (nor woken by it)."""
-    signer = _signer(key_file)
-    engine = SigningEngine(lambda: signer, routes=(("POST", ORDERS),), depth=2)
-    engine.start()
-    pool = engine._pools[("POST", ORDERS)]
-    try:
-        await wait_until(lambda: len(pool) == 2)
+    async with started(key_file) as (engine, pool):
         taken = [engine.take_presigned("POST", ORDERS) for _ in range(3)]
         assert taken[2] is None  # found empty: the refill threads are woken at once
         deadline = time.monotonic() + 0.4  # within max_age / 2: not their own timer
@@ -261,37 +272,23 @@ async def test_the_pools_refill_while_the_event_loop_is_busy(key_file) -> None:
             # The event loop blocked on purpose: only a refill thread can refill the pool.
             time.sleep(0.001)  # noqa: ASYNC251
         assert len(pool) >= 2
-    finally:
-        await engine.close()
 
 
 async def test_the_refill_waits_until_the_answer_is_written(key_file) -> None:
     """A call's end wakes the refill threads only once the event loop's turn (in which
     aiohttp writes the answer) is over, so they do not take a core from the answer."""
-    signer = _signer(key_file)
-    engine = SigningEngine(lambda: signer, routes=(("POST", ORDERS),), depth=2)
-    engine.start()
-    pool = engine._pools[("POST", ORDERS)]
-    try:
-        await wait_until(lambda: len(pool) == 2)
+    async with started(key_file) as (engine, pool):
         assert engine.take_presigned("POST", ORDERS) is not None
         engine.call_ended()
         time.sleep(0.05)  # noqa: ASYNC251 - the rest of this loop turn: no refill yet
         assert len(pool) == 1
         await wait_until(lambda: len(pool) == 2, timeout=0.4)  # the turn over: refilled
-    finally:
-        await engine.close()
 
 
 async def test_a_pool_a_burst_empties_grows_and_shrinks_back(key_file) -> None:
     """Calls that find the pool empty deepen it, so that the next burst finds its
     signatures ready; without another miss it is made shallow again (max_age / 2 later)."""
-    signer = _signer(key_file)
-    engine = SigningEngine(lambda: signer, routes=(("POST", ORDERS),), max_age=0.4, depth=2)
-    engine.start()
-    pool = engine._pools[("POST", ORDERS)]
-    try:
-        await wait_until(lambda: len(pool) == 2)
+    async with started(key_file, max_age=0.4) as (engine, pool):
         burst = [engine.take_presigned("POST", ORDERS) for _ in range(3)]
         assert burst[2] is None  # the third found it empty: signed on demand
         await wait_until(lambda: len(pool) == 4)
@@ -302,8 +299,6 @@ async def test_a_pool_a_burst_empties_grows_and_shrinks_back(key_file) -> None:
         await wait_until(lambda: len(pool) == 2, timeout=3)
         await asyncio.sleep(0.3)
         assert len(pool) <= 2  # and stays so
-    finally:
-        await engine.close()
 
 
 async def test_a_busy_read_route_does_not_starve_order_entry(key_file) -> None:
