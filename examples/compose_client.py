@@ -1,7 +1,8 @@
 """The `client` service of docker-compose.yml: a stand-in for your bot, standard library only.
 
-It waits for the proxy (compose starts services in order but does not wait for them to
-be ready), then asks for the balance through it, unsigned, with the inbound token:
+It waits until the proxy is ready (compose starts services in order but does not wait
+for them to be ready): /readyz answers 200 once the proxy's upstream answers and accepts
+its key. Then it asks for the balance through it, unsigned, with the inbound token:
 
     PROXY_URL=http://signing-proxy:8080 PROXY_TOKEN=... python3 compose_client.py
 
@@ -20,14 +21,21 @@ import urllib.request
 PROXY_URL = os.environ.get("PROXY_URL", "http://signing-proxy:8080").rstrip("/")
 TOKEN = os.environ.get("PROXY_TOKEN", "")
 WAIT_SECONDS = 60
+# Longer than the proxy may take to reach its upstream: a GET is tried three times
+# (upstream.retries), each connection given 5 s (upstream.connect_timeout).
+ANSWER_SECONDS = 30
 
 
 def wait_until_ready() -> None:
-    """Poll /healthz until the proxy answers, for at most WAIT_SECONDS."""
+    """Poll /readyz until the proxy and its upstream are ready, for at most WAIT_SECONDS.
+
+    Not /healthz: just after `compose up` the proxy answers before its connections to
+    the upstream container can be made (the smoke test saw them fail for 15 s), and a
+    call then gets 504 proxy_upstream_connect_timeout."""
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         try:
-            with urllib.request.urlopen(f"{PROXY_URL}/healthz", timeout=2):  # noqa: S310
+            with urllib.request.urlopen(f"{PROXY_URL}/readyz", timeout=10):  # noqa: S310
                 return
         except OSError:
             if time.monotonic() > deadline:
@@ -42,7 +50,7 @@ def main() -> int:
     if TOKEN:
         request.add_header("Authorization", f"Bearer {TOKEN}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=ANSWER_SECONDS) as answer:  # noqa: S310
             balance = json.load(answer)
     except urllib.error.HTTPError as exc:
         print(f"HTTP {exc.code}: {exc.read().decode(errors='replace')}", file=sys.stderr)

@@ -21,9 +21,10 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import Final, Literal, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Final, Literal, cast
 
+import aiohappyeyeballs
 import aiohttp
 from aiohttp.client_reqrep import ConnectionKey
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -57,6 +58,12 @@ _LENGTH_DIGITS: Final = len(str(_MAX_LENGTH))
 Framing = Literal["length", "chunked", "close"]
 # The pieces a streamed body is read in when it is read whole (read()).
 _PIECE: Final = 64 * 1024
+# Seconds after which the next of a name's addresses is tried, the last not having
+# connected yet (aiohttp's client waits as long).
+_NEXT_ADDRESS_AFTER: Final = 0.25
+# What getaddrinfo gives for one address; a Resolver gives a name's addresses.
+AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
+Resolver = Callable[[str, int], Awaitable[Sequence[AddrInfo]]]
 
 
 class LaneAnswer:
@@ -275,8 +282,14 @@ class _Connection(asyncio.Protocol):
 class Lane:
     """Kept-alive connections to upstream origins; at most `limit` in use per origin."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None = None,
+        limit: int | None = None,
+        resolve: Resolver | None = None,
+    ) -> None:
         self._ssl = ssl_context or ssl.create_default_context()
+        self._resolve = resolve or _addresses
         self._idle: dict[tuple[str, int, bool], deque[_Connection]] = {}
         self._limit = limit
         self._slots: dict[tuple[str, int, bool], asyncio.Semaphore] = {}
@@ -373,13 +386,23 @@ class Lane:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(within):
-                _, connection = await loop.create_connection(
-                    _Connection,
-                    host,
-                    port,
-                    ssl=self._ssl if tls else None,
-                    server_hostname=host if tls else None,
+                # Every address the name has, tried as aiohttp's client tries them: the next
+                # one 0.25 s after the last began (happy eyeballs, RFC 8305), so an address
+                # that drops the connection (an IPv6 route that goes nowhere, a stale record)
+                # costs 0.25 s, not the whole connect_timeout.
+                sock = await aiohappyeyeballs.start_connection(
+                    await self._resolve(host, port), happy_eyeballs_delay=_NEXT_ADDRESS_AFTER
                 )
+                try:
+                    _, connection = await loop.create_connection(
+                        _Connection,
+                        sock=sock,
+                        ssl=self._ssl if tls else None,
+                        server_hostname=host if tls else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
             raise aiohttp.ConnectionTimeoutError() from None
         except ssl.CertificateError as exc:
@@ -397,6 +420,11 @@ class Lane:
         for idle in self._idle.values():
             while idle:
                 idle.pop().close()
+
+
+async def _addresses(host: str, port: int) -> Sequence[AddrInfo]:
+    """The addresses `host` has, as create_connection would look them up."""
+    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
 def _request_bytes(method: str, url: URL, headers: CIMultiDict[str], body: bytes | None) -> bytes:

@@ -318,3 +318,51 @@ def test_a_header_that_would_break_the_framing_is_never_written(bad: str, where:
     headers.add("Accept", "*/*")
     with pytest.raises(ValueError, match="framing"):
         _request_bytes("POST", url, headers, b"{}")
+
+
+async def test_an_address_that_drops_connections_costs_a_quarter_second_not_the_timeout(
+    make_upstream: Any,
+) -> None:
+    """A name with two addresses, the first dropping every connection (a full accept queue
+    on 127.0.0.2 drops SYNs, as a dead IPv6 route or a stale record would): the lane
+    tries the next one 0.25 s later, as aiohttp's client does, instead of waiting out
+    upstream.connect_timeout on the first (the container smoke test met this)."""
+    import time
+
+    from multidict import CIMultiDict
+    from yarl import URL
+
+    from signing_proxy.proxy.lane import Lane
+
+    upstream = await make_upstream()
+    good = URL(upstream.url)
+    dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    fillers: list[socket.socket] = []
+    try:
+        dead.bind(("127.0.0.2", 0))
+        dead.listen(0)
+        for _ in range(2):  # the accept queue full: further SYNs are dropped
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            filler.connect_ex(dead.getsockname())
+            fillers.append(filler)
+        await asyncio.sleep(0.05)
+        addresses = [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", dead.getsockname()),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", good.port)),
+        ]
+
+        async def resolve(host: str, port: int) -> list[Any]:
+            assert (host, port) == ("upstream.test", good.port)
+            return addresses
+
+        lane = Lane(resolve=resolve)
+        url = URL(f"http://upstream.test:{good.port}/trade-api/v2/portfolio/balance")
+        started = time.monotonic()
+        answer = await lane.request("GET", url, CIMultiDict(), None, connect_timeout=5.0)
+        assert answer.status == 401  # the upstream's verdict on an unsigned call: reached
+        assert time.monotonic() - started < 2.0  # not the 5 s connect timeout
+        lane.close()
+    finally:
+        for held in (dead, *fillers):
+            held.close()
