@@ -270,7 +270,8 @@ COMPOSE_READY=1
 compose up -d --no-build >"$WORK/compose.log" 2>&1 \
   || { tail -n 30 "$WORK/compose.log" >&2; fail "podman-compose up failed"; }
 client=${PROJECT}_client_1
-code=$(timeout 90 podman wait "$client") || fail "the client service did not finish in 90 s"
+# The client waits up to 60 s for /readyz and asks again on a 5xx for up to 120 s.
+code=$(timeout 240 podman wait "$client") || fail "the client service did not finish in 240 s"
 logs=$(podman logs "$client" 2>&1)
 # shellcheck disable=SC2001 # prefixes every line
 echo "$logs" | sed 's/^/  client | /'

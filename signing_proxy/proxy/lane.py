@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import re
 import socket
 import ssl
@@ -423,8 +424,17 @@ class Lane:
 
 
 async def _addresses(host: str, port: int) -> Sequence[AddrInfo]:
-    """The addresses `host` has, as create_connection would look them up."""
-    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """The addresses `host` has, looked up as aiohttp's client looks them up."""
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        # A name: only the address families this host has (AI_ADDRCONFIG, as aiohttp's
+        # resolver asks), so an IPv4-only host does not wait for AAAA records too.
+        flags = socket.AI_ADDRCONFIG
+    else:
+        flags = socket.AI_NUMERICHOST  # a literal: nothing to look up
+    loop = asyncio.get_running_loop()
+    return await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=flags)
 
 
 def _request_bytes(method: str, url: URL, headers: CIMultiDict[str], body: bytes | None) -> bytes:
