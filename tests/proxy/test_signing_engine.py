@@ -29,16 +29,14 @@ ORDERS = "/trade-api/v2/portfolio/events/orders"
 BATCHED = "/trade-api/v2/portfolio/events/orders/batched"
 
 
-async def wait_for_pool(engine: SigningEngine, method: str, path: str) -> None:
-    async with asyncio.timeout(5):
-        while not engine._pools[(method, path)]:
-            await asyncio.sleep(0.01)
-
-
 async def wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.005)
+
+
+async def wait_for_pool(engine: SigningEngine, method: str, path: str) -> None:
+    await wait_until(lambda: bool(engine._pools[(method, path)]))
 
 
 async def test_presigned_orders_verify_and_are_used_once(make_upstream, make_proxy) -> None:
